@@ -24,6 +24,7 @@ Exception tree::
 
 from __future__ import annotations
 
+import builtins
 import enum
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -253,7 +254,9 @@ class SandboxBackend(Protocol):
         env: Mapping[str, str] | None = None,
     ) -> PtyHandle: ...
 
-    async def list_files(self, sandbox_id: str, path: str = "", *, recursive: bool = True) -> list[FileEntry]: ...
+    async def list_files(
+        self, sandbox_id: str, path: str = "", *, recursive: bool = True
+    ) -> builtins.list[FileEntry]: ...
 
     async def stat(self, sandbox_id: str, path: str) -> FileEntry: ...
 

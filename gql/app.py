@@ -1,0 +1,85 @@
+"""The Starlette app factory: settings from the environment, one lifespan for all resources."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route, WebSocketRoute
+
+from gql.context import Services
+from gql.schema import build_schema
+from gql.settings import Settings
+from gql.view import GraphQLView
+from resolvers.bus import EventBus
+from resolvers.database import close_database, open_database, ping_database
+from resolvers.events import EventLog
+
+logger = logging.getLogger("interviewlm")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings.from_env()
+    bus = EventBus(settings.event_bus_url)
+    services = Services(settings=settings, bus=bus, log=EventLog(bus))
+    view = GraphQLView(
+        build_schema(max_depth=settings.max_query_depth),
+        max_body_bytes=settings.max_body_bytes,
+        keep_alive=True,
+        keep_alive_interval=15,
+        connection_init_wait_timeout=timedelta(seconds=10),
+        allowed_origins=settings.cors_origins,
+    )
+    view.services = services
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await open_database(settings.database_url)
+        await bus.connect()
+        logger.info("interviewlm ready (bus %s)", settings.event_bus_url.split("@")[-1])
+        try:
+            yield
+        finally:
+            await bus.disconnect()
+            await close_database()
+
+    async def healthz(request: Request) -> JSONResponse:
+        checks: dict[str, str] = {}
+        for name, probe in (("database", ping_database), ("bus", bus.ping)):
+            try:
+                await probe()
+                checks[name] = "ok"
+            except Exception as exc:  # a health check reports, it does not raise
+                logger.warning("health check %s failed: %s", name, exc)
+                checks[name] = "unavailable"
+        healthy = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if healthy else "unavailable", **checks},
+            status_code=200 if healthy else 503,
+        )
+
+    app = Starlette(
+        routes=[
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/graphql", view, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+            WebSocketRoute("/graphql", view),
+        ],
+        middleware=[
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type", "accept"],
+            )
+        ],
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    return app

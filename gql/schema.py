@@ -1,0 +1,174 @@
+"""The root types. Each field authenticates, calls one resolver, converts the result."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import strawberry
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
+
+from gql.context import Info, principal_of
+from gql.errors import ApiSchema
+from gql.types.account import (
+    Account,
+    ApiToken,
+    CreateApiTokenInput,
+    CreateApiTokenPayload,
+    User,
+    ViewerKind,
+)
+from gql.types.event import EVENT_TYPES, Recording, event_of
+from gql.types.question import CreateQuestionInput, LanguageInfo, Question
+from gql.types.session import (
+    CreateSessionInput,
+    CreateSessionPayload,
+    InterviewSession,
+    InterviewSessionConnection,
+)
+from models.session import SessionStatus
+from resolvers import accounts, questions, recordings, sessions
+from resolvers.languages import LANGUAGES
+
+
+@strawberry.type
+class Viewer:
+    kind: ViewerKind
+    account: Account
+    user: User | None
+    session: InterviewSession | None = strawberry.field(
+        description="For candidate tokens: the one session the token opens."
+    )
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Who the bearer token belongs to.")
+    async def viewer(self, info: Info) -> Viewer:
+        view = await accounts.viewer(await principal_of(info))
+        return Viewer(
+            kind=ViewerKind(view.principal.kind.value),
+            account=Account.of(view.account),
+            user=User.of(view.user) if view.user else None,
+            session=InterviewSession.of(view.session) if view.session else None,
+        )
+
+    @strawberry.field
+    async def session(self, info: Info, id: strawberry.ID) -> InterviewSession:
+        model = await sessions.get_session(await principal_of(info), id, log=info.context.log)
+        return InterviewSession.of(model)
+
+    @strawberry.field(description="Newest first.")
+    async def sessions(
+        self,
+        info: Info,
+        *,
+        first: int = 20,
+        after: str | None = None,
+        status: SessionStatus | None = None,
+        candidate_email: str | None = None,
+        external_id: str | None = None,
+    ) -> InterviewSessionConnection:
+        page = await sessions.list_sessions(
+            await principal_of(info),
+            first=first,
+            after=after,
+            where=sessions.SessionFilter(
+                status=status, candidate_email=candidate_email, external_id=external_id
+            ),
+        )
+        return InterviewSessionConnection.of(page)
+
+    @strawberry.field
+    async def question(self, info: Info, id: strawberry.ID) -> Question:
+        return Question.of(await questions.get_question(await principal_of(info), id))
+
+    @strawberry.field(description="The account's questions, newest first.")
+    async def questions(self, info: Info) -> list[Question]:
+        return [Question.of(v) for v in await questions.list_questions(await principal_of(info))]
+
+    @strawberry.field(description="Stored events of a session after `afterSeq`, in order.")
+    async def recording(
+        self, info: Info, session_id: strawberry.ID, after_seq: int = 0, first: int = 500
+    ) -> Recording:
+        page = await recordings.read_recording(
+            await principal_of(info),
+            session_id,
+            after_seq=after_seq,
+            first=first,
+            log=info.context.log,
+        )
+        return Recording(
+            session_id=strawberry.ID(page.session_id),
+            events=[event_of(e) for e in page.events],
+            last_seq=page.last_seq,
+            has_more=page.has_more,
+        )
+
+    @strawberry.field
+    def languages(self) -> list[LanguageInfo]:
+        return [LanguageInfo.of(info) for info in LANGUAGES]
+
+    @strawberry.field(description="The account's API tokens (interviewers only).")
+    async def api_tokens(self, info: Info) -> list[ApiToken]:
+        return [ApiToken.of(t) for t in await accounts.list_api_tokens(await principal_of(info))]
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation
+    async def create_question(self, info: Info, input: CreateQuestionInput) -> Question:
+        view = await questions.create_question(
+            await principal_of(info),
+            input.to_spec(),
+            max_file_bytes=info.context.settings.max_file_bytes,
+        )
+        return Question.of(view)
+
+    @strawberry.mutation(description="Schedule an interview; returns the candidate's token.")
+    async def create_session(self, info: Info, input: CreateSessionInput) -> CreateSessionPayload:
+        settings = info.context.settings
+        created = await sessions.create_session(
+            await principal_of(info),
+            input.to_spec(),
+            log=info.context.log,
+            public_url=settings.public_url,
+            token_ttl=timedelta(seconds=settings.candidate_token_ttl_s),
+        )
+        return CreateSessionPayload.of(created)
+
+    @strawberry.mutation(description="Finish a session (COMPLETED), or cancel it (CANCELLED).")
+    async def end_session(
+        self, info: Info, session_id: strawberry.ID, cancel: bool = False
+    ) -> InterviewSession:
+        model = await sessions.end_session(
+            await principal_of(info), session_id, cancel=cancel, log=info.context.log
+        )
+        return InterviewSession.of(model)
+
+    @strawberry.mutation(description="Create an API token; the secret is in the payload, once.")
+    async def create_api_token(
+        self, info: Info, input: CreateApiTokenInput
+    ) -> CreateApiTokenPayload:
+        created = await accounts.create_api_token(
+            await principal_of(info),
+            name=input.name,
+            scope=input.scope.value,
+            expires_at=input.expires_at,
+        )
+        return CreateApiTokenPayload.of(created)
+
+    @strawberry.mutation
+    async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiToken:
+        return ApiToken.of(await accounts.revoke_api_token(await principal_of(info), id))
+
+
+def build_schema(*, max_depth: int = 12, max_aliases: int = 30) -> ApiSchema:
+    return ApiSchema(
+        query=Query,
+        mutation=Mutation,
+        types=EVENT_TYPES,
+        extensions=[
+            lambda: QueryDepthLimiter(max_depth=max_depth),
+            lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+        ],
+    )

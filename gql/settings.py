@@ -1,0 +1,115 @@
+"""Settings, read from the environment by the app factory (never at import time).
+
+Every variable is listed in ``.env.example``; unset variables take the embedded
+defaults (SQLite under ``./var/``, in-memory event bus, local sandboxes).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the server cannot use."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = "sqlite://var/interviewlm.sqlite3"
+    redis_url: str | None = None
+    sandbox_backend: str = "local"
+    sandbox_root: Path = Path("var/sandboxes")
+    modal_token_id: str | None = None
+    modal_token_secret: str | None = field(default=None, repr=False)
+    anthropic_api_key: str | None = field(default=None, repr=False)
+    claude_command: str | None = None
+    claude_allow_network: bool = False
+    cors_origins: tuple[str, ...] = ()
+    public_url: str = "http://localhost:8000"
+    command_timeout_s: int = 30
+    command_timeout_max_s: int = 300
+    output_cap_bytes: int = 1 << 20
+    sandbox_idle_timeout_s: int = 1800
+    sandbox_max_lifetime_s: int = 4 * 3600
+    workspace_retention_s: int = 7 * 24 * 3600
+    account_sandbox_quota: int = 10
+    candidate_token_ttl_s: int = 7 * 24 * 3600
+    max_body_bytes: int = 4 << 20
+    max_query_depth: int = 12
+    max_file_bytes: int = 1 << 20
+    log_level: str = "INFO"
+
+    @property
+    def event_bus_url(self) -> str:
+        return self.redis_url or "memory://"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        d = cls()
+        backend = env.get("SANDBOX_BACKEND", "local").strip() or "local"
+        if backend not in {"local", "modal"}:
+            raise SettingsError(f"SANDBOX_BACKEND must be 'local' or 'modal', got {backend!r}")
+        database_url = env.get("DATABASE_URL", "").strip() or d.database_url
+        if not database_url.startswith(("sqlite://", "postgres://", "postgresql://")):
+            raise SettingsError("DATABASE_URL must be a sqlite:// or postgres:// URL")
+        return cls(
+            database_url=database_url,
+            redis_url=env.get("REDIS_URL", "").strip() or None,
+            sandbox_backend=backend,
+            sandbox_root=Path(env.get("SANDBOX_ROOT", "").strip() or d.sandbox_root),
+            modal_token_id=env.get("MODAL_TOKEN_ID") or None,
+            modal_token_secret=env.get("MODAL_TOKEN_SECRET") or None,
+            anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
+            claude_command=env.get("CLAUDE_COMMAND") or None,
+            claude_allow_network=_bool(env, "CLAUDE_ALLOW_NETWORK", False),
+            cors_origins=_list(env, "CORS_ORIGINS"),
+            public_url=(env.get("PUBLIC_URL", "").strip() or d.public_url).rstrip("/"),
+            command_timeout_s=_int(env, "COMMAND_TIMEOUT_SECONDS", d.command_timeout_s),
+            command_timeout_max_s=_int(env, "COMMAND_TIMEOUT_MAX_SECONDS", d.command_timeout_max_s),
+            output_cap_bytes=_int(env, "OUTPUT_CAP_BYTES", d.output_cap_bytes),
+            sandbox_idle_timeout_s=_int(
+                env, "SANDBOX_IDLE_TIMEOUT_SECONDS", d.sandbox_idle_timeout_s
+            ),
+            sandbox_max_lifetime_s=_int(
+                env, "SANDBOX_MAX_LIFETIME_SECONDS", d.sandbox_max_lifetime_s
+            ),
+            workspace_retention_s=_int(env, "WORKSPACE_RETENTION_SECONDS", d.workspace_retention_s),
+            account_sandbox_quota=_int(env, "ACCOUNT_SANDBOX_QUOTA", d.account_sandbox_quota),
+            candidate_token_ttl_s=_int(env, "CANDIDATE_TOKEN_TTL_SECONDS", d.candidate_token_ttl_s),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", d.max_body_bytes),
+            max_query_depth=_int(env, "MAX_QUERY_DEPTH", d.max_query_depth),
+            max_file_bytes=_int(env, "MAX_FILE_BYTES", d.max_file_bytes),
+            log_level=(env.get("LOG_LEVEL", "").strip() or d.log_level).upper(),
+        )

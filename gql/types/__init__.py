@@ -1,0 +1,1 @@
+"""Strawberry types, one domain per module; they convert from resolver results."""

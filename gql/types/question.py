@@ -1,0 +1,172 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+from strawberry.scalars import JSON
+
+from modal_app.base import Language
+from resolvers.languages import LanguageInfo as LanguageInfoData
+from resolvers.questions import LanguageSpec, QuestionSpec, QuestionView, StarterFile, TestCaseSpec
+
+strawberry.enum(Language, name="Language")
+
+
+@strawberry.type
+class LanguageInfo:
+    id: Language
+    name: str
+    file_extension: str
+
+    @classmethod
+    def of(cls, info: LanguageInfoData) -> LanguageInfo:
+        return cls(id=info.language, name=info.name, file_extension=info.extension)
+
+
+@strawberry.type(name="StarterFile")
+class StarterFileType:
+    path: str
+    content: str
+
+
+@strawberry.type
+class QuestionLanguage:
+    language: Language
+    entrypoint: str
+    solution_path: str
+    starter_files: list[StarterFileType]
+
+
+@strawberry.type
+class TestCase:
+    id: strawberry.ID
+    name: str
+    hidden: bool
+    timeout_ms: int
+    input: JSON | None = strawberry.field(description="Function mode: positional arguments.")
+    expected: JSON | None = strawberry.field(
+        description="Function mode: the return value expected."
+    )
+    stdin: str | None
+    expected_stdout: str | None
+
+
+@strawberry.type
+class Question:
+    id: strawberry.ID
+    title: str
+    prompt: str = strawberry.field(description="Markdown.")
+    float_tolerance: float | None
+    languages: list[QuestionLanguage]
+    test_cases: list[TestCase] = strawberry.field(
+        description="Every case for interviewers and ATS; only visible ones for candidates."
+    )
+    hidden_test_count: int
+    total_test_count: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, view: QuestionView) -> Question:
+        q = view.question
+        return cls(
+            id=strawberry.ID(str(q.id)),
+            title=q.title,
+            prompt=q.prompt,
+            float_tolerance=q.float_tolerance,
+            languages=[
+                QuestionLanguage(
+                    language=Language(lang.language),
+                    entrypoint=lang.entrypoint,
+                    solution_path=lang.solution_path,
+                    starter_files=[StarterFileType(**f) for f in lang.starter_files],
+                )
+                for lang in view.languages
+            ],
+            test_cases=[
+                TestCase(
+                    id=strawberry.ID(str(c.id)),
+                    name=c.name,
+                    hidden=c.hidden,
+                    timeout_ms=c.timeout_ms,
+                    input=c.input,
+                    expected=c.expected,
+                    stdin=c.stdin,
+                    expected_stdout=c.expected_stdout,
+                )
+                for c in view.test_cases
+            ],
+            hidden_test_count=view.hidden_test_count,
+            total_test_count=view.total_test_count,
+            created_at=q.created_at,
+        )
+
+
+@strawberry.input
+class StarterFileInput:
+    path: str
+    content: str
+
+
+@strawberry.input
+class QuestionLanguageInput:
+    language: Language
+    entrypoint: str
+    solution_path: str
+    starter_files: list[StarterFileInput] = strawberry.field(default_factory=list)
+
+
+@strawberry.input
+class TestCaseInput:
+    name: str
+    hidden: bool = False
+    timeout_ms: int = 2000
+    input: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Function mode: a JSON list of positional arguments."
+    )
+    expected: JSON | None = strawberry.field(
+        default=strawberry.UNSET, description="Function mode: the JSON value to return."
+    )
+    stdin: str | None = strawberry.field(default=None, description="Program mode: standard input.")
+    expected_stdout: str | None = strawberry.field(
+        default=None, description="Program mode: expected standard output."
+    )
+
+
+@strawberry.input
+class CreateQuestionInput:
+    title: str
+    prompt: str
+    languages: list[QuestionLanguageInput]
+    test_cases: list[TestCaseInput]
+    float_tolerance: float | None = strawberry.field(
+        default=None, description="Absolute tolerance when comparing floats in results."
+    )
+
+    def to_spec(self) -> QuestionSpec:
+        return QuestionSpec(
+            title=self.title,
+            prompt=self.prompt,
+            float_tolerance=self.float_tolerance,
+            languages=[
+                LanguageSpec(
+                    language=lang.language.value,
+                    entrypoint=lang.entrypoint,
+                    solution_path=lang.solution_path,
+                    starter_files=[StarterFile(f.path, f.content) for f in lang.starter_files],
+                )
+                for lang in self.languages
+            ],
+            test_cases=[
+                TestCaseSpec(
+                    name=case.name,
+                    hidden=case.hidden,
+                    timeout_ms=case.timeout_ms,
+                    input=None if case.input is strawberry.UNSET else case.input,
+                    expected=None if case.expected is strawberry.UNSET else case.expected,
+                    has_expected=case.expected is not strawberry.UNSET,
+                    stdin=case.stdin,
+                    expected_stdout=case.expected_stdout,
+                )
+                for case in self.test_cases
+            ],
+        )

@@ -1,0 +1,34 @@
+"""Reading a session's recording: its stored events, in seq order, page by page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from resolvers import validation as check
+from resolvers.auth import Principal
+from resolvers.events import MAX_READ, EventLog, EventRecord
+from resolvers.sessions import get_session
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingPage:
+    session_id: str
+    events: list[EventRecord]
+    last_seq: int
+    has_more: bool
+
+
+async def read_recording(
+    principal: Principal, session_id: str, *, after_seq: int, first: int, log: EventLog
+) -> RecordingPage:
+    session = await get_session(principal, session_id, log=log)
+    check.int_range("afterSeq", after_seq, low=0, high=2**62)
+    check.int_range("first", first, low=1, high=MAX_READ)
+    events = await log.read(session.id, after_seq=after_seq, limit=first)
+    last_returned = events[-1].seq if events else after_seq
+    return RecordingPage(
+        session_id=str(session.id),
+        events=events,
+        last_seq=session.last_seq,
+        has_more=last_returned < session.last_seq,
+    )

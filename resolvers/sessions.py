@@ -1,0 +1,166 @@
+"""Interview sessions: create (with the candidate's token), list, read, end, expire."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from tortoise.transactions import in_transaction
+
+from models.question import Question, QuestionLanguage
+from models.session import InterviewSession, SessionStatus
+from models.token import CandidateToken
+from resolvers import validation as check
+from resolvers.auth import Principal, new_token
+from resolvers.errors import BadUserInput, Conflict, NotFound
+from resolvers.events import EventLog
+from resolvers.languages import language_info
+from resolvers.pagination import Page, paginate
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSpec:
+    question_id: str
+    candidate_name: str
+    candidate_email: str
+    language: str | None = None
+    external_id: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    status: SessionStatus | None = None
+    candidate_email: str | None = None
+    external_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedSession:
+    session: InterviewSession
+    candidate_token: str
+    """Shown once; only its hash is stored."""
+    invite_url: str
+
+
+async def create_session(
+    principal: Principal,
+    spec: SessionSpec,
+    *,
+    log: EventLog,
+    public_url: str,
+    token_ttl: timedelta,
+) -> CreatedSession:
+    principal.require_staff()
+    qid = check.object_id("input.questionId", spec.question_id)
+    name = check.text("input.candidateName", spec.candidate_name, max_length=200)
+    email = check.email("input.candidateEmail", spec.candidate_email)
+    external_id = check.optional_text("input.externalId", spec.external_id, max_length=200)
+    question = await Question.get_or_none(id=qid, account_id=principal.account_id)
+    if question is None:
+        raise NotFound("question")
+    offered: list[str] = [
+        lang.language for lang in await QuestionLanguage.filter(question_id=qid).order_by("id")
+    ]
+    language = offered[0]
+    if spec.language is not None:
+        language = language_info("input.language", spec.language).language.value
+        if language not in offered:
+            raise BadUserInput("input.language", "the question has no starter for this language")
+    now = datetime.now(UTC)
+    expires_at = spec.expires_at or now + token_ttl
+    if expires_at.tzinfo is None:
+        raise BadUserInput("input.expiresAt", "must include a time zone")
+    if expires_at <= now:
+        raise BadUserInput("input.expiresAt", "must be in the future")
+    if external_id and await InterviewSession.exists(
+        account_id=principal.account_id,
+        external_id=external_id,
+        status__in=[SessionStatus.SCHEDULED, SessionStatus.ACTIVE],
+    ):
+        raise Conflict(f"an open session with externalId {external_id!r} already exists")
+    token, digest, prefix = new_token("candidate")
+    async with in_transaction() as conn:
+        session = await InterviewSession.create(
+            account_id=principal.account_id,
+            question=question,
+            language=language,
+            candidate_name=name,
+            candidate_email=email,
+            external_id=external_id,
+            expires_at=expires_at,
+            using_db=conn,
+        )
+        await CandidateToken.create(
+            session=session, token_hash=digest, prefix=prefix, expires_at=expires_at, using_db=conn
+        )
+    await log.append(
+        session.id,
+        "session.created",
+        {"status": session.status.value, "language": language, "questionId": str(qid)},
+    )
+    return CreatedSession(
+        session=session,
+        candidate_token=token,
+        invite_url=f"{public_url}/interview/{session.id}#token={token}",
+    )
+
+
+async def get_session(principal: Principal, session_id: str, *, log: EventLog) -> InterviewSession:
+    """Load a session through the caller's account; candidates reach only their own."""
+    sid = check.object_id("sessionId", session_id)
+    if not principal.is_staff and sid != principal.session_id:
+        raise NotFound("session")
+    session = await InterviewSession.get_or_none(id=sid, account_id=principal.account_id)
+    if session is None:
+        raise NotFound("session")
+    return await expire_if_due(session, log=log)
+
+
+async def expire_if_due(session: InterviewSession, *, log: EventLog) -> InterviewSession:
+    now = datetime.now(UTC)
+    if session.status.is_open and session.expires_at is not None and session.expires_at <= now:
+        return await _finish(session, SessionStatus.EXPIRED, log=log)
+    return session
+
+
+async def _finish(
+    session: InterviewSession, status: SessionStatus, *, log: EventLog
+) -> InterviewSession:
+    now = datetime.now(UTC)
+    # Conditional update: of two concurrent enders exactly one wins.
+    changed = await InterviewSession.filter(
+        id=session.id, status__in=[SessionStatus.SCHEDULED, SessionStatus.ACTIVE]
+    ).update(status=status, ended_at=now)
+    if changed:
+        await log.append(session.id, "session.ended", {"status": status.value})
+    return await InterviewSession.get(id=session.id)
+
+
+async def end_session(
+    principal: Principal, session_id: str, *, cancel: bool, log: EventLog
+) -> InterviewSession:
+    session = await get_session(principal, session_id, log=log)
+    if cancel:
+        principal.require_staff()
+    if not session.status.is_open:
+        raise Conflict(f"session is already {session.status.value}")
+    status = SessionStatus.CANCELLED if cancel else SessionStatus.COMPLETED
+    session = await _finish(session, status, log=log)
+    if session.status is not status:
+        raise Conflict(f"session is already {session.status.value}")
+    return session
+
+
+async def list_sessions(
+    principal: Principal, *, first: int, after: str | None, where: SessionFilter
+) -> Page[InterviewSession]:
+    principal.require_staff()
+    query = InterviewSession.filter(account_id=principal.account_id)
+    if where.status is not None:
+        query = query.filter(status=where.status)
+    if where.candidate_email is not None:
+        query = query.filter(candidate_email=where.candidate_email.strip().lower())
+    if where.external_id is not None:
+        query = query.filter(external_id=where.external_id)
+    return await paginate(query, first=first, after=after)

@@ -1,0 +1,157 @@
+"""Test fixtures: one real database per run, the real app, a fresh account per test.
+
+The suite runs once per database, in separate processes (Tortoise caches SQL
+per dialect): ``TEST_DATABASE=sqlite`` (the default; bus in memory) and
+``TEST_DATABASE=postgres`` (PostgreSQL on 127.0.0.1:5432 with the bus on the
+real Redis at 127.0.0.1:6379). In CI both run and nothing of them skips.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from gql.app import create_app
+from gql.settings import Settings
+from resolvers.database import migrate
+from resolvers.seed import seed_demo
+from tests.server import ServerProcess, start_server
+from tests.support import Api
+
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+DB_FIXTURES = {"app", "client", "api", "account", "account_factory", "database_url", "live_server"}
+
+
+def test_database() -> str:
+    kind = os.environ.get("TEST_DATABASE", "sqlite")
+    assert kind in {"sqlite", "postgres"}, f"TEST_DATABASE must be sqlite or postgres, not {kind}"
+    return kind
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "db: uses the database (runs in both database passes)")
+
+
+@pytest.fixture(scope="session")
+async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    if test_database() == "sqlite":
+        yield f"sqlite://{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
+        return
+    name = f"interviewlm_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield POSTGRES_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def make_settings(database_url: str, sandbox_root: Path, **overrides: Any) -> Settings:
+    env = {
+        "DATABASE_URL": database_url,
+        "SANDBOX_ROOT": str(sandbox_root),
+        "PUBLIC_URL": "http://interviewlm.test",
+    }
+    if test_database() == "postgres":
+        env["REDIS_URL"] = REDIS_URL
+    settings = Settings.from_env(env)
+    return settings if not overrides else type(settings)(**{**_fields(settings), **overrides})
+
+
+def _fields(settings: Settings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+
+
+@pytest.fixture(scope="session")
+async def app(
+    database_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Starlette]:
+    await migrate(database_url)
+    application = create_app(make_settings(database_url, tmp_path_factory.mktemp("sandboxes")))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture(scope="session")
+def api(client: httpx.AsyncClient) -> Api:
+    return Api(client)
+
+
+Account = dict[str, str]
+
+
+@pytest.fixture
+async def account(app: Starlette) -> Account:
+    """A fresh demo account (see ``interviewlm seed-demo``): tokens, question, session."""
+    return await new_account(app)
+
+
+async def new_account(app: Starlette) -> Account:
+    services = app.state.services
+    return await seed_demo(
+        log=services.log,
+        public_url=services.settings.public_url,
+        max_file_bytes=services.settings.max_file_bytes,
+    )
+
+
+@pytest.fixture
+def account_factory(app: Starlette) -> Callable[[], Awaitable[Account]]:
+    return lambda: new_account(app)
+
+
+def random_email() -> str:
+    return f"cand-{secrets.token_hex(4)}@example.com"
+
+
+@pytest.fixture(scope="session")
+def server_env(app: Starlette) -> dict[str, str]:
+    """Environment for child server processes sharing this run's database and bus."""
+    settings = app.state.services.settings
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "SANDBOX_ROOT": str(settings.sandbox_root),
+        "LOG_LEVEL": "WARNING",
+    }
+    if settings.redis_url:
+        env["REDIS_URL"] = settings.redis_url
+    return env
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    server = start_server(server_env, tmp_path_factory.mktemp("server"))
+    yield server
+    server.stop()

@@ -1,0 +1,178 @@
+"""Accounts are walls: every query and mutation, tried with another account's tokens.
+
+The battery covers every root field: a test below fails when the schema gains
+a Query or Mutation field that has no case here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from tests.conftest import Account, random_email
+from tests.support import Api
+
+# field -> (operation, variables from the victim account, "object" | "list")
+BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
+    "viewer": ("{ viewer { account { id } session { id } } }", lambda a: {}, "list"),
+    "session": (
+        "query($id: ID!) { session(id: $id) { id candidateEmail } }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "sessions": ("{ sessions(first: 100) { edges { node { id } } } }", lambda a: {}, "list"),
+    "question": (
+        "query($id: ID!) { question(id: $id) { id prompt } }",
+        lambda a: {"id": a["questionId"]},
+        "object",
+    ),
+    "questions": ("{ questions { id } }", lambda a: {}, "list"),
+    "recording": (
+        "query($id: ID!) { recording(sessionId: $id) { events { seq } } }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "languages": ("{ languages { id } }", lambda a: {}, "list"),
+    "apiTokens": ("{ apiTokens { id } }", lambda a: {}, "list"),
+    "createQuestion": (
+        """mutation($q: ID!) { createQuestion(input: {title: "t", prompt: "p",
+            languages: [{language: PYTHON, entrypoint: "f", solutionPath: "s.py"}],
+            testCases: [{name: "c", input: [$q], expected: 1}]}) { id } }""",
+        lambda a: {"q": a["questionId"]},
+        "create",
+    ),
+    "createSession": (
+        """mutation($q: ID!) { createSession(input: {questionId: $q, candidateName: "x",
+            candidateEmail: "x@example.com"}) { session { id } candidateToken } }""",
+        lambda a: {"q": a["questionId"]},
+        "object",
+    ),
+    "endSession": (
+        "mutation($id: ID!) { endSession(sessionId: $id) { id status } }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "createApiToken": (
+        'mutation { createApiToken(input: {name: "n", scope: ATS}) { apiToken { id } } }',
+        lambda a: {},
+        "create",
+    ),
+    "revokeApiToken": (
+        "mutation($id: ID!) { revokeApiToken(id: $id) { id } }",
+        lambda a: {"id": a["tokenId"]},
+        "object",
+    ),
+}
+
+
+async def _victim(api: Api, make_account: Callable[[], Awaitable[Account]]) -> Account:
+    victim = await make_account()
+    tokens = (await api("{ apiTokens { id scope } }", token=victim["interviewerToken"])).ok()
+    victim["tokenId"] = next(t["id"] for t in tokens["apiTokens"] if t["scope"] == "ATS")
+    return victim
+
+
+def _victim_ids(victim: Account) -> list[str]:
+    return [victim[k] for k in ("accountId", "sessionId", "questionId", "tokenId")]
+
+
+async def test_battery_covers_every_root_field(api: Api, account: Account) -> None:
+    query = "{ __schema { queryType { fields { name } } mutationType { fields { name } } } }"
+    schema = (await api(query, token=account["interviewerToken"])).ok()["__schema"]
+    fields = {f["name"] for t in ("queryType", "mutationType") for f in schema[t]["fields"]}
+    assert fields == set(BATTERY)
+
+
+@pytest.mark.parametrize("field", sorted(BATTERY))
+@pytest.mark.parametrize("intruder", ["interviewerToken", "atsToken", "candidateToken"])
+async def test_other_account_gets_nothing(
+    api: Api, account_factory: Callable[[], Awaitable[Account]], field: str, intruder: str
+) -> None:
+    victim = await _victim(api, account_factory)
+    attacker = await account_factory()
+    operation, variables, kind = BATTERY[field]
+    result = await api(operation, variables(victim), token=attacker[intruder])
+    for victim_id in _victim_ids(victim):
+        assert victim_id not in str(result.body)
+    if kind == "object":
+        assert result.codes, result.body
+        assert set(result.codes) <= {"NOT_FOUND", "FORBIDDEN"}, result.body
+        assert result.data is None or all(v is None for v in result.data.values())
+    # The victim's state is untouched whatever the intruder tried.
+    check = await api(
+        "query($id: ID!) { session(id: $id) { status } }",
+        {"id": victim["sessionId"]},
+        token=victim["interviewerToken"],
+    )
+    assert check.ok()["session"]["status"] == "SCHEDULED"
+
+
+async def test_candidate_token_opens_only_its_session(api: Api, account: Account) -> None:
+    staff = account["interviewerToken"]
+    other = (
+        await api(
+            BATTERY["createSession"][0].replace('"x@example.com"', f'"{random_email()}"'),
+            {"q": account["questionId"]},
+            token=staff,
+        )
+    ).ok()["createSession"]
+    candidate = account["candidateToken"]
+    mine = await api(
+        "query($id: ID!) { session(id: $id) { id } }", {"id": account["sessionId"]}, token=candidate
+    )
+    assert mine.ok()["session"]["id"] == account["sessionId"]
+    for field in ("session", "recording", "endSession"):
+        operation = BATTERY[field][0]
+        result = await api(operation, {"id": other["session"]["id"]}, token=candidate)
+        assert result.codes == ["NOT_FOUND"], (field, result.body)
+    for field in ("sessions", "questions", "apiTokens", "createApiToken"):
+        result = await api(BATTERY[field][0], token=candidate)
+        assert result.codes == ["FORBIDDEN"], (field, result.body)
+    for field in ("createQuestion", "createSession"):
+        result = await api(BATTERY[field][0], {"q": account["questionId"]}, token=candidate)
+        assert result.codes == ["FORBIDDEN"], (field, result.body)
+    cancel = await api(
+        "mutation($id: ID!) { endSession(sessionId: $id, cancel: true) { id } }",
+        {"id": account["sessionId"]},
+        token=candidate,
+    )
+    assert cancel.codes == ["FORBIDDEN"]
+
+
+QUESTION_CASES = "{ id hiddenTestCount totalTestCount testCases { name hidden input expected } }"
+
+
+async def test_hidden_tests_are_invisible_to_candidates(api: Api, account: Account) -> None:
+    candidate = account["candidateToken"]
+    via_session = (
+        await api(
+            "query($id: ID!) { session(id: $id) { question " + QUESTION_CASES + " } }",
+            {"id": account["sessionId"]},
+            token=candidate,
+        )
+    ).ok()["session"]["question"]
+    via_question = (
+        await api(
+            "query($id: ID!) { question(id: $id) " + QUESTION_CASES + " }",
+            {"id": account["questionId"]},
+            token=candidate,
+        )
+    ).ok()["question"]
+    staff_view = (
+        await api(
+            "query($id: ID!) { question(id: $id) " + QUESTION_CASES + " }",
+            {"id": account["questionId"]},
+            token=account["atsToken"],
+        )
+    ).ok()["question"]
+    hidden = [c for c in staff_view["testCases"] if c["hidden"]]
+    assert len(hidden) == 2
+    for seen in (via_session, via_question):
+        assert seen["hiddenTestCount"] == 2
+        assert all(not c["hidden"] for c in seen["testCases"])
+        assert len(seen["testCases"]) == staff_view["totalTestCount"] - 2
+        for case in hidden:
+            assert case["name"] not in str(seen)
+            assert str(case["input"]) not in str(seen)
