@@ -273,6 +273,12 @@ class SandboxBackend(Protocol):
     async def terminate(self, sandbox_id: str) -> None:
         """Kill every process of the sandbox; idempotent."""
 
+    async def remove(self, sandbox_id: str) -> None:
+        """Delete a terminated sandbox's workspace (or volume) for good; idempotent.
+
+        Raises SandboxError if the sandbox still runs: terminate it first.
+        """
+
 
 TRUNCATION_MARKER = b"\n[output truncated: limit of %d bytes reached]\n"
 
