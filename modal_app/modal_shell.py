@@ -1,0 +1,158 @@
+"""POSIX shell snippets the Modal backend runs inside sandboxes.
+
+Modal 1.6.4 has no RPC to signal an exec'd process or to resize a PTY (the
+task command router offers exec start / stdin / stdio / poll / wait only), it
+cannot apply per-command rlimits, and its filesystem API follows symlinks.  So
+every command is started through ``exec_wrapper_argv``, a tiny ``sh``
+prologue that records the command's pid (and, for a PTY, its tty) in a state
+file, applies the ``Limits`` with ``ulimit`` and then ``exec``s the command, so
+the pid is the command's own.  Killing, resizing and the symlink check are
+then ordinary commands run next to it.
+
+Everything here is pure (argv lists built from strings) and the scripts use
+only POSIX sh, ``/proc``, ``kill``, ``stty``, ``tty`` and ``readlink -f``
+(present in Debian and in busybox), so the tests run them on the host against
+real processes and directories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from modal_app.base import WORKSPACE, Limits
+
+# Inside the sandbox, which is single-tenant: no /tmp race with other users.
+STATE_DIR = "/tmp/.interviewlm"  # noqa: S108
+GUARD_ESCAPES = 3
+
+_EXEC_WRAPPER = r"""
+state=$1 nofile=$2 fsize=$3 nproc=$4 cpu=$5 cols=$6 rows=$7
+shift 7
+{
+  mkdir -p "${state%/*}" && echo $$ >"$state"
+  if [ "$cols" != 0 ]; then
+    tty >>"$state"
+    stty cols "$cols" rows "$rows"
+    export TERM="${TERM:-xterm-256color}"
+  fi
+  [ "$nofile" = 0 ] || ulimit -n "$nofile"
+  [ "$fsize" = 0 ] || ulimit -f "$fsize"
+  [ "$cpu" = 0 ] || ulimit -t "$cpu"
+  [ "$nproc" = 0 ] || ulimit -u "$nproc" || ulimit -p "$nproc"
+} 2>/dev/null
+exec "$@"
+"""
+
+# Freeze the whole tree with SIGSTOP first (walking it three times catches
+# children forked during a walk), then SIGKILL it: killing the root first
+# would reparent its children to init and hide them from the walk.
+_KILL_TREE = r"""
+state=$1
+i=0
+while [ ! -s "$state" ] && [ "$i" -lt 30 ]; do sleep 0.1; i=$((i + 1)); done
+root=
+{ read -r root <"$state"; } 2>/dev/null
+case $root in ''|*[!0-9]*) exit 0 ;; esac
+tree() {
+  pairs=
+  for f in /proc/[0-9]*/stat; do
+    s=
+    { IFS= read -r s <"$f"; } 2>/dev/null || continue
+    p=${f#/proc/}
+    p=${p%/stat}
+    set -- ${s##*') '}
+    pairs="$pairs $p:$2"
+  done
+  found=" $root "
+  changed=1
+  while [ "$changed" = 1 ]; do
+    changed=0
+    for pr in $pairs; do
+      c=${pr%%:*}
+      case $found in *" $c "*) continue ;; esac
+      case $found in *" ${pr#*:} "*) found="$found$c " changed=1 ;; esac
+    done
+  done
+  echo $found
+}
+kill -0 "$root" 2>/dev/null || exit 0
+for n in 1 2 3; do kill -s STOP $(tree) 2>/dev/null; done
+kill -s KILL $(tree) 2>/dev/null
+exit 0
+"""
+
+_RESIZE = r"""
+{ read -r pid; read -r tty; } <"$1" 2>/dev/null
+[ -n "$tty" ] || exit 0
+stty -F "$tty" cols "$2" rows "$3" 2>/dev/null || stty cols "$2" rows "$3" <"$tty"
+"""
+
+# Resolve the deepest existing ancestor of the target (or the target itself
+# when it exists) through every symlink, and refuse anything that lands
+# outside the workspace.  With follow=0 the last component is not resolved,
+# so a symlink itself can be stat'ed or deleted.
+_GUARD = r"""
+t=$1 follow=$2 root=$3
+[ "$follow" = 1 ] || t=${t%/*}
+p=$t
+while [ -n "$p" ] && [ ! -e "$p" ] && [ ! -L "$p" ]; do p=${p%/*}; done
+[ -n "$p" ] || exit 3
+r=$(readlink -f -- "$p") || exit 3
+case $r in "$root" | "$root"/*) exit 0 ;; esac
+exit 3
+"""
+
+
+def exec_wrapper_argv(
+    argv: Sequence[str],
+    *,
+    state_path: str,
+    limits: Limits | None,
+    pty_size: tuple[int, int] | None = None,
+) -> list[str]:
+    """``argv`` started through the prologue that records its pid and applies ``limits``.
+
+    ``pty_size`` is (cols, rows) for a PTY session: the tty is recorded too and
+    the terminal is sized before the command starts.
+    """
+    nofile = fsize_blocks = nproc = cpu = 0
+    if limits is not None:
+        nofile = limits.max_open_files
+        # POSIX ``ulimit -f`` counts 512-byte blocks (bash too when run as sh).
+        fsize_blocks = limits.max_file_size_mb * 2048
+        nproc = limits.max_processes
+        cpu = limits.cpu_seconds
+    cols, rows = pty_size if pty_size is not None else (0, 0)
+    numbers = (nofile, fsize_blocks, nproc, cpu, cols, rows)
+    return [
+        "sh",
+        "-c",
+        _EXEC_WRAPPER,
+        "interviewlm-exec",
+        state_path,
+        *(str(max(0, int(n))) for n in numbers),
+        *argv,
+    ]
+
+
+def kill_tree_argv(state_path: str) -> list[str]:
+    """SIGKILL the process recorded in ``state_path`` and all its descendants."""
+    return ["sh", "-c", _KILL_TREE, "interviewlm-kill", state_path]
+
+
+def resize_argv(state_path: str, cols: int, rows: int) -> list[str]:
+    """Set the window size of the PTY recorded in ``state_path`` (SIGWINCH follows)."""
+    return ["sh", "-c", _RESIZE, "interviewlm-resize", state_path, str(cols), str(rows)]
+
+
+def guard_argv(absolute_path: str, *, follow_last: bool, root: str = WORKSPACE) -> list[str]:
+    """Exit 0 when ``absolute_path`` resolves inside ``root``, ``GUARD_ESCAPES`` when not."""
+    return [
+        "sh",
+        "-c",
+        _GUARD,
+        "interviewlm-guard",
+        absolute_path,
+        "1" if follow_last else "0",
+        root,
+    ]
