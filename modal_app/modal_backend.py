@@ -67,6 +67,7 @@ from modal_app.base import (
     Limits,
     NetworkPolicy,
     PtyHandle,
+    SandboxError,
     SandboxFileError,
     SandboxInfo,
     SandboxNotFound,
@@ -355,6 +356,39 @@ class ModalSandboxBackend:
             async with asyncio.timeout(30):
                 await ref.sandbox.wait.aio(raise_on_termination=False)
 
+    async def remove(self, sandbox_id: str) -> None:
+        """Delete the workspace volume of an ended sandbox; idempotent.
+
+        A volume is per workspace, so it is kept while another running sandbox
+        (a later one of the same session) still mounts it.
+        """
+        try:
+            ref = await self._ref(sandbox_id)
+        except SandboxNotFound:
+            return
+        if not ref.ended and not await self._finished(ref):
+            raise SandboxError(f"sandbox {sandbox_id} is still running: terminate it first")
+        ref.ended = True
+        name = ref.volume_name
+        if name is None:
+            return
+        for other in await self.list({TAG_VOLUME: name, **self._account_tag(ref)}):
+            if other.id != ref.id and other.status is SandboxStatus.RUNNING:
+                return
+        with translate_errors():
+            await modal.Volume.objects.delete.aio(
+                name,
+                allow_missing=True,
+                environment_name=self._options.environment,
+                client=self._require_client(),
+            )
+        self._volumes.pop(name, None)
+
+    @staticmethod
+    def _account_tag(ref: _Ref) -> dict[str, str]:
+        account = ref.tags.get("account")
+        return {"account": account} if account else {}
+
     # -- commands ------------------------------------------------------------
 
     async def exec(
@@ -501,30 +535,44 @@ class ModalSandboxBackend:
         self, sandbox_id: str, path: str = "", *, recursive: bool = True
     ) -> builtins.list[FileEntry]:
         rel = normalize_workspace_path(path)
+        cap = self._options.max_list_entries
 
         async def running(sandbox: modal.Sandbox) -> list[FileEntry]:
             entries: list[FileEntry] = []
             limit = asyncio.Semaphore(_LIST_CONCURRENCY)
 
             async def walk(directory: str) -> None:
+                if len(entries) >= cap:
+                    return
                 async with limit:
                     infos = await sandbox.filesystem.list_files.aio(workspace_abspath(directory))
                 children = []
-                for info in infos:
+                for info in sorted(infos, key=lambda i: i.name):
+                    if len(entries) >= cap:
+                        break
                     child = f"{directory}/{info.name}" if directory else info.name
                     entries.append(entry_from_info(child, info))
                     if recursive and info.type == FileType.DIRECTORY:
                         children.append(child)
                 await asyncio.gather(*(walk(child) for child in children))
 
-            await walk(rel)
+            try:
+                with translate_errors():
+                    await walk(rel)
+            except InvalidPath:
+                # Not a directory: like the local backend, list the file itself.
+                info = await sandbox.filesystem.stat.aio(workspace_abspath(rel))
+                if info.type == FileType.DIRECTORY:
+                    raise
+                return [entry_from_info(rel, info)]
             return sorted(entries, key=lambda e: e.path)
 
         async def stopped(volume: modal.Volume) -> list[FileEntry]:
             found = await volume.listdir.aio(rel or "/", recursive=recursive)
-            return sorted((entry_from_volume(e) for e in found), key=lambda e: e.path)
+            entries = sorted((entry_from_volume(e) for e in found), key=lambda e: e.path)
+            return entries[:cap]
 
-        return await self._file_op(sandbox_id, rel, False, running, stopped)
+        return await self._file_op(sandbox_id, rel, True, running, stopped)
 
     async def stat(self, sandbox_id: str, path: str) -> FileEntry:
         rel = normalize_workspace_path(path)
@@ -545,6 +593,8 @@ class ModalSandboxBackend:
 
     async def read_file(self, sandbox_id: str, path: str) -> bytes:
         rel = normalize_workspace_path(path)
+        if not rel:
+            raise InvalidPath("the workspace root is a directory")
 
         async def running(sandbox: modal.Sandbox) -> bytes:
             return await sandbox.filesystem.read_bytes.aio(workspace_abspath(rel))

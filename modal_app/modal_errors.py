@@ -22,6 +22,7 @@ from modal_app.base import (
     ExecTimeout,
     FileNotFoundInSandbox,
     FileTooLarge,
+    InvalidPath,
     InvalidSpec,
     QuotaExceeded,
     SandboxError,
@@ -58,6 +59,10 @@ _MODAL_TO_OURS: dict[type[BaseException], type[SandboxError]] = {
     mx.TimeoutError: BackendUnavailable,
     mx.SandboxFilesystemNotFoundError: FileNotFoundInSandbox,
     mx.SandboxFilesystemFileTooLargeError: FileTooLarge,
+    # Same answers as the local backend: a path of the wrong kind is an invalid path.
+    mx.SandboxFilesystemIsADirectoryError: InvalidPath,
+    mx.SandboxFilesystemNotADirectoryError: InvalidPath,
+    mx.SandboxFilesystemPathAlreadyExistsError: InvalidPath,
     mx.SandboxFilesystemError: SandboxFileError,
     mx.Error: SandboxError,
     # Raised by the Volume API (read_file / remove_file) for a missing path.

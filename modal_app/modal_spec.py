@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import modal
 
 from modal_app.base import WORKSPACE, InvalidSpec, Limits, NetworkPolicy, SandboxSpec
-from modal_app.paths import normalize_workspace_path
+from modal_app.paths import normalize_workspace_path, workspace_abspath
 
 # Modal's ceiling for a sandbox's lifetime.
 MAX_TIMEOUT_S = 24 * 3600
@@ -76,6 +76,8 @@ class ModalOptions:
     """``start()`` makes one authenticated call, so bad tokens fail at boot, not mid-interview."""
     check_symlinks: bool = True
     """Refuse file paths that resolve outside /workspace (one extra exec per file operation)."""
+    max_list_entries: int = 10_000
+    """A recursive listing stops there: a workspace (node_modules...) can hold millions."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,13 +197,8 @@ def split_allow_hosts(policy: NetworkPolicy) -> tuple[list[str], list[str]]:
 
 
 def sandbox_workdir(workdir: str) -> str:
-    """Absolute working directory: relative ones are taken inside /workspace."""
-    if "\x00" in workdir:
-        raise InvalidSpec("workdir contains a NUL byte")
-    if workdir.startswith("/"):
-        return workdir
-    rel = normalize_workspace_path(workdir)
-    return f"{WORKSPACE}/{rel}" if rel else WORKSPACE
+    """The absolute in-sandbox directory of a workspace path (relative, or absolute inside it)."""
+    return workspace_abspath(normalize_workspace_path(workdir))
 
 
 def _seconds(value: float, what: str, *, ceiling: int | None = None) -> int:
