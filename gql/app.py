@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from gql.backends import build_backend
 from gql.context import Services
 from gql.schema import build_schema
 from gql.settings import Settings
@@ -21,6 +22,8 @@ from gql.view import GraphQLView
 from resolvers.bus import EventBus
 from resolvers.database import close_database, open_database, ping_database
 from resolvers.events import EventLog
+from resolvers.reaper import reaper_running, reconcile
+from resolvers.sandboxes import Sandboxes, SandboxPolicy
 
 logger = logging.getLogger("interviewlm")
 
@@ -28,7 +31,20 @@ logger = logging.getLogger("interviewlm")
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     bus = EventBus(settings.event_bus_url)
-    services = Services(settings=settings, bus=bus, log=EventLog(bus))
+    log = EventLog(bus)
+    backend = build_backend(settings)
+    sandboxes = Sandboxes(
+        backend,
+        log,
+        policy=SandboxPolicy(
+            quota=settings.account_sandbox_quota,
+            idle_timeout_s=settings.sandbox_idle_timeout_s,
+            max_lifetime_s=settings.sandbox_max_lifetime_s,
+            retention_s=settings.workspace_retention_s,
+            max_file_bytes=settings.max_file_bytes,
+        ),
+    )
+    services = Services(settings=settings, bus=bus, log=log, sandboxes=sandboxes)
     view = GraphQLView(
         build_schema(max_depth=settings.max_query_depth),
         max_body_bytes=settings.max_body_bytes,
@@ -43,10 +59,20 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await open_database(settings.database_url)
         await bus.connect()
-        logger.info("interviewlm ready (bus %s)", settings.event_bus_url.split("@")[-1])
+        # Refuses to start (BackendUnavailable) rather than run code unisolated.
+        await backend.start()
+        lost = await reconcile(sandboxes)
+        logger.info(
+            "interviewlm ready (bus %s, sandboxes %s, %d lost sandboxes marked terminated)",
+            settings.event_bus_url.split("@")[-1],
+            backend.name,
+            lost,
+        )
         try:
-            yield
+            async with reaper_running(sandboxes, interval_s=settings.reaper_interval_s):
+                yield
         finally:
+            await backend.aclose()
             await bus.disconnect()
             await close_database()
 

@@ -18,6 +18,9 @@ def _serve(settings: Settings, host: str, port: int) -> None:
 
     uvicorn.run(
         create_app(settings),
+        # The standard asyncio loop, not uvloop: uvloop's subprocess_exec
+        # rejects user=/group=, which the local sandbox needs to drop root.
+        loop="asyncio",
         host=host,
         port=port,
         log_level=settings.log_level.lower(),

@@ -19,6 +19,7 @@ from resolvers.auth import Principal, authenticate, parse_bearer
 from resolvers.bus import EventBus
 from resolvers.errors import Unauthenticated
 from resolvers.events import EventLog
+from resolvers.sandboxes import Sandboxes
 
 
 @dataclass(slots=True)
@@ -28,6 +29,7 @@ class Services:
     settings: Settings
     bus: EventBus
     log: EventLog
+    sandboxes: Sandboxes
 
 
 @dataclass(slots=True)
@@ -46,6 +48,10 @@ class Context:
     @property
     def log(self) -> EventLog:
         return self.services.log
+
+    @property
+    def sandboxes(self) -> Sandboxes:
+        return self.services.sandboxes
 
     async def principal(self) -> Principal:
         if self._principal is None:

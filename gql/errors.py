@@ -5,8 +5,8 @@ WebSocket, before and during execution) before it is serialized, so it is the
 one place where errors are classified:
 
 - an ``ApiError`` from a resolver keeps its message and gets its code;
-- an error graphql-core raised itself (syntax, validation, variable coercion)
-  is the client's input: ``BAD_USER_INPUT``;
+- an error graphql-core raised itself, or any error without a path (syntax,
+  validation, variable coercion) is the client's input: ``BAD_USER_INPUT``;
 - anything else is a bug: logged with a reference id, answered ``INTERNAL``.
 """
 
@@ -35,7 +35,9 @@ def classify(error: GraphQLError) -> None:
         error.message = original.message
         extensions.update(original.extensions)
         extensions["code"] = original.code
-    elif original is None or isinstance(original, GraphQLError):
+    elif original is None or isinstance(original, GraphQLError) or error.path is None:
+        # No path: raised while parsing, validating or coercing variables (a
+        # scalar's ValueError included), before any resolver ran.
         extensions.setdefault("code", "BAD_USER_INPUT")
     else:
         reference = secrets.token_hex(6)

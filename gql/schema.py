@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import strawberry
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
+from strawberry.tools import merge_types
 
 from gql.context import Info, principal_of
 from gql.errors import ApiSchema
@@ -25,6 +26,7 @@ from gql.types.session import (
     InterviewSession,
     InterviewSessionConnection,
 )
+from gql.workspace_ops import WorkspaceMutation, WorkspaceQuery
 from models.session import SessionStatus
 from resolvers import accounts, questions, recordings, sessions
 from resolvers.languages import LANGUAGES
@@ -162,10 +164,14 @@ class Mutation:
         return ApiToken.of(await accounts.revoke_api_token(await principal_of(info), id))
 
 
+RootQuery = merge_types("Query", (Query, WorkspaceQuery))
+RootMutation = merge_types("Mutation", (Mutation, WorkspaceMutation))
+
+
 def build_schema(*, max_depth: int = 12, max_aliases: int = 30) -> ApiSchema:
     return ApiSchema(
-        query=Query,
-        mutation=Mutation,
+        query=RootQuery,
+        mutation=RootMutation,
         types=EVENT_TYPES,
         extensions=[
             lambda: QueryDepthLimiter(max_depth=max_depth),

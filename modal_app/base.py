@@ -27,7 +27,7 @@ from __future__ import annotations
 import builtins
 import enum
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -293,11 +293,13 @@ async def run(
     stdin: bytes | None = None,
     timeout_s: float | None = None,
     output_cap: int = 1 << 20,
+    on_output: Callable[[OutputChunk], Awaitable[None]] | None = None,
 ) -> ExecResult:
     """Run a command to completion, capturing at most ``output_cap`` bytes of output.
 
     Output past the cap is drained and dropped (so the command is not blocked
     on a full pipe) and the captured stream ends with ``TRUNCATION_MARKER``.
+    ``on_output`` sees each captured piece as it arrives (for live streaming).
     """
     started = time.monotonic()
     handle = await backend.exec(sandbox_id, command, cwd=cwd, env=env, timeout_s=timeout_s)
@@ -316,6 +318,8 @@ async def run(
         truncated = truncated or len(piece) < len(chunk.data)
         buffers[chunk.stream] += piece
         captured += len(piece)
+        if on_output is not None and piece:
+            await on_output(OutputChunk(chunk.stream, piece))
     status = await handle.wait()
     if truncated:
         buffers["stdout"] += TRUNCATION_MARKER % output_cap

@@ -10,6 +10,8 @@ MODEL_MODULES = [
     "models.question",
     "models.session",
     "models.event",
+    "models.sandbox",
+    "models.file",
 ]
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "models.migrations"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import uuid
 
 from tortoise import fields
 from tortoise.models import Model
@@ -27,6 +28,7 @@ class User(Model):
     account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
         "models.Account", related_name="users", on_delete=fields.CASCADE
     )
+    account_id: uuid.UUID  # the FK's column, for typed access
     email = fields.CharField(max_length=320)
     name = fields.CharField(max_length=200)
     role = fields.CharEnumField(UserRole, max_length=20, default=UserRole.INTERVIEWER)

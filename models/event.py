@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
@@ -16,6 +17,7 @@ class Event(Model):
     session: fields.ForeignKeyRelation[InterviewSession] = fields.ForeignKeyField(
         "models.InterviewSession", related_name="events", on_delete=fields.CASCADE
     )
+    session_id: uuid.UUID  # the FK's column, for typed access
     seq = fields.BigIntField()
     type = fields.CharField(max_length=64)
     at = fields.DatetimeField()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from tortoise import fields
@@ -16,6 +17,7 @@ class Question(Model):
     account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
         "models.Account", related_name="questions", on_delete=fields.CASCADE
     )
+    account_id: uuid.UUID  # the FK's column, for typed access
     title = fields.CharField(max_length=200)
     prompt = fields.TextField()
     float_tolerance = fields.FloatField(null=True)
@@ -33,6 +35,7 @@ class QuestionLanguage(Model):
     question: fields.ForeignKeyRelation[Question] = fields.ForeignKeyField(
         "models.Question", related_name="languages", on_delete=fields.CASCADE
     )
+    question_id: uuid.UUID  # the FK's column, for typed access
     language = fields.CharField(max_length=20)
     entrypoint = fields.CharField(max_length=200)
     solution_path = fields.CharField(max_length=500)
@@ -49,6 +52,7 @@ class TestCase(Model):
     question: fields.ForeignKeyRelation[Question] = fields.ForeignKeyField(
         "models.Question", related_name="test_cases", on_delete=fields.CASCADE
     )
+    question_id: uuid.UUID  # the FK's column, for typed access
     position = fields.IntField()
     name = fields.CharField(max_length=200)
     hidden = fields.BooleanField(default=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import uuid
 from typing import TYPE_CHECKING
 
 from tortoise import fields
@@ -30,9 +31,11 @@ class InterviewSession(Model):
     account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
         "models.Account", related_name="sessions", on_delete=fields.CASCADE
     )
+    account_id: uuid.UUID  # the FK's column, for typed access
     question: fields.ForeignKeyRelation[Question] = fields.ForeignKeyField(
         "models.Question", related_name="sessions", on_delete=fields.RESTRICT
     )
+    question_id: uuid.UUID  # the FK's column, for typed access
     language = fields.CharField(max_length=20)
     candidate_name = fields.CharField(max_length=200)
     candidate_email = fields.CharField(max_length=320, db_index=True)

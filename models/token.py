@@ -7,6 +7,7 @@ low-entropy secret to slow-hash, and lookups stay one indexed equality.
 from __future__ import annotations
 
 import enum
+import uuid
 from typing import TYPE_CHECKING
 
 from tortoise import fields
@@ -27,9 +28,11 @@ class ApiToken(Model):
     account: fields.ForeignKeyRelation[Account] = fields.ForeignKeyField(
         "models.Account", related_name="api_tokens", on_delete=fields.CASCADE
     )
+    account_id: uuid.UUID  # the FK's column, for typed access
     user: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "models.User", related_name="api_tokens", null=True, on_delete=fields.SET_NULL
     )
+    user_id: uuid.UUID | None  # the FK's column, for typed access
     name = fields.CharField(max_length=200)
     scope = fields.CharEnumField(TokenScope, max_length=20)
     token_hash = fields.CharField(max_length=64, unique=True)
@@ -48,6 +51,7 @@ class CandidateToken(Model):
     session: fields.ForeignKeyRelation[InterviewSession] = fields.ForeignKeyField(
         "models.InterviewSession", related_name="candidate_tokens", on_delete=fields.CASCADE
     )
+    session_id: uuid.UUID  # the FK's column, for typed access
     token_hash = fields.CharField(max_length=64, unique=True)
     prefix = fields.CharField(max_length=16)
     created_at = fields.DatetimeField(auto_now_add=True)

@@ -88,7 +88,7 @@ async def authenticate(token: str) -> Principal:
         await _touch(CandidateToken, ctoken.id, ctoken.last_used_at, now)
         return Principal(
             kind=PrincipalKind.CANDIDATE,
-            account_id=ctoken.session.account_id,  # type: ignore[attr-defined]
+            account_id=ctoken.session.account_id,
             token_id=ctoken.id,
             session_id=ctoken.session.id,
         )
@@ -99,9 +99,9 @@ async def authenticate(token: str) -> Principal:
     kind = PrincipalKind.ATS if api.scope is TokenScope.ATS else PrincipalKind.INTERVIEWER
     return Principal(
         kind=kind,
-        account_id=api.account_id,  # type: ignore[attr-defined]
+        account_id=api.account_id,
         token_id=api.id,
-        user_id=api.user_id,  # type: ignore[attr-defined]
+        user_id=api.user_id,
     )
 
 

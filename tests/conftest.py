@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -69,6 +70,13 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
         await admin.close()
 
 
+def sandbox_root() -> Path:
+    """A SANDBOX_ROOT the sandbox uids can traverse (pytest's tmp dirs are 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="interviewlm-sandboxes-"))
+    root.chmod(0o711)
+    return root
+
+
 def make_settings(database_url: str, sandbox_root: Path, **overrides: Any) -> Settings:
     env = {
         "DATABASE_URL": database_url,
@@ -90,7 +98,7 @@ async def app(
     database_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Starlette]:
     await migrate(database_url)
-    application = create_app(make_settings(database_url, tmp_path_factory.mktemp("sandboxes")))
+    application = create_app(make_settings(database_url, sandbox_root()))
     async with application.router.lifespan_context(application):
         yield application
 

@@ -29,7 +29,7 @@ def test_graphql_errors_are_bad_user_input() -> None:
 
 def test_unexpected_errors_are_masked_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     secret = "password=hunter2 at /srv/app/db.py line 12"
-    error = GraphQLError(secret, original_error=RuntimeError(secret))
+    error = GraphQLError(secret, path=["viewer"], original_error=RuntimeError(secret))
     with caplog.at_level(logging.ERROR, logger="interviewlm.errors"):
         classify(error)
         classify(error)  # Strawberry may report an error twice: classified once
@@ -41,3 +41,9 @@ def test_unexpected_errors_are_masked_and_logged(caplog: pytest.LogCaptureFixtur
     assert len(caplog.records) == 1
     assert reference in caplog.records[0].getMessage()
     assert caplog.records[0].exc_info is not None
+
+
+def test_coercion_errors_without_a_path_are_bad_user_input() -> None:
+    error = GraphQLError("Variable '$at' got invalid value", original_error=ValueError("bad date"))
+    classify(error)
+    assert error.formatted["extensions"] == {"code": "BAD_USER_INPUT"}

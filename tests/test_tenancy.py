@@ -59,6 +59,41 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
         lambda a: {},
         "create",
     ),
+    "files": (
+        "query($id: ID!) { files(sessionId: $id) { path } }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "file": (
+        'query($id: ID!) { file(sessionId: $id, path: "README.md") { content } }',
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "startSandbox": (
+        "mutation($id: ID!) { startSandbox(sessionId: $id) { id } }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "terminateSandbox": (
+        "mutation($id: ID!) { terminateSandbox(sessionId: $id) { id } }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "writeFile": (
+        'mutation($id: ID!) { writeFile(sessionId: $id, path: "x.py", content: "1") { path } }',
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "deleteFile": (
+        'mutation($id: ID!) { deleteFile(sessionId: $id, path: "README.md") { path } }',
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "runCommand": (
+        'mutation($id: ID!) { runCommand(sessionId: $id, command: "id") { stdout } }',
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
     "revokeApiToken": (
         "mutation($id: ID!) { revokeApiToken(id: $id) { id } }",
         lambda a: {"id": a["tokenId"]},
@@ -123,7 +158,18 @@ async def test_candidate_token_opens_only_its_session(api: Api, account: Account
         "query($id: ID!) { session(id: $id) { id } }", {"id": account["sessionId"]}, token=candidate
     )
     assert mine.ok()["session"]["id"] == account["sessionId"]
-    for field in ("session", "recording", "endSession"):
+    for field in (
+        "session",
+        "recording",
+        "endSession",
+        "files",
+        "file",
+        "startSandbox",
+        "terminateSandbox",
+        "writeFile",
+        "deleteFile",
+        "runCommand",
+    ):
         operation = BATTERY[field][0]
         result = await api(operation, {"id": other["session"]["id"]}, token=candidate)
         assert result.codes == ["NOT_FOUND"], (field, result.body)

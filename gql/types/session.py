@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 
 import strawberry
@@ -7,6 +8,7 @@ import strawberry
 from gql.context import Info, principal_of
 from gql.types.common import PageInfo
 from gql.types.question import Question
+from gql.types.workspace import Sandbox
 from modal_app.base import Language
 from models.question import Question as QuestionModel
 from models.session import InterviewSession as SessionModel
@@ -39,6 +41,12 @@ class InterviewSession:
         model = await QuestionModel.get(id=self.question_id, account_id=principal.account_id)
         return Question.of(await view_question(principal, model))
 
+    @strawberry.field(description="The session's current (or last) sandbox.")
+    async def sandbox(self, info: Info) -> Sandbox | None:
+        await principal_of(info)  # the session itself was reached through the account
+        record = await info.context.sandboxes.latest(uuid.UUID(str(self.id)))
+        return Sandbox.of(record) if record else None
+
     @classmethod
     def of(cls, model: SessionModel) -> InterviewSession:
         return cls(
@@ -53,7 +61,7 @@ class InterviewSession:
             ended_at=model.ended_at,
             expires_at=model.expires_at,
             last_seq=model.last_seq,
-            question_id=str(model.question_id),  # type: ignore[attr-defined]
+            question_id=str(model.question_id),
         )
 
 

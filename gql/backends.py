@@ -1,0 +1,20 @@
+"""Choosing and building the sandbox backend from settings."""
+
+from __future__ import annotations
+
+from gql.settings import Settings
+from modal_app.base import SandboxBackend
+
+
+def build_backend(settings: Settings) -> SandboxBackend:
+    if settings.sandbox_backend == "modal":
+        from modal_app.modal_backend import ModalSandboxBackend
+
+        return ModalSandboxBackend(
+            token_id=settings.modal_token_id, token_secret=settings.modal_token_secret
+        )
+    from modal_app.local import LocalSandboxBackend
+
+    return LocalSandboxBackend(
+        settings.sandbox_root.resolve(), allow_network_opt_in=settings.claude_allow_network
+    )

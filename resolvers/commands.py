@@ -1,0 +1,111 @@
+"""``runCommand``: a command in the session's sandbox, never on the host.
+
+The log gets ``command.started``, the output as coalesced ``terminal.output``
+events (up to the output cap, then one ``command.truncated``), and
+``command.exited``; files the command changed are recorded after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+from modal_app.base import ExecResult, OutputChunk, SandboxError, run
+from resolvers import validation as check
+from resolvers.auth import Principal
+from resolvers.errors import SandboxUnavailable
+from resolvers.output import OutputCoalescer
+from resolvers.sandboxes import Sandboxes
+
+MAX_COMMAND_CHARS = 10_000
+# Beyond the command's own timeout, how long the backend may take to report it.
+GRACE_S = 30
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    command_id: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    duration_ms: int
+    truncated: bool
+
+
+async def run_command(
+    sandboxes: Sandboxes,
+    principal: Principal,
+    session_id: str,
+    command: str,
+    *,
+    timeout_s: int,
+    max_timeout_s: int,
+    output_cap: int,
+) -> CommandResult:
+    check.text("command", command, max_length=MAX_COMMAND_CHARS)
+    check.int_range("timeoutSeconds", timeout_s, low=1, high=max_timeout_s)
+    session, record = await sandboxes.require_live(principal, session_id)
+    backend_id = record.backend_id or ""
+    command_id = str(uuid.uuid4())
+    log = sandboxes.log
+    await log.append(
+        session.id,
+        "command.started",
+        {"commandId": command_id, "command": command, "timeoutSeconds": timeout_s},
+    )
+
+    async def emit(stream: str, text: str) -> None:
+        await log.append(
+            session.id, "terminal.output", {"commandId": command_id, "stream": stream, "data": text}
+        )
+
+    coalescer = OutputCoalescer(emit)
+
+    async def on_output(chunk: OutputChunk) -> None:
+        await coalescer.feed(chunk.stream, chunk.data)
+
+    try:
+        async with asyncio.timeout(timeout_s + GRACE_S):
+            result: ExecResult = await run(
+                sandboxes.backend,
+                backend_id,
+                command,
+                timeout_s=timeout_s,
+                output_cap=output_cap,
+                on_output=on_output,
+            )
+    except (SandboxError, TimeoutError) as exc:
+        await coalescer.close()
+        await log.append(session.id, "command.failed", {"commandId": command_id, "error": str(exc)})
+        if isinstance(exc, SandboxError):
+            await sandboxes.on_backend_gone(record, exc)
+        raise SandboxUnavailable(f"the command could not run: {exc or 'timed out'}") from exc
+    await coalescer.close()
+    if result.truncated:
+        await log.append(
+            session.id, "command.truncated", {"commandId": command_id, "limitBytes": output_cap}
+        )
+    await log.append(
+        session.id,
+        "command.exited",
+        {
+            "commandId": command_id,
+            "exitCode": result.exit_code,
+            "signal": result.signal,
+            "timedOut": result.timed_out,
+            "durationMs": result.duration_ms,
+            "truncated": result.truncated,
+        },
+    )
+    await sandboxes.sync_workspace(record)
+    return CommandResult(
+        command_id=command_id,
+        exit_code=result.exit_code,
+        stdout=result.stdout.decode(errors="replace"),
+        stderr=result.stderr.decode(errors="replace"),
+        timed_out=result.timed_out,
+        duration_ms=result.duration_ms,
+        truncated=result.truncated,
+    )

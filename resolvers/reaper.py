@@ -1,0 +1,132 @@
+"""Keeping the sandbox registry true: reconcile at start-up, reap on a timer.
+
+Reconcile: each live record this backend owns is checked against the backend.
+Modal sandboxes that still run are kept (any replica can reach them); local
+sandboxes whose owning process is gone died with it and are marked terminated
+(their workspace is kept for the recording).
+
+Reap: terminate sandboxes idle past ``idle_timeout_s``, older than
+``max_lifetime_s``, or whose session has ended; remove workspaces of ended
+sandboxes after ``retention_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from modal_app.base import SandboxError, SandboxStatus
+from models.sandbox import SandboxRecord, SandboxState
+from models.session import InterviewSession
+from resolvers.errors import SandboxUnavailable
+from resolvers.sandboxes import LIVE, Sandboxes
+
+logger = logging.getLogger("interviewlm.reaper")
+
+
+@dataclass(frozen=True, slots=True)
+class ReapReport:
+    idle: int = 0
+    expired: int = 0
+    session_ended: int = 0
+    removed: int = 0
+
+
+def _owner_alive(owner: str, me: str) -> bool:
+    host, _, pid = owner.rpartition(":")
+    my_host = me.rpartition(":")[0]
+    if host != my_host:
+        return True  # another machine's process: not ours to judge
+    if owner == me:
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def reconcile(sandboxes: Sandboxes) -> int:
+    """Mark dead live records terminated; returns how many were."""
+    ended = 0
+    records = await SandboxRecord.filter(state__in=LIVE, backend=sandboxes.backend.name)
+    for record in records:
+        if sandboxes.backend.name == "local" and _owner_alive(record.owner, sandboxes.owner):
+            continue
+        alive = False
+        if sandboxes.backend.name != "local" and record.backend_id:
+            try:
+                alive = await sandboxes.backend_status(record) is SandboxStatus.RUNNING
+            except (SandboxError, SandboxUnavailable):
+                alive = False
+        if not alive:
+            await sandboxes.stop(record, reason="lost when its server restarted")
+            ended += 1
+    return ended
+
+
+async def reap_once(sandboxes: Sandboxes, *, now: datetime | None = None) -> ReapReport:
+    now = now or datetime.now(UTC)
+    policy = sandboxes.policy
+    idle = expired = session_ended = removed = 0
+    for record in await SandboxRecord.filter(state__in=LIVE, owner=sandboxes.owner):
+        session = await InterviewSession.get(id=record.session_id)
+        if not session.status.is_open:
+            reason, session_ended = "the session ended", session_ended + 1
+        elif now - record.created_at > timedelta(seconds=policy.max_lifetime_s):
+            reason, expired = "maximum lifetime reached", expired + 1
+        elif now - record.last_activity_at > timedelta(seconds=policy.idle_timeout_s):
+            reason, idle = "idle timeout", idle + 1
+        else:
+            continue
+        await sandboxes.stop(record, reason=reason)
+    cutoff = now - timedelta(seconds=policy.retention_s)
+    stale = await SandboxRecord.filter(
+        state__in=[SandboxState.TERMINATED, SandboxState.ERROR],
+        workspace_removed_at__isnull=True,
+        ended_at__lt=cutoff,
+        backend=sandboxes.backend.name,
+    )
+    for record in stale:
+        if record.backend_id:
+            try:
+                await sandboxes.call(partial(sandboxes.backend.remove, record.backend_id))
+            except (SandboxError, SandboxUnavailable) as exc:
+                logger.warning("could not remove workspace of %s: %s", record.id, exc)
+                continue
+        record.workspace_removed_at = now
+        await record.save(update_fields=["workspace_removed_at"])
+        removed += 1
+    return ReapReport(idle=idle, expired=expired, session_ended=session_ended, removed=removed)
+
+
+async def run_reaper(sandboxes: Sandboxes, *, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            report = await reap_once(sandboxes)
+            if report != ReapReport():
+                logger.info("reaper: %s", report)
+        except Exception:  # the reaper must outlive a bad pass
+            logger.exception("reaper pass failed")
+
+
+@contextlib.asynccontextmanager
+async def reaper_running(
+    sandboxes: Sandboxes, *, interval_s: float
+) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(run_reaper(sandboxes, interval_s=interval_s))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

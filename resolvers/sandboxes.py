@@ -1,0 +1,239 @@
+"""Sandbox lifecycle for sessions: start (idempotent), terminate, quota, breaker.
+
+One live sandbox per session, enforced by a unique key in the registry so two
+replicas racing to start it end up with one. A restarted sandbox gets the
+session's files back from the recording; a first one gets the question's
+starter files and a README.md with the prompt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
+
+from tortoise.exceptions import IntegrityError
+
+from modal_app.base import (
+    Language,
+    Limits,
+    SandboxBackend,
+    SandboxError,
+    SandboxNotFound,
+    SandboxSpec,
+    SandboxStatus,
+    SandboxTerminated,
+)
+from models.question import Question, QuestionLanguage
+from models.sandbox import SandboxRecord, SandboxState
+from models.session import InterviewSession, SessionStatus
+from resolvers.auth import Principal
+from resolvers.breaker import CircuitBreaker
+from resolvers.errors import Conflict, RateLimited, SandboxUnavailable
+from resolvers.events import EventLog
+from resolvers.files import FileRecorder
+from resolvers.sessions import get_session
+from resolvers.workspace_sync import sync_workspace
+
+T = TypeVar("T")
+LIVE = [SandboxState.STARTING, SandboxState.RUNNING]
+
+
+def replica_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxPolicy:
+    quota: int = 10
+    idle_timeout_s: float = 1800
+    max_lifetime_s: float = 4 * 3600
+    retention_s: float = 7 * 24 * 3600
+    max_file_bytes: int = 1 << 20
+    limits: Limits = field(default_factory=Limits)
+
+
+class Sandboxes:
+    def __init__(
+        self,
+        backend: SandboxBackend,
+        log: EventLog,
+        *,
+        policy: SandboxPolicy,
+        breaker: CircuitBreaker | None = None,
+        owner: str | None = None,
+    ) -> None:
+        self.backend = backend
+        self.log = log
+        self.policy = policy
+        self.breaker = breaker or CircuitBreaker()
+        self.files = FileRecorder(log)
+        self.owner = owner or replica_id()
+
+    async def call(
+        self, operation: Callable[[], Awaitable[T]], *, deadline_s: float | None = None
+    ) -> T:
+        """Every backend call goes through the breaker (and its deadline)."""
+        return await self.breaker.call(operation, deadline_s=deadline_s)
+
+    async def live(self, session_id: uuid.UUID) -> SandboxRecord | None:
+        return await SandboxRecord.get_or_none(session_id=session_id, state__in=LIVE)
+
+    async def latest(self, session_id: uuid.UUID) -> SandboxRecord | None:
+        return await SandboxRecord.filter(session_id=session_id).order_by("-created_at").first()
+
+    async def start(self, principal: Principal, session_id: str) -> SandboxRecord:
+        session = await get_session(principal, session_id, log=self.log)
+        if not session.status.is_open:
+            raise Conflict(f"session is {session.status.value}; it cannot start a sandbox")
+        existing = await self.live(session.id)
+        if existing is not None:
+            return existing
+        running = await SandboxRecord.filter(account_id=session.account_id, state__in=LIVE).count()
+        if running >= self.policy.quota:
+            raise RateLimited(
+                f"the account already runs {running} sandboxes (quota {self.policy.quota}); "
+                "terminate one or end its session first"
+            )
+        now = datetime.now(UTC)
+        try:
+            record = await SandboxRecord.create(
+                account_id=session.account_id,
+                session_id=session.id,
+                backend=self.backend.name,
+                owner=self.owner,
+                live_key=session.id,
+                last_activity_at=now,
+            )
+        except IntegrityError:
+            # Another request (or replica) is starting it right now: same answer.
+            raced = await self.live(session.id)
+            if raced is None:
+                raise Conflict("the sandbox is changing state; retry") from None
+            return raced
+        try:
+            await self._provision(session, record)
+        except BaseException as exc:
+            await self._end(record, SandboxState.ERROR, reason=_reason(exc))
+            if isinstance(exc, SandboxError):
+                raise SandboxUnavailable(f"could not start the sandbox: {exc}") from exc
+            raise
+        return record
+
+    async def _provision(self, session: InterviewSession, record: SandboxRecord) -> None:
+        spec = SandboxSpec(
+            language=Language(session.language),
+            limits=self.policy.limits,
+            timeout_s=self.policy.max_lifetime_s,
+            idle_timeout_s=self.policy.idle_timeout_s,
+            tags={"account": str(session.account_id), "session": str(session.id)},
+        )
+        info = await self.call(lambda: self.backend.create(spec))
+        record.backend_id = info.id
+        await record.save(update_fields=["backend_id"])
+        restored = await self.files.current(session.id)
+        if restored:
+            for stored in restored.values():
+                data = await self.files.content(stored.sha256)
+                await self.call(partial(self.backend.write_file, info.id, stored.path, data))
+        else:
+            for path, data in await _initial_files(session):
+                await self.call(partial(self.backend.write_file, info.id, path, data))
+                await self.files.written(session.id, path, data, source="starter")
+        record.state = SandboxState.RUNNING
+        record.last_activity_at = datetime.now(UTC)
+        await record.save(update_fields=["state", "last_activity_at"])
+        if session.status is SessionStatus.SCHEDULED:
+            await InterviewSession.filter(id=session.id, status=SessionStatus.SCHEDULED).update(
+                status=SessionStatus.ACTIVE, started_at=datetime.now(UTC)
+            )
+            await self.log.append(session.id, "session.started", {"status": "ACTIVE"})
+        await self.log.append(
+            session.id,
+            "sandbox.started",
+            {
+                "sandboxId": str(record.id),
+                "backend": record.backend,
+                "language": session.language,
+                "restoredFiles": len(restored),
+            },
+        )
+
+    async def terminate(self, principal: Principal, session_id: str) -> SandboxRecord:
+        session = await get_session(principal, session_id, log=self.log)
+        record = await self.live(session.id)
+        if record is None:
+            latest = await self.latest(session.id)
+            if latest is None:
+                raise Conflict("the session has no sandbox")
+            return latest
+        return await self.stop(record, reason="terminated by request")
+
+    async def stop(self, record: SandboxRecord, *, reason: str) -> SandboxRecord:
+        """Capture the workspace into the recording, then kill everything in it."""
+        if record.backend_id is not None:
+            # A dead sandbox has nothing new to capture.
+            with contextlib.suppress(SandboxError, SandboxUnavailable):
+                await self.sync_workspace(record)
+            # Recorded as ended even if the backend fails to answer: its own
+            # lifetime limit (set at create) stops the sandbox in the end.
+            with contextlib.suppress(SandboxUnavailable):
+                await self.call(partial(self.backend.terminate, record.backend_id))
+        return await self._end(record, SandboxState.TERMINATED, reason=reason)
+
+    async def _end(
+        self, record: SandboxRecord, state: SandboxState, *, reason: str
+    ) -> SandboxRecord:
+        changed = await SandboxRecord.filter(id=record.id, state__in=LIVE).update(
+            state=state, live_key=None, ended_at=datetime.now(UTC), end_reason=reason[:200]
+        )
+        if changed:
+            await self.log.append(
+                record.session_id,
+                "sandbox.terminated" if state is SandboxState.TERMINATED else "sandbox.error",
+                {"sandboxId": str(record.id), "reason": reason},
+            )
+        return await SandboxRecord.get(id=record.id)
+
+    async def require_live(
+        self, principal: Principal, session_id: str
+    ) -> tuple[InterviewSession, SandboxRecord]:
+        session = await get_session(principal, session_id, log=self.log)
+        if not session.status.is_open:
+            raise Conflict(f"session is {session.status.value}")
+        record = await self.live(session.id)
+        if record is None or record.state is not SandboxState.RUNNING or not record.backend_id:
+            raise Conflict("the session has no running sandbox; call startSandbox first")
+        await SandboxRecord.filter(id=record.id).update(last_activity_at=datetime.now(UTC))
+        return session, record
+
+    async def on_backend_gone(self, record: SandboxRecord, exc: Exception) -> None:
+        """The backend says the sandbox is gone: make the registry agree."""
+        if isinstance(exc, SandboxNotFound | SandboxTerminated):
+            await self._end(record, SandboxState.TERMINATED, reason=f"sandbox ended: {exc}")
+
+    async def sync_workspace(self, record: SandboxRecord) -> int:
+        """Record files changed inside the sandbox (by commands, the terminal, the agent)."""
+        return await sync_workspace(self, record)
+
+    async def backend_status(self, record: SandboxRecord) -> SandboxStatus:
+        return await self.call(lambda: self.backend.status(record.backend_id or ""))
+
+
+async def _initial_files(session: InterviewSession) -> list[tuple[str, bytes]]:
+    question = await Question.get(id=session.question_id)
+    language = await QuestionLanguage.get(question_id=question.id, language=session.language)
+    files = [(f["path"], f["content"].encode()) for f in language.starter_files]
+    if not any(path == "README.md" for path, _ in files):
+        files.append(("README.md", f"# {question.title}\n\n{question.prompt}\n".encode()))
+    return files
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:200]

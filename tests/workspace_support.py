@@ -1,0 +1,52 @@
+"""Shared operations for the sandbox/workspace API tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import Account
+from tests.support import Api
+
+START = "mutation($s: ID!) { startSandbox(sessionId: $s) { id state backend } }"
+TERMINATE = "mutation($s: ID!) { terminateSandbox(sessionId: $s) { id state endReason } }"
+RUN = """mutation($s: ID!, $c: String!, $t: Int) {
+  runCommand(sessionId: $s, command: $c, timeoutSeconds: $t) {
+    commandId exitCode stdout stderr timedOut durationMs truncated
+  }
+}"""
+WRITE = """mutation($s: ID!, $p: String!, $c: String!, $e: ContentEncoding! = UTF8) {
+  writeFile(sessionId: $s, path: $p, content: $c, encoding: $e) { path size sha256 }
+}"""
+DELETE = "mutation($s: ID!, $p: String!) { deleteFile(sessionId: $s, path: $p) { path } }"
+FILE = """query($s: ID!, $p: String!) {
+  file(sessionId: $s, path: $p) { path size sha256 encoding content fromRecording }
+}"""
+FILES = 'query($s: ID!, $p: String! = "") { files(sessionId: $s, path: $p) { path kind size } }'
+EVENTS = """query($s: ID!, $a: Int! = 0) {
+  recording(sessionId: $s, afterSeq: $a, first: 1000) {
+    events { seq type ... on GenericSessionEvent { payload } }
+  }
+}"""
+
+
+async def start(api: Api, account: Account, token_key: str = "candidateToken") -> dict[str, Any]:
+    result = await api(START, {"s": account["sessionId"]}, token=account[token_key])
+    return result.ok()["startSandbox"]  # type: ignore[no-any-return]
+
+
+async def run(
+    api: Api, account: Account, command: str, timeout: int | None = None
+) -> dict[str, Any]:
+    result = await api(
+        RUN,
+        {"s": account["sessionId"], "c": command, "t": timeout},
+        token=account["candidateToken"],
+    )
+    return result.ok()["runCommand"]  # type: ignore[no-any-return]
+
+
+async def events(api: Api, account: Account, after: int = 0) -> list[dict[str, Any]]:
+    result = await api(
+        EVENTS, {"s": account["sessionId"], "a": after}, token=account["interviewerToken"]
+    )
+    return result.ok()["recording"]["events"]  # type: ignore[no-any-return]
