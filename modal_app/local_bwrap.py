@@ -1,0 +1,325 @@
+"""The bubblewrap command line of one sandboxed invocation, and how it is started.
+
+Every exec and every PTY is one ``prlimit ... -- bwrap ... -- command`` started
+as the sandbox's own unprivileged host uid (``subprocess``'s ``user=``/
+``group=``/``extra_groups=``, done in C between fork and exec, so no Python
+``preexec_fn`` runs in a forked copy of a threaded server).
+
+Namespaces: user (the host uid appears as uid 1000, nested user namespaces are
+disabled), pid, ipc, uts, cgroup, and net unless networking was opted in.
+The root is an empty read-only tmpfs with read-only system binds
+(``presets.system_view``), generated ``/etc`` files, a fresh ``/proc`` and
+``/dev``, size-bounded tmpfs ``/tmp`` and ``/dev/shm``, and the sandbox's
+workspace and home bound read-write.  The environment is cleared and rebuilt.
+``--die-with-parent`` plus the pid namespace make the whole tree die with the
+outer bwrap process, which is what ``kill_tree`` kills.
+
+Limits (``prlimit`` sets soft and hard, so candidate code cannot raise them):
+
+* ``RLIMIT_DATA`` = ``memory_mb``: since Linux 4.7 it counts every private
+  writable mapping (heap and anonymous mmap) but not the ``PROT_NONE``
+  address-space reservations Go and V8 make, so ``node`` and ``go run`` work
+  under it while a hog fails its allocation.
+* ``RLIMIT_AS`` = ``memory_mb`` + 4 GiB: a backstop for what DATA does not see
+  (shared anonymous mappings); the headroom is what Node/Go reserve up front.
+* ``RLIMIT_NPROC`` = ``max_processes``: counted per host uid, and every sandbox
+  has its own uid, so it is a per-sandbox task limit (threads included).
+* ``RLIMIT_FSIZE``, ``RLIMIT_NOFILE``, ``RLIMIT_CPU`` (+1 s hard: SIGXCPU,
+  then SIGKILL), ``RLIMIT_CORE`` = 0.
+
+Per-sandbox totals (memory across processes, CPU share) need cgroups; see
+``local_cgroup``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from modal_app.base import BackendUnavailable, Limits
+from modal_app.local_cgroup import Cgroups
+from modal_app.presets import (
+    GENERATED_ETC,
+    SANDBOX_HOME,
+    SANDBOX_UID,
+    TOOLCHAIN_MOUNT,
+    SystemView,
+)
+
+AS_HEADROOM_MB = 4096
+_MB = 1024 * 1024
+# Only what prlimit/bwrap need to start; the sandbox's own environment is
+# passed with --setenv after --clearenv, and server secrets never reach bwrap.
+_LAUNCH_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+_SEARCH_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+
+
+@dataclass(frozen=True, slots=True)
+class Tools:
+    bwrap: str
+    prlimit: str
+    setsid: str
+
+    @classmethod
+    def find(cls) -> Tools:
+        found: dict[str, str] = {}
+        for name in ("bwrap", "prlimit", "setsid"):
+            path = shutil.which(name, path=_SEARCH_PATH)
+            if path is None:
+                package = "bubblewrap" if name == "bwrap" else "util-linux"
+                raise BackendUnavailable(
+                    f"local sandboxes need {name!r} (Debian package {package}); refusing to "
+                    "run candidate code without isolation"
+                )
+            found[name] = path
+        return cls(**found)
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """Everything that shapes one bwrap run of a sandbox."""
+
+    workspace: Path
+    home: Path
+    etc_dir: Path
+    uid: int
+    limits: Limits
+    env: Mapping[str, str]
+    cwd: str
+    view: SystemView
+    share_net: bool = False
+    pty: bool = False
+    tmp_size_mb: int = 256
+    toolchain_dir: Path | None = None
+
+
+def prlimit_args(tools: Tools, limits: Limits) -> list[str]:
+    data = limits.memory_mb * _MB
+    return [
+        tools.prlimit,
+        f"--data={data}",
+        f"--as={data + AS_HEADROOM_MB * _MB}",
+        f"--nproc={limits.max_processes}",
+        f"--fsize={limits.max_file_size_mb * _MB}",
+        f"--nofile={limits.max_open_files}",
+        f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}",
+        "--core=0",
+        "--",
+    ]
+
+
+def bwrap_args(tools: Tools, inv: Invocation) -> list[str]:
+    args = [
+        tools.bwrap,
+        "--unshare-user",
+        "--uid",
+        str(SANDBOX_UID),
+        "--gid",
+        str(SANDBOX_UID),
+        "--disable-userns",
+        "--unshare-pid",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--hostname",
+        "sandbox",
+        "--unshare-cgroup-try",
+        "--die-with-parent",
+        "--clearenv",
+        "--cap-drop",
+        "ALL",
+    ]
+    if not inv.share_net:
+        args.append("--unshare-net")
+    if not inv.pty:
+        # A PTY session must keep its terminal as controlling tty; everything
+        # else gets a new session so it cannot TIOCSTI into any terminal.
+        args.append("--new-session")
+    for key, value in inv.env.items():
+        args += ["--setenv", key, value]
+    for path in inv.view.ro_binds:
+        args += ["--ro-bind", path, path]
+    for target, link in inv.view.symlinks:
+        args += ["--symlink", target, link]
+    for name in GENERATED_ETC:
+        args += ["--ro-bind", str(inv.etc_dir / name), f"/etc/{name}"]
+    if inv.share_net:
+        for path in ("/etc/resolv.conf", "/etc/gai.conf"):
+            if os.path.exists(path):
+                args += ["--ro-bind", path, path]
+    tmp_size = str(inv.tmp_size_mb * _MB)
+    args += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--perms",
+        "1777",
+        "--size",
+        tmp_size,
+        "--tmpfs",
+        "/tmp",  # noqa: S108 - the sandbox's own fresh tmpfs
+        "--perms",
+        "1777",
+        "--size",
+        tmp_size,
+        "--tmpfs",
+        "/dev/shm",  # noqa: S108 - the sandbox's own fresh tmpfs
+        "--bind",
+        str(inv.workspace),
+        "/workspace",
+        "--bind",
+        str(inv.home),
+        SANDBOX_HOME,
+    ]
+    if inv.toolchain_dir is not None:
+        args += ["--ro-bind", str(inv.toolchain_dir), TOOLCHAIN_MOUNT]
+    # The root and /dev are tmpfs without a size bound; read-only they cannot
+    # be used to fill memory.
+    args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", inv.cwd]
+    return args
+
+
+async def spawn(
+    tools: Tools,
+    inv: Invocation,
+    command: Sequence[str],
+    *,
+    cgroups: Cgroups | None,
+    cgroup_name: str,
+    stdin: int,
+    stdout: int,
+    stderr: int,
+) -> asyncio.subprocess.Process:
+    """Start ``command`` in the sandbox; it is in its cgroup before it runs."""
+    argv: list[str] = []
+    if inv.pty:
+        # Makes the PTY our controlling terminal (the child is not a group
+        # leader, so setsid does not fork and the pid stays the one we track).
+        argv += [tools.setsid, "--ctty"]
+    argv += prlimit_args(tools, inv.limits) + bwrap_args(tools, inv)
+    pass_fds: tuple[int, ...] = ()
+    info_r = info_w = block_r = block_w = -1
+    if cgroups is not None:
+        procs_files = await asyncio.to_thread(cgroups.prepare, cgroup_name, inv.limits)
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        argv += ["--info-fd", str(info_w), "--block-fd", str(block_r)]
+        pass_fds = (info_w, block_r)
+    argv += ["--", *command]
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=stderr,
+            env=_LAUNCH_ENV,
+            cwd="/",
+            user=inv.uid,
+            group=inv.uid,
+            extra_groups=[],
+            start_new_session=not inv.pty,
+            pass_fds=pass_fds,
+        )
+    except BaseException:
+        for fd in (info_r, info_w, block_r, block_w):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    if cgroups is not None:
+        os.close(info_w)
+        os.close(block_r)
+        try:
+            info = await asyncio.to_thread(_read_info, info_r)
+            pids = [proc.pid]
+            if isinstance(info.get("child-pid"), int):
+                pids.append(info["child-pid"])
+            await asyncio.to_thread(_join, procs_files, pids)
+        except BaseException:
+            kill_tree(proc.pid)
+            raise
+        finally:
+            os.close(info_r)
+            with contextlib.suppress(OSError):
+                os.write(block_w, b"1")
+            os.close(block_w)
+    return proc
+
+
+def _read_info(fd: int) -> dict[str, Any]:
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(data)
+            if isinstance(parsed, dict):
+                return parsed
+    return {}  # bwrap failed before creating the sandbox; it reports why on stderr
+
+
+def _join(procs_files: list[Path], pids: list[int]) -> None:
+    for procs in procs_files:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                procs.write_text(str(pid))
+
+
+def child_pids(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as fh:
+                found.extend(int(p) for p in fh.read().split())
+    return found
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL one invocation by killing its pid namespace's init.
+
+    The kernel then kills everything in the namespace, and the outer bwrap
+    (our child) reaps it and exits by itself.  Killing the outer bwrap first
+    would orphan the init, leaving a zombie for the host's pid 1 to reap;
+    until then it counts against the sandbox uid's process limit.  Only when
+    there is no init yet (the sandbox is still being set up) is the outer
+    process group killed.
+    """
+    children = child_pids(pid)
+    for child in children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
+    if not children:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def uid_pids(uid: int) -> list[int]:
+    """Live host pids whose real uid is ``uid`` (every process of one sandbox).
+
+    Read from ``status`` rather than the owner of ``/proc/<pid>``: a process
+    can make itself non-dumpable, which makes its /proc directory root-owned.
+    Zombies are skipped: they are dead already and cannot be killed again.
+    """
+    found: list[int] = []
+    wanted = str(uid)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        with contextlib.suppress(OSError), open(f"/proc/{entry}/status") as fh:
+            state = ""
+            for line in fh:
+                if line.startswith("State:"):
+                    state = line.split()[1]
+                elif line.startswith("Uid:"):
+                    if line.split()[1] == wanted and state not in ("Z", "X"):
+                        found.append(int(entry))
+                    break
+    return found

@@ -1,0 +1,389 @@
+"""Workspace file operations done by the server (root) on the host, symlink-safely.
+
+The workspace is writable by candidate code, which can plant symlinks
+(``ln -s /etc/shadow x``, ``ln -s / root``), swap directories for symlinks
+while we look, or create FIFOs.  The server runs as root, so a naive
+``open(workspace / path)`` would read or write any host file.
+
+Approach: paths are first checked lexically (``modal_app.paths``), then
+resolved *by us*, one component at a time, with ``openat``-style calls
+relative to a directory fd and ``O_NOFOLLOW`` on every open.  When a component
+is a symlink we read its target and continue resolving it inside the workspace
+the way the kernel would inside the sandbox (``/workspace/...`` absolute
+targets and relative targets are followed, ``..`` never climbs above the
+workspace root, 40 hops at most); any other absolute target is an escape and
+raises InvalidPath.  Because every step opens with ``O_NOFOLLOW`` against an fd
+we already hold, a concurrent swap makes the open fail (ELOOP/ENOTDIR) instead
+of redirecting it, so the check is race-free rather than "race-safe enough".
+Only regular files are read (opened ``O_NONBLOCK`` so a FIFO cannot hang the
+server); writes go to a temporary file that is renamed into place, so a write
+never goes *through* an existing link or FIFO.  Files and directories the
+server creates are chowned to the sandbox uid.
+
+All functions here block; the backend calls them through ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from modal_app.base import (
+    WORKSPACE,
+    FileEntry,
+    FileNotFoundInSandbox,
+    FileTooLarge,
+    InvalidPath,
+    SandboxFileError,
+)
+
+_MAX_SYMLINK_HOPS = 40
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    uid: int
+    gid: int
+
+
+def _split(relative: str) -> list[str]:
+    return [p for p in relative.split("/") if p not in ("", ".")]
+
+
+class _Walker:
+    """Resolves a workspace path to (directory fd, final name) without leaving the workspace."""
+
+    def __init__(self, workspace: str) -> None:
+        self._fds: list[int] = [os.open(workspace, _DIR_FLAGS)]
+        self._names: list[str] = []
+        self._hops = 0
+
+    def close(self) -> None:
+        for fd in self._fds:
+            os.close(fd)
+        self._fds.clear()
+
+    @property
+    def fd(self) -> int:
+        return self._fds[-1]
+
+    def relative(self, name: str | None = None) -> str:
+        parts = [*self._names, name] if name else self._names
+        return "/".join(parts)
+
+    def _reset_to_root(self) -> None:
+        while len(self._fds) > 1:
+            os.close(self._fds.pop())
+        self._names.clear()
+
+    def _expand_link(self, name: str, rest: list[str]) -> list[str]:
+        self._hops += 1
+        if self._hops > _MAX_SYMLINK_HOPS:
+            raise InvalidPath("too many levels of symbolic links")
+        target = os.readlink(name, dir_fd=self.fd)
+        if target.startswith("/"):
+            if target != WORKSPACE and not target.startswith(WORKSPACE + "/"):
+                raise InvalidPath(f"{self.relative(name)!r} is a symlink out of the workspace")
+            self._reset_to_root()
+            target = target[len(WORKSPACE) :]
+        return _split(target) + rest
+
+    def _enter(self, name: str, *, create: bool, owner: Owner | None) -> None:
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+        except FileNotFoundError:
+            if not create:
+                raise FileNotFoundInSandbox(f"no such directory: {self.relative(name)!r}") from None
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o755, dir_fd=self.fd)
+                if owner is not None:
+                    os.chown(name, owner.uid, owner.gid, dir_fd=self.fd, follow_symlinks=False)
+            fd = self._open_dir_or_fail(name)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise InvalidPath(f"{self.relative(name)!r} is not a directory") from None
+            raise
+        self._fds.append(fd)
+        self._names.append(name)
+
+    def _open_dir_or_fail(self, name: str) -> int:
+        try:
+            return os.open(name, _DIR_FLAGS, dir_fd=self.fd)
+        except OSError as exc:
+            raise InvalidPath(f"{self.relative(name)!r} is not a directory") from exc
+
+    def resolve(
+        self,
+        relative: str,
+        *,
+        follow_last: bool,
+        create_parents: bool = False,
+        owner: Owner | None = None,
+    ) -> str | None:
+        """Walk to the parent of the final component; return its name (None: the root)."""
+        todo = _split(relative)
+        while todo:
+            name = todo.pop(0)
+            if name == "..":
+                if not self._names:
+                    raise InvalidPath("path climbs out of the workspace")
+                os.close(self._fds.pop())
+                self._names.pop()
+                continue
+            try:
+                st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            except FileNotFoundError:
+                if not todo:
+                    return name
+                if not create_parents:
+                    raise FileNotFoundInSandbox(
+                        f"no such directory: {self.relative(name)!r}"
+                    ) from None
+                self._enter(name, create=True, owner=owner)
+                continue
+            if stat.S_ISLNK(st.st_mode) and (todo or follow_last):
+                todo = self._expand_link(name, todo)
+                if not todo:
+                    return None  # the link pointed at the workspace root itself
+                continue
+            if not todo:
+                return name
+            if not stat.S_ISDIR(st.st_mode):
+                raise InvalidPath(f"{self.relative(name)!r} is not a directory")
+            self._enter(name, create=False, owner=owner)
+        return None
+
+
+@contextlib.contextmanager
+def _walk(
+    workspace: str,
+    relative: str,
+    *,
+    follow_last: bool,
+    create_parents: bool = False,
+    owner: Owner | None = None,
+) -> Iterator[tuple[_Walker, str | None]]:
+    walker = _Walker(workspace)
+    try:
+        name = walker.resolve(
+            relative, follow_last=follow_last, create_parents=create_parents, owner=owner
+        )
+        yield walker, name
+    finally:
+        walker.close()
+
+
+def _entry(path: str, st: os.stat_result) -> FileEntry:
+    if stat.S_ISLNK(st.st_mode):
+        return FileEntry(path=path, kind="symlink", size=st.st_size, mtime=st.st_mtime)
+    if stat.S_ISDIR(st.st_mode):
+        return FileEntry(path=path, kind="dir", size=0, mtime=st.st_mtime)
+    return FileEntry(path=path, kind="file", size=st.st_size, mtime=st.st_mtime)
+
+
+def _lstat(walker: _Walker, name: str | None, shown: str) -> os.stat_result:
+    try:
+        if name is None:
+            return os.fstat(walker.fd)
+        return os.stat(name, dir_fd=walker.fd, follow_symlinks=False)
+    except FileNotFoundError:
+        raise FileNotFoundInSandbox(f"no such file or directory: {shown!r}") from None
+
+
+def stat_path(workspace: str, relative: str) -> FileEntry:
+    with _walk(workspace, relative, follow_last=False) as (walker, name):
+        return _entry(relative, _lstat(walker, name, relative))
+
+
+def read_file(workspace: str, relative: str, *, max_bytes: int) -> bytes:
+    if not relative:
+        raise InvalidPath("the workspace root is a directory")
+    with _walk(workspace, relative, follow_last=True) as (walker, name):
+        if name is None:
+            raise InvalidPath(f"{relative!r} is a directory")
+        try:
+            fd = os.open(
+                name,
+                os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                dir_fd=walker.fd,
+            )
+        except FileNotFoundError:
+            raise FileNotFoundInSandbox(f"no such file: {relative!r}") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise InvalidPath(f"{relative!r} changed into a symlink") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                raise InvalidPath(f"{relative!r} is a directory")
+            if not stat.S_ISREG(st.st_mode):
+                raise InvalidPath(f"{relative!r} is not a regular file")
+            if st.st_size > max_bytes:
+                raise FileTooLarge(f"{relative!r} is {st.st_size} bytes (limit {max_bytes})")
+            chunks: list[bytes] = []
+            total = 0
+            while chunk := os.read(fd, 1 << 20):
+                total += len(chunk)
+                if total > max_bytes:  # grew while we read it
+                    raise FileTooLarge(f"{relative!r} is over {max_bytes} bytes")
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+
+def write_file(workspace: str, relative: str, data: bytes, *, owner: Owner, max_bytes: int) -> None:
+    if not relative:
+        raise InvalidPath("cannot write the workspace root")
+    if len(data) > max_bytes:
+        raise FileTooLarge(f"{len(data)} bytes is over the file size limit of {max_bytes}")
+    with _walk(workspace, relative, follow_last=True, create_parents=True, owner=owner) as (
+        walker,
+        name,
+    ):
+        if name is None:
+            raise InvalidPath(f"{relative!r} is a directory")
+        mode = 0o644
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(name, dir_fd=walker.fd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                raise InvalidPath(f"{relative!r} is a directory")
+            if stat.S_ISREG(st.st_mode):
+                mode = stat.S_IMODE(st.st_mode) & 0o777  # keep e.g. an executable bit
+        tmp = f".{name[:200]}.{secrets.token_hex(6)}.tmp"
+        fd = os.open(
+            tmp,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            mode,
+            dir_fd=walker.fd,
+        )
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fchown(fd, owner.uid, owner.gid)
+                os.fchmod(fd, mode)
+            finally:
+                os.close(fd)
+            os.rename(tmp, name, src_dir_fd=walker.fd, dst_dir_fd=walker.fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=walker.fd)
+            raise
+
+
+def mkdir(workspace: str, relative: str, *, owner: Owner) -> None:
+    if not relative:
+        return  # the workspace root always exists
+    with _walk(workspace, relative, follow_last=True, create_parents=True, owner=owner) as (
+        walker,
+        name,
+    ):
+        if name is None:
+            return
+        try:
+            os.mkdir(name, 0o755, dir_fd=walker.fd)
+            os.chown(name, owner.uid, owner.gid, dir_fd=walker.fd, follow_symlinks=False)
+        except FileExistsError:
+            st = os.stat(name, dir_fd=walker.fd, follow_symlinks=False)
+            if not stat.S_ISDIR(st.st_mode):
+                raise InvalidPath(f"{relative!r} exists and is not a directory") from None
+
+
+def delete(workspace: str, relative: str) -> None:
+    if not relative:
+        raise InvalidPath("cannot delete the workspace root")
+    with _walk(workspace, relative, follow_last=False) as (walker, name):
+        if name is None:
+            raise InvalidPath("cannot delete the workspace root")
+        st = _lstat(walker, name, relative)
+        if stat.S_ISDIR(st.st_mode):
+            # The fd-based rmtree never follows symlinks, even ones swapped in mid-way.
+            shutil.rmtree(name, dir_fd=walker.fd)
+        else:
+            os.unlink(name, dir_fd=walker.fd)
+
+
+def list_files(
+    workspace: str, relative: str, *, recursive: bool, max_entries: int
+) -> list[FileEntry]:
+    """List a directory (sorted by path), never following symlinks below it.
+
+    At most ``max_entries`` entries are returned: a workspace can hold millions
+    of files and the listing must stay bounded.
+    """
+    with _walk(workspace, relative, follow_last=True) as (walker, name):
+        st = _lstat(walker, name, relative)
+        if not stat.S_ISDIR(st.st_mode):
+            return [_entry(relative, st)]
+        top = walker.fd if name is None else os.open(name, _DIR_FLAGS, dir_fd=walker.fd)
+        entries: list[FileEntry] = []
+        try:
+            _list_dir(top, relative, recursive, entries, max_entries)
+        finally:
+            if top != walker.fd:
+                os.close(top)
+    entries.sort(key=lambda e: e.path)
+    return entries
+
+
+def _list_dir(
+    dir_fd: int, prefix: str, recursive: bool, out: list[FileEntry], max_entries: int
+) -> None:
+    try:
+        names = sorted(os.listdir(dir_fd))
+    except OSError as exc:
+        raise SandboxFileError(f"cannot list {prefix or '/'}: {exc.strerror}") from None
+    for child in names:
+        if len(out) >= max_entries:
+            return
+        try:
+            st = os.stat(child, dir_fd=dir_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            continue  # removed while we listed
+        path = f"{prefix}/{child}" if prefix else child
+        out.append(_entry(path, st))
+        if recursive and stat.S_ISDIR(st.st_mode):
+            try:
+                sub = os.open(child, _DIR_FLAGS, dir_fd=dir_fd)
+            except OSError:
+                continue  # swapped for a symlink or removed: not ours to follow
+            try:
+                _list_dir(sub, path, recursive, out, max_entries)
+            finally:
+                os.close(sub)
+
+
+def disk_usage(paths: list[str], *, stop_at: int | None = None) -> tuple[int, int]:
+    """(bytes allocated, inodes) under ``paths``, without following symlinks.
+
+    ``stop_at`` ends the walk early once that many bytes are counted: the
+    caller only needs to know the quota is exceeded.
+    """
+    total = 0
+    inodes = 0
+    for path in paths:
+        try:
+            walker = os.fwalk(path, follow_symlinks=False)
+            for _root, dirs, files, root_fd in walker:
+                for name in dirs + files:
+                    try:
+                        st = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += st.st_blocks * 512
+                    inodes += 1
+                if stop_at is not None and total > stop_at:
+                    return total, inodes
+        except OSError:
+            continue
+    return total, inodes
