@@ -182,10 +182,13 @@ class ModalExecHandle(_ProcessBase):
     async def wait(self) -> ExitStatus:
         returncode = await self._wait_raw()
         duration_ms = int(((self._ended_at or time.monotonic()) - self._started) * 1000)
-        if self._timed_out:
-            return ExitStatus(exit_code=None, timed_out=True, duration_ms=duration_ms)
-        if self._killed:
-            return ExitStatus(exit_code=None, signal=int(signal.SIGKILL), duration_ms=duration_ms)
+        if self._timed_out or self._killed:
+            return ExitStatus(
+                exit_code=None,
+                signal=int(signal.SIGKILL),
+                timed_out=self._timed_out,
+                duration_ms=duration_ms,
+            )
         exit_code = returncode if returncode >= 0 else None
         return ExitStatus(exit_code=exit_code, duration_ms=duration_ms)
 
