@@ -58,13 +58,9 @@ from modal_app.base import (
     SandboxStatus,
     SandboxTerminated,
 )
-from modal_app.modal_backend import (
-    ModalSandboxBackend,
-    entry_from_info,
-    entry_from_volume,
-    status_from_returncode,
-)
+from modal_app.modal_backend import ModalSandboxBackend
 from modal_app.modal_errors import map_modal_error, translate_errors
+from modal_app.modal_files import entry_from_info, entry_from_volume
 from modal_app.modal_images import (
     CLAUDE_CODE_VERSION,
     GO_VERSION,
@@ -75,6 +71,7 @@ from modal_app.modal_images import (
     spec_image,
 )
 from modal_app.modal_process import ModalExecHandle, _drain
+from modal_app.modal_refs import status_from_returncode
 from modal_app.modal_shell import (
     GUARD_ESCAPES,
     exec_wrapper_argv,

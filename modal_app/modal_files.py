@@ -1,0 +1,240 @@
+"""Workspace files of Modal sandboxes: ``Sandbox.filesystem`` while running, the Volume after.
+
+Running: ``list_files`` (one directory per call, so a recursive listing walks
+the tree with bounded concurrency and stops at ``max_list_entries``),
+``stat``, ``read_bytes``, ``write_bytes`` (creates parents), ``remove``
+(recursive) and ``make_directory``, each preceded -- unless
+``ModalOptions.check_symlinks`` is off -- by the ``modal_shell`` guard that
+refuses paths resolving outside /workspace.  The SDK's filesystem calls follow
+symlinks inside the container; the container is the isolation boundary, but
+the contract promises InvalidPath for escapes on every backend.
+
+Ended: the workspace Volume through ``listdir``, ``read_file``,
+``batch_upload`` and ``remove_file``.  ``mkdir`` has no Volume equivalent
+(a Volume holds files; directories exist through them), so it raises
+``SandboxTerminated`` there.  A sandbox found to have ended mid-call
+(``SandboxRefs.on_sandbox``) is retried on the Volume.
+
+Paths are validated with ``paths.normalize_workspace_path`` first; a path of
+the wrong kind is ``InvalidPath`` and listing a file lists that file, as on
+the local backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import modal
+from modal.types import FileEntry as VolumeEntry
+from modal.types import FileEntryType, FileInfo, FileType
+
+from modal_app.base import (
+    WORKSPACE,
+    FileEntry,
+    FileNotFoundInSandbox,
+    FileTooLarge,
+    InvalidPath,
+    SandboxFileError,
+    SandboxTerminated,
+)
+from modal_app.modal_errors import translate_errors
+from modal_app.modal_refs import SandboxRef, SandboxRefs
+from modal_app.modal_shell import GUARD_ESCAPES, guard_argv
+from modal_app.modal_spec import ModalOptions
+from modal_app.paths import normalize_workspace_path, workspace_abspath
+
+T = TypeVar("T")
+
+_LIST_CONCURRENCY = 8
+
+
+def entry_from_info(relative: str, info: FileInfo) -> FileEntry:
+    kind = {FileType.DIRECTORY: "dir", FileType.SYMLINK: "symlink"}.get(info.type, "file")
+    return FileEntry(path=relative, kind=kind, size=info.size, mtime=info.modified_time)  # type: ignore[arg-type]
+
+
+def entry_from_volume(entry: VolumeEntry) -> FileEntry:
+    kind = {FileEntryType.DIRECTORY: "dir", FileEntryType.SYMLINK: "symlink"}.get(
+        entry.type, "file"
+    )
+    return FileEntry(
+        path=entry.path.strip("/"),
+        kind=kind,  # type: ignore[arg-type]
+        size=entry.size,
+        mtime=float(entry.mtime),
+    )
+
+
+class ModalFiles:
+    def __init__(
+        self, refs: SandboxRefs, options: ModalOptions, client: Callable[[], modal.Client]
+    ) -> None:
+        self._refs = refs
+        self._options = options
+        self._client = client
+        self._volumes: dict[str, modal.Volume] = {}
+
+    def forget_volume(self, name: str) -> None:
+        self._volumes.pop(name, None)
+
+    def clear(self) -> None:
+        self._volumes.clear()
+
+    async def list_files(
+        self, sandbox_id: str, path: str = "", *, recursive: bool = True
+    ) -> list[FileEntry]:
+        rel = normalize_workspace_path(path)
+        cap = self._options.max_list_entries
+
+        async def running(sandbox: modal.Sandbox) -> list[FileEntry]:
+            entries: list[FileEntry] = []
+            limit = asyncio.Semaphore(_LIST_CONCURRENCY)
+
+            async def walk(directory: str) -> None:
+                if len(entries) >= cap:
+                    return
+                async with limit:
+                    infos = await sandbox.filesystem.list_files.aio(workspace_abspath(directory))
+                children = []
+                for info in sorted(infos, key=lambda i: i.name):
+                    if len(entries) >= cap:
+                        break
+                    child = f"{directory}/{info.name}" if directory else info.name
+                    entries.append(entry_from_info(child, info))
+                    if recursive and info.type == FileType.DIRECTORY:
+                        children.append(child)
+                await asyncio.gather(*(walk(child) for child in children))
+
+            try:
+                with translate_errors():
+                    await walk(rel)
+            except InvalidPath:
+                # Not a directory: like the local backend, list the file itself.
+                info = await sandbox.filesystem.stat.aio(workspace_abspath(rel))
+                if info.type == FileType.DIRECTORY:
+                    raise
+                return [entry_from_info(rel, info)]
+            return sorted(entries, key=lambda e: e.path)
+
+        async def stopped(volume: modal.Volume) -> list[FileEntry]:
+            found = await volume.listdir.aio(rel or "/", recursive=recursive)
+            entries = sorted((entry_from_volume(e) for e in found), key=lambda e: e.path)
+            return entries[:cap]
+
+        return await self._file_op(sandbox_id, rel, True, running, stopped)
+
+    async def stat(self, sandbox_id: str, path: str) -> FileEntry:
+        rel = normalize_workspace_path(path)
+
+        async def running(sandbox: modal.Sandbox) -> FileEntry:
+            return entry_from_info(rel, await sandbox.filesystem.stat.aio(workspace_abspath(rel)))
+
+        async def stopped(volume: modal.Volume) -> FileEntry:
+            if not rel:
+                return FileEntry(path="", kind="dir", size=0, mtime=0.0)
+            parent = rel.rpartition("/")[0]
+            for entry in await volume.listdir.aio(parent or "/"):
+                if entry.path.strip("/") == rel:
+                    return entry_from_volume(entry)
+            raise FileNotFoundInSandbox(f"no such file or directory: {rel}")
+
+        return await self._file_op(sandbox_id, rel, False, running, stopped)
+
+    async def read_file(self, sandbox_id: str, path: str) -> bytes:
+        rel = normalize_workspace_path(path)
+        if not rel:
+            raise InvalidPath("the workspace root is a directory")
+
+        async def running(sandbox: modal.Sandbox) -> bytes:
+            return await sandbox.filesystem.read_bytes.aio(workspace_abspath(rel))
+
+        async def stopped(volume: modal.Volume) -> bytes:
+            return b"".join([chunk async for chunk in volume.read_file.aio(rel)])
+
+        return await self._file_op(sandbox_id, rel, True, running, stopped)
+
+    async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None:
+        rel = normalize_workspace_path(path)
+        if not rel:
+            raise InvalidPath("cannot write to the workspace root")
+        ref = await self._refs.get(sandbox_id)
+        if ref.limits is not None and len(data) > ref.limits.max_file_size_mb << 20:
+            raise FileTooLarge(f"{rel}: over the {ref.limits.max_file_size_mb} MiB file limit")
+
+        async def running(sandbox: modal.Sandbox) -> None:
+            await sandbox.filesystem.write_bytes.aio(data, workspace_abspath(rel))
+
+        async def stopped(volume: modal.Volume) -> None:
+            async with volume.batch_upload.aio(force=True) as batch:
+                batch.put_file(io.BytesIO(data), f"/{rel}")
+
+        await self._file_op(sandbox_id, rel, True, running, stopped)
+
+    async def delete(self, sandbox_id: str, path: str) -> None:
+        rel = normalize_workspace_path(path)
+        if not rel:
+            raise InvalidPath("cannot delete the workspace root")
+
+        async def running(sandbox: modal.Sandbox) -> None:
+            await sandbox.filesystem.remove.aio(workspace_abspath(rel), recursive=True)
+
+        async def stopped(volume: modal.Volume) -> None:
+            await volume.remove_file.aio(rel, recursive=True)
+
+        await self._file_op(sandbox_id, rel, False, running, stopped)
+
+    async def mkdir(self, sandbox_id: str, path: str) -> None:
+        rel = normalize_workspace_path(path)
+
+        async def running(sandbox: modal.Sandbox) -> None:
+            if rel:
+                await sandbox.filesystem.make_directory.aio(
+                    workspace_abspath(rel), create_parents=True
+                )
+
+        await self._file_op(sandbox_id, rel, True, running, None)
+
+    async def _file_op(
+        self,
+        sandbox_id: str,
+        rel: str,
+        follow_last: bool,
+        running: Callable[[modal.Sandbox], Awaitable[T]],
+        stopped: Callable[[modal.Volume], Awaitable[T]] | None,
+    ) -> T:
+        """``running`` through the live sandbox, or ``stopped`` on its volume once it has ended."""
+        ref = await self._refs.get(sandbox_id)
+        if not ref.ended:
+            try:
+                async with self._refs.on_sandbox(ref):
+                    if rel and self._options.check_symlinks:
+                        await self._check_inside(ref, rel, follow_last)
+                    return await running(ref.sandbox)
+            except SandboxTerminated:
+                ref.ended = True
+        if stopped is None:
+            raise SandboxTerminated(
+                f"sandbox {sandbox_id} has ended (the Volume API cannot create empty directories)"
+            )
+        if ref.volume_name is None:
+            raise SandboxTerminated(f"sandbox {sandbox_id} has ended and has no workspace volume")
+        volume = self._volumes.get(ref.volume_name)
+        if volume is None:
+            volume = modal.Volume.from_name(
+                ref.volume_name, environment_name=self._options.environment, client=self._client()
+            )
+            self._volumes[ref.volume_name] = volume
+        with translate_errors(not_found=FileNotFoundInSandbox):
+            return await stopped(volume)
+
+    async def _check_inside(self, ref: SandboxRef, rel: str, follow_last: bool) -> None:
+        code = await self._refs.helper(
+            ref, guard_argv(workspace_abspath(rel), follow_last=follow_last)
+        )
+        if code == GUARD_ESCAPES:
+            raise InvalidPath(f"{rel!r} resolves outside {WORKSPACE}")
+        if code != 0:
+            raise SandboxFileError(f"could not resolve {rel!r} (exit code {code})")

@@ -1,0 +1,207 @@
+"""What one API replica knows about Modal sandboxes, and how it reaches them.
+
+``SandboxRefs`` maps sandbox ids to ``SandboxRef``s: the SDK handle plus what
+was read from the sandbox's tags (workspace volume, limits, creation time).
+The cache only saves round trips; any id is (re)attached with
+``Sandbox.from_id``, because sandboxes are shared by every replica.
+
+It also owns the calls every other part makes on a live sandbox: the error
+context ``on_sandbox``, the small ``helper`` commands, and the per-command
+network widening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import modal
+import modal.exception as mx
+from modal.stream_type import StreamType
+
+from modal_app.base import (
+    InvalidSpec,
+    Limits,
+    NetworkPolicy,
+    SandboxFileError,
+    SandboxNotFound,
+    SandboxStatus,
+    SandboxTerminated,
+)
+from modal_app.modal_errors import translate_errors
+from modal_app.modal_spec import (
+    TAG_CREATED,
+    TAG_LIMITS,
+    TAG_VOLUME,
+    decode_limits,
+    split_allow_hosts,
+)
+
+_SANDBOX_ID = re.compile(r"^sb-[A-Za-z0-9]+$")
+HELPER_TIMEOUT_S = 30
+# Exit codes of a sandbox's entrypoint that mean "ended normally": our sleep
+# finishing, Modal's timeout (124) and termination (137 / 143).
+_ORDERLY_EXITS = frozenset({0, 124, 137, 143})
+
+
+def status_from_returncode(returncode: int | None) -> SandboxStatus:
+    if returncode is None:
+        return SandboxStatus.RUNNING
+    return SandboxStatus.TERMINATED if returncode in _ORDERLY_EXITS else SandboxStatus.ERROR
+
+
+@dataclass(eq=False)
+class SandboxRef:
+    sandbox: modal.Sandbox
+    tags: dict[str, str]
+    created_at: float
+    volume_name: str | None
+    limits: Limits | None
+    network: NetworkPolicy | None = None
+    """The creation policy, known only to the replica that created the sandbox."""
+    ended: bool = False
+    widenings: list[tuple[list[str], list[str]]] = field(default_factory=list)
+    net_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def id(self) -> str:
+        return self.sandbox.object_id
+
+
+class SandboxRefs:
+    def __init__(self, client: Callable[[], modal.Client]) -> None:
+        self._client = client
+        self._refs: dict[str, SandboxRef] = {}
+
+    def clear(self) -> None:
+        self._refs.clear()
+
+    def add(self, ref: SandboxRef) -> None:
+        self._refs[ref.id] = ref
+
+    async def get(self, sandbox_id: str, *, refresh: bool = False) -> SandboxRef:
+        ref = self._refs.get(sandbox_id)
+        if ref is not None and not refresh:
+            return ref
+        client = self._client()
+        if not _SANDBOX_ID.match(sandbox_id):
+            raise SandboxNotFound(f"no Modal sandbox {sandbox_id!r}")
+        try:
+            with translate_errors():
+                sandbox = await modal.Sandbox.from_id.aio(sandbox_id, client=client)
+        except InvalidSpec as exc:
+            raise SandboxNotFound(f"no Modal sandbox {sandbox_id!r}") from exc
+        return await self.adopt(sandbox)
+
+    async def running(self, sandbox_id: str) -> SandboxRef:
+        ref = await self.get(sandbox_id)
+        if ref.ended:
+            raise SandboxTerminated(f"sandbox {sandbox_id} has ended")
+        return ref
+
+    async def adopt(self, sandbox: modal.Sandbox) -> SandboxRef:
+        """A reference for a handle from ``from_id`` / ``list``, read from the sandbox's tags."""
+        tags: dict[str, str] = {}
+        with contextlib.suppress(mx.Error):
+            tags = await sandbox.get_tags.aio()
+        known = self._refs.get(sandbox.object_id)
+        created = tags.get(TAG_CREATED, "")
+        ref = SandboxRef(
+            sandbox=sandbox,
+            tags=tags,
+            created_at=float(created) if created.isdigit() else 0.0,
+            volume_name=tags.get(TAG_VOLUME) or (known.volume_name if known else None),
+            limits=decode_limits(tags.get(TAG_LIMITS)) or (known.limits if known else None),
+            network=known.network if known else None,
+            ended=sandbox.returncode is not None,
+        )
+        if known is not None:
+            ref.widenings = known.widenings
+            ref.net_lock = known.net_lock
+        self._refs[ref.id] = ref
+        return ref
+
+    @contextlib.asynccontextmanager
+    async def on_sandbox(self, ref: SandboxRef) -> AsyncIterator[None]:
+        """``translate_errors`` for calls on an existing sandbox, which may have ended.
+
+        The SDK reports a call on a finished sandbox as "not found", "sandbox
+        unavailable" or an unspecific filesystem error; a poll tells which.
+        """
+        try:
+            with translate_errors():
+                yield
+        except (SandboxNotFound, SandboxFileError) as exc:
+            if type(exc) in (SandboxNotFound, SandboxFileError) and await self.finished(ref):
+                ref.ended = True
+                raise SandboxTerminated(f"sandbox {ref.id} has ended") from exc
+            raise
+
+    async def finished(self, ref: SandboxRef) -> bool:
+        try:
+            ended = await ref.sandbox.poll.aio() is not None
+        except Exception:
+            return False
+        ref.ended = ref.ended or ended
+        return ended
+
+    async def poll_status(self, ref: SandboxRef) -> SandboxStatus:
+        with translate_errors():
+            returncode = await ref.sandbox.poll.aio()
+        if returncode is not None:
+            ref.ended = True
+        return status_from_returncode(returncode)
+
+    async def helper(self, ref: SandboxRef, argv: Sequence[str]) -> int:
+        """Run a short helper command next to the candidate's and return its exit code."""
+        async with self.on_sandbox(ref):
+            process = await ref.sandbox.exec.aio(
+                *argv,
+                timeout=HELPER_TIMEOUT_S,
+                stdout=StreamType.DEVNULL,
+                stderr=StreamType.DEVNULL,
+                text=False,
+            )
+            return await process.wait.aio()
+
+    async def widen(self, ref: SandboxRef, policy: NetworkPolicy) -> Callable[[], Awaitable[None]]:
+        """Allow ``policy``'s hosts on the whole sandbox until the returned release runs."""
+        grant = split_allow_hosts(policy)
+        async with ref.net_lock:
+            ref.widenings.append(grant)
+            try:
+                await self._apply_network(ref)
+            except BaseException:
+                ref.widenings.remove(grant)
+                raise
+        released = False
+
+        async def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            async with ref.net_lock:
+                ref.widenings.remove(grant)
+                await self._apply_network(ref)
+
+        return release
+
+    async def _apply_network(self, ref: SandboxRef) -> None:
+        cidrs: list[str] = []
+        domains: list[str] = []
+        if ref.network is not None and not ref.network.blocked:
+            cidrs, domains = split_allow_hosts(ref.network)
+        for extra_cidrs, extra_domains in ref.widenings:
+            cidrs += extra_cidrs
+            domains += extra_domains
+        # Both lists given (even empty) means an allowlist; the SDK has no way
+        # back to "blocked" for a running sandbox other than allowing nothing.
+        async with self.on_sandbox(ref):
+            await ref.sandbox._experimental_set_outbound_network_policy.aio(
+                outbound_cidr_allowlist=sorted(set(cidrs)),
+                outbound_domain_allowlist=sorted(set(domains)),
+            )
