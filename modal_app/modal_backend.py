@@ -34,6 +34,11 @@ Design
 * Errors: every SDK call runs inside ``modal_errors.translate_errors``; calls on
   an existing sandbox additionally turn "not found"/"unavailable" into
   ``SandboxTerminated`` when a poll shows the sandbox has ended.
+
+Modules: ``modal_spec`` (spec -> create arguments, names, tags),
+``modal_images``, ``modal_refs`` (attach / cache / helpers / network),
+``modal_process`` (exec and PTY handles), ``modal_files``, ``modal_shell``
+(the in-sandbox sh snippets), ``modal_errors``.
 """
 
 from __future__ import annotations

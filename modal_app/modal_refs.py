@@ -40,7 +40,9 @@ from modal_app.modal_spec import (
     split_allow_hosts,
 )
 
-_SANDBOX_ID = re.compile(r"^sb-[A-Za-z0-9]+$")
+# Every Modal sandbox id (V1 and V2) has the "sb-" type prefix; anything else
+# (a local backend's id, junk) is refused without a round trip.
+_SANDBOX_ID = re.compile(r"^sb-[A-Za-z0-9_.-]{1,100}$")
 HELPER_TIMEOUT_S = 30
 # Exit codes of a sandbox's entrypoint that mean "ended normally": our sleep
 # finishing, Modal's timeout (124) and termination (137 / 143).
