@@ -22,6 +22,7 @@ from gql.view import GraphQLView
 from resolvers.bus import EventBus
 from resolvers.database import close_database, open_database, ping_database
 from resolvers.events import EventLog
+from resolvers.live import LiveHub
 from resolvers.reaper import reaper_running, reconcile
 from resolvers.sandboxes import Sandboxes, SandboxPolicy
 
@@ -44,7 +45,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             max_file_bytes=settings.max_file_bytes,
         ),
     )
-    services = Services(settings=settings, bus=bus, log=log, sandboxes=sandboxes)
+    live = LiveHub(bus, log)
+    services = Services(settings=settings, bus=bus, log=log, sandboxes=sandboxes, live=live)
     view = GraphQLView(
         build_schema(max_depth=settings.max_query_depth),
         max_body_bytes=settings.max_body_bytes,
@@ -72,6 +74,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             async with reaper_running(sandboxes, interval_s=settings.reaper_interval_s):
                 yield
         finally:
+            await live.close()
             await backend.aclose()
             await bus.disconnect()
             await close_database()

@@ -19,6 +19,7 @@ from resolvers.auth import Principal, authenticate, parse_bearer
 from resolvers.bus import EventBus
 from resolvers.errors import Unauthenticated
 from resolvers.events import EventLog
+from resolvers.live import LiveHub
 from resolvers.sandboxes import Sandboxes
 
 
@@ -30,6 +31,7 @@ class Services:
     bus: EventBus
     log: EventLog
     sandboxes: Sandboxes
+    live: LiveHub
 
 
 @dataclass(slots=True)
@@ -48,6 +50,10 @@ class Context:
     @property
     def log(self) -> EventLog:
         return self.services.log
+
+    @property
+    def live(self) -> LiveHub:
+        return self.services.live
 
     @property
     def sandboxes(self) -> Sandboxes:

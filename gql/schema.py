@@ -10,6 +10,7 @@ from strawberry.tools import merge_types
 
 from gql.context import Info, principal_of
 from gql.errors import ApiSchema
+from gql.subscriptions import Subscription
 from gql.types.account import (
     Account,
     ApiToken,
@@ -18,7 +19,7 @@ from gql.types.account import (
     User,
     ViewerKind,
 )
-from gql.types.event import EVENT_TYPES, Recording, event_of
+from gql.types.event import EVENT_TYPES, NoteEvent, Recording, event_of
 from gql.types.question import CreateQuestionInput, LanguageInfo, Question
 from gql.types.session import (
     CreateSessionInput,
@@ -28,7 +29,7 @@ from gql.types.session import (
 )
 from gql.workspace_ops import WorkspaceMutation, WorkspaceQuery
 from models.session import SessionStatus
-from resolvers import accounts, questions, recordings, sessions
+from resolvers import accounts, notes, questions, recordings, sessions
 from resolvers.languages import LANGUAGES
 
 
@@ -159,6 +160,17 @@ class Mutation:
         )
         return CreateApiTokenPayload.of(created)
 
+    @strawberry.mutation(
+        description="An interviewer's note, in the recording (hidden from candidates)."
+    )
+    async def add_note(self, info: Info, session_id: strawberry.ID, text: str) -> NoteEvent:
+        record = await notes.add_note(
+            await principal_of(info), session_id, text, log=info.context.log
+        )
+        event = event_of(record)
+        assert isinstance(event, NoteEvent)
+        return event
+
     @strawberry.mutation
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiToken:
         return ApiToken.of(await accounts.revoke_api_token(await principal_of(info), id))
@@ -172,6 +184,7 @@ def build_schema(*, max_depth: int = 12, max_aliases: int = 30) -> ApiSchema:
     return ApiSchema(
         query=RootQuery,
         mutation=RootMutation,
+        subscription=Subscription,
         types=EVENT_TYPES,
         extensions=[
             lambda: QueryDepthLimiter(max_depth=max_depth),

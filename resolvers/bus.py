@@ -1,36 +1,137 @@
 """The event bus: broadcaster over Redis pub/sub (``redis://``) or in memory (``memory://``).
 
-broadcaster gives fan-out to every replica but no durability: it does not
-reconnect after a Redis drop and its queues are unbounded. The stored event
-log is the source of truth; the bus is only the doorbell (see resolvers.events).
+broadcaster fans messages out to every replica but is not durable: it never
+reconnects after a Redis drop, and a dead connection just goes quiet. So the
+bus watches Redis itself (a PING every ``probe_interval_s``); when Redis comes
+back it builds a fresh ``Broadcast`` and bumps ``generation``, and listeners
+(see resolvers.live) resubscribe and refill any gap from the stored log.
+Publishing while Redis is down does not fail the writer: the event is already
+stored, and listeners poll the log faster while ``healthy`` is false.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
 from broadcaster import Broadcast
+from broadcaster._base import Unsubscribed
 from redis import asyncio as aioredis
+
+logger = logging.getLogger("interviewlm.bus")
 
 
 class EventBus:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, probe_interval_s: float = 0.5) -> None:
         self.url = url
+        self.is_redis = url.startswith(("redis://", "rediss://"))
+        self.probe_interval_s = probe_interval_s
         self.broadcast = Broadcast(url)
+        self.generation = 0
+        self.healthy = True
+        self._changed = asyncio.Event()
         self._redis: aioredis.Redis | None = None
+        self._monitor: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         await self.broadcast.connect()
-        if self.url.startswith(("redis://", "rediss://")):
-            self._redis = aioredis.Redis.from_url(self.url)
+        if self.is_redis:
+            self._redis = aioredis.Redis.from_url(
+                self.url, socket_timeout=2, socket_connect_timeout=2
+            )
+            self._monitor = asyncio.create_task(self._watch_redis())
 
     async def disconnect(self) -> None:
-        await self.broadcast.disconnect()
+        if self._monitor is not None:
+            self._monitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._monitor
+        await _quietly_disconnect(self.broadcast)
         if self._redis is not None:
             await self._redis.aclose()
 
-    async def publish(self, channel: str, message: str) -> None:
-        await self.broadcast.publish(channel=channel, message=message)
+    async def publish(self, channel: str, message: str) -> bool:
+        """Publish; False (logged, not raised) when the bus is down."""
+        try:
+            await self.broadcast.publish(channel=channel, message=message)
+        except (OSError, aioredis.RedisError) as exc:
+            self._mark_down(exc)
+            return False
+        return True
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[str]]:
+        """Messages on ``channel`` until the bus reconnects (then subscribe again)."""
+        async with self.broadcast.subscribe(channel) as subscriber:
+
+            async def messages() -> AsyncIterator[str]:
+                while True:
+                    try:
+                        event = await subscriber.get()
+                    except Unsubscribed:
+                        return
+                    yield event.message
+
+            yield messages()
+
+    async def changed(self) -> None:
+        """Wait until the connection is replaced (or health changes)."""
+        await self._changed.wait()
 
     async def ping(self) -> None:
         """Raise if the bus's server does not answer."""
         if self._redis is not None:
             await self._redis.ping()  # type: ignore[misc]  # redis-py types sync|async
+
+    def _mark_down(self, exc: BaseException) -> None:
+        if self.healthy:
+            logger.warning("event bus unavailable (%s); listeners fall back to the log", exc)
+            self.healthy = False
+            self._notify()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def _watch_redis(self) -> None:
+        backoff = self.probe_interval_s
+        while True:
+            await asyncio.sleep(backoff if not self.healthy else self.probe_interval_s)
+            try:
+                await self.ping()
+            except (OSError, aioredis.RedisError) as exc:
+                self._mark_down(exc)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if not self.healthy or self._listener_died():
+                await self._reconnect()
+                backoff = self.probe_interval_s
+
+    def _listener_died(self) -> bool:
+        task = getattr(self.broadcast, "_listener_task", None)
+        backend_task = getattr(getattr(self.broadcast, "_backend", None), "_listener", None)
+        return any(t is not None and t.done() for t in (task, backend_task))
+
+    async def _reconnect(self) -> None:
+        fresh = Broadcast(self.url)
+        try:
+            await fresh.connect()
+        except (OSError, aioredis.RedisError) as exc:
+            self._mark_down(exc)
+            return
+        stale, self.broadcast = self.broadcast, fresh
+        self.generation += 1
+        self.healthy = True
+        logger.warning("event bus reconnected (generation %d)", self.generation)
+        self._notify()
+        await _quietly_disconnect(stale)
+
+
+async def _quietly_disconnect(broadcast: Broadcast) -> None:
+    # A broadcaster whose connection died raises from disconnect(); it is
+    # being thrown away either way.
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(2):
+            await broadcast.disconnect()

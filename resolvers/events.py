@@ -3,14 +3,21 @@
 ``seq`` comes from ``InterviewSession.last_seq``, bumped under a row lock in
 the same transaction as the insert: concurrent appends from any number of
 replicas serialize per session, and a rolled-back append leaves no gap.
+
+Appends to one session are group-committed: while a transaction is in
+flight, further appends queue up and go together in the next one (one
+transaction, one multi-row INSERT, one published message), so a burst of
+terminal output costs a handful of round trips rather than one per chunk.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +28,10 @@ from models.session import InterviewSession
 from resolvers.bus import EventBus
 
 MAX_READ = 1000
+MAX_BATCH = 500
+logger = logging.getLogger("interviewlm.events")
+
+Item = tuple[str, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,16 +42,22 @@ class EventRecord:
     at: datetime
     payload: dict[str, Any]
 
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "sessionId": str(self.session_id),
-                "seq": self.seq,
-                "type": self.type,
-                "at": self.at.isoformat(),
-                "payload": self.payload,
-            },
-            separators=(",", ":"),
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "type": self.type,
+            "at": self.at.isoformat(),
+            "payload": self.payload,
+        }
+
+    @classmethod
+    def from_dict(cls, session_id: uuid.UUID, data: dict[str, Any]) -> EventRecord:
+        return cls(
+            session_id,
+            data["seq"],
+            data["type"],
+            datetime.fromisoformat(data["at"]),
+            data["payload"],
         )
 
 
@@ -48,9 +65,35 @@ def channel_for(session_id: uuid.UUID) -> str:
     return f"session:{session_id}"
 
 
+def encode_batch(session_id: uuid.UUID, records: Sequence[EventRecord]) -> str:
+    return json.dumps(
+        {"sessionId": str(session_id), "events": [r.to_dict() for r in records]},
+        separators=(",", ":"),
+    )
+
+
+def decode_batch(message: str) -> tuple[uuid.UUID, list[EventRecord]]:
+    data = json.loads(message)
+    session_id = uuid.UUID(data["sessionId"])
+    return session_id, [EventRecord.from_dict(session_id, e) for e in data["events"]]
+
+
+@dataclass
+class _Pending:
+    items: Sequence[Item]
+    done: asyncio.Future[list[EventRecord]]
+
+
+@dataclass
+class _SessionWriter:
+    queue: list[_Pending] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
 class EventLog:
     def __init__(self, bus: EventBus) -> None:
         self.bus = bus
+        self._writers: dict[uuid.UUID, _SessionWriter] = {}
 
     async def append(
         self, session_id: uuid.UUID, type_: str, payload: dict[str, Any]
@@ -58,11 +101,51 @@ class EventLog:
         (record,) = await self.append_many(session_id, [(type_, payload)])
         return record
 
-    async def append_many(
-        self, session_id: uuid.UUID, items: Sequence[tuple[str, dict[str, Any]]]
-    ) -> list[EventRecord]:
+    async def append_many(self, session_id: uuid.UUID, items: Sequence[Item]) -> list[EventRecord]:
         if not items:
             return []
+        writer = self._writers.setdefault(session_id, _SessionWriter())
+        pending = _Pending(items, asyncio.get_running_loop().create_future())
+        writer.queue.append(pending)
+        if writer.task is None:
+            writer.task = asyncio.create_task(self._drain(session_id, writer))
+        return await asyncio.shield(pending.done)
+
+    async def _drain(self, session_id: uuid.UUID, writer: _SessionWriter) -> None:
+        try:
+            while writer.queue:
+                group: list[_Pending] = []
+                count = 0
+                while writer.queue and (
+                    not group or count + len(writer.queue[0].items) <= MAX_BATCH
+                ):
+                    group.append(writer.queue.pop(0))
+                    count += len(group[-1].items)
+                try:
+                    records = await self._commit(session_id, [i for p in group for i in p.items])
+                except Exception as exc:  # each waiter gets the failure of its own append
+                    for p in group:
+                        if not p.done.done():
+                            p.done.set_exception(exc)
+                    continue
+                offset = 0
+                for p in group:
+                    mine = records[offset : offset + len(p.items)]
+                    offset += len(p.items)
+                    if not p.done.done():
+                        p.done.set_result(mine)
+                try:
+                    await self.bus.publish(
+                        channel_for(session_id), encode_batch(session_id, records)
+                    )
+                except Exception:  # stored is what counts: listeners also poll the log
+                    logger.exception("publishing events of %s failed", session_id)
+        finally:
+            writer.task = None
+            if not writer.queue:
+                self._writers.pop(session_id, None)
+
+    async def _commit(self, session_id: uuid.UUID, items: Sequence[Item]) -> list[EventRecord]:
         now = datetime.now(UTC)
         async with in_transaction() as conn:
             session = (
@@ -89,8 +172,6 @@ class EventLog:
                 ],
                 using_db=conn,
             )
-        for record in records:
-            await self.bus.publish(channel_for(session_id), record.to_json())
         return records
 
     async def read(self, session_id: uuid.UUID, *, after_seq: int, limit: int) -> list[EventRecord]:
@@ -100,3 +181,22 @@ class EventLog:
             .limit(min(limit, MAX_READ))
         )
         return [EventRecord(session_id, r.seq, r.type, r.at, r.payload) for r in rows]
+
+    async def read_range(
+        self, session_id: uuid.UUID, *, after_seq: int, up_to: int | None = None
+    ) -> AsyncIterator[list[EventRecord]]:
+        """Stored events after ``after_seq`` (through ``up_to``), page by page."""
+        while True:
+            page = await self.read(session_id, after_seq=after_seq, limit=MAX_READ)
+            if up_to is not None:
+                page = [r for r in page if r.seq <= up_to]
+            if not page:
+                return
+            yield page
+            after_seq = page[-1].seq
+            if len(page) < MAX_READ or (up_to is not None and after_seq >= up_to):
+                return
+
+    async def last_seq(self, session_id: uuid.UUID) -> int:
+        session = await InterviewSession.filter(id=session_id).only("id", "last_seq").get()
+        return int(session.last_seq)

@@ -8,6 +8,7 @@ from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.events import MAX_READ, EventLog, EventRecord
 from resolvers.sessions import get_session
+from resolvers.visibility import visible
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +25,9 @@ async def read_recording(
     session = await get_session(principal, session_id, log=log)
     check.int_range("afterSeq", after_seq, low=0, high=2**62)
     check.int_range("first", first, low=1, high=MAX_READ)
-    events = await log.read(session.id, after_seq=after_seq, limit=first)
-    last_returned = events[-1].seq if events else after_seq
+    stored = await log.read(session.id, after_seq=after_seq, limit=first)
+    last_returned = stored[-1].seq if stored else after_seq
+    events = [shown for shown in (visible(principal, e) for e in stored) if shown is not None]
     return RecordingPage(
         session_id=str(session.id),
         events=events,

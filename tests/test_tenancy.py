@@ -94,6 +94,11 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
         lambda a: {"id": a["sessionId"]},
         "object",
     ),
+    "addNote": (
+        'mutation($id: ID!) { addNote(sessionId: $id, text: "hi") { seq text } }',
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
     "revokeApiToken": (
         "mutation($id: ID!) { revokeApiToken(id: $id) { id } }",
         lambda a: {"id": a["tokenId"]},

@@ -22,11 +22,34 @@ FILE = """query($s: ID!, $p: String!) {
   file(sessionId: $s, path: $p) { path size sha256 encoding content fromRecording }
 }"""
 FILES = 'query($s: ID!, $p: String! = "") { files(sessionId: $s, path: $p) { path kind size } }'
-EVENTS = """query($s: ID!, $a: Int! = 0) {
-  recording(sessionId: $s, afterSeq: $a, first: 1000) {
-    events { seq type ... on GenericSessionEvent { payload } }
+EVENT_FIELDS = """
+  seq type at __typename
+  ... on SessionLifecycleEvent { status }
+  ... on SandboxEvent { sandboxId backend reason restoredFiles }
+  ... on FileEvent { path size sha256 source }
+  ... on CommandEvent {
+    commandId command exitCode signal timedOut durationMs truncated error
   }
-}"""
+  ... on CommandOutputEvent { commandId stream data }
+  ... on TerminalOutputEvent { terminalId data }
+  ... on TerminalEvent { terminalId input cols rows exitCode }
+  ... on NoteEvent { text author }
+  ... on GenericSessionEvent { payload }
+"""
+EVENTS = (
+    "query($s: ID!, $a: Int! = 0) { recording(sessionId: $s, afterSeq: $a, first: 1000) {"
+    " events {" + EVENT_FIELDS + "} } }"
+)
+_META = {"seq", "type", "at", "__typename"}
+
+
+def flatten(event: dict[str, Any]) -> dict[str, Any]:
+    """An event as {seq, type, payload}, the typed fields gathered into ``payload``."""
+    if event["__typename"] == "GenericSessionEvent":
+        payload = event["payload"]
+    else:
+        payload = {k: v for k, v in event.items() if k not in _META and v is not None}
+    return {"seq": event["seq"], "type": event["type"], "payload": payload}
 
 
 async def start(api: Api, account: Account, token_key: str = "candidateToken") -> dict[str, Any]:
@@ -49,4 +72,4 @@ async def events(api: Api, account: Account, after: int = 0) -> list[dict[str, A
     result = await api(
         EVENTS, {"s": account["sessionId"], "a": after}, token=account["interviewerToken"]
     )
-    return result.ok()["recording"]["events"]  # type: ignore[no-any-return]
+    return [flatten(e) for e in result.ok()["recording"]["events"]]

@@ -1,9 +1,10 @@
-"""Session events in GraphQL: an interface with one type per kind of event."""
+"""Session events in GraphQL: the ``SessionEvent`` interface, one type per kind of event."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
@@ -27,20 +28,155 @@ class SessionLifecycleEvent(SessionEvent):
 
 
 @strawberry.type
+class SandboxEvent(SessionEvent):
+    """``sandbox.started`` / ``sandbox.terminated`` / ``sandbox.error``."""
+
+    sandbox_id: strawberry.ID
+    backend: str | None
+    reason: str | None
+    restored_files: int | None
+
+
+@strawberry.type
+class FileEvent(SessionEvent):
+    """``file.written`` / ``file.deleted`` / ``file.skipped`` (over the size limit)."""
+
+    path: str
+    size: int | None
+    sha256: str | None
+    source: str | None = strawberry.field(description="api, starter, sandbox or agent.")
+
+
+@strawberry.type
+class CommandEvent(SessionEvent):
+    """``command.started`` / ``command.exited`` / ``command.truncated`` / ``command.failed``."""
+
+    command_id: strawberry.ID
+    command: str | None
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool | None
+    duration_ms: int | None
+    truncated: bool | None
+    error: str | None
+
+
+@strawberry.type
+class CommandOutputEvent(SessionEvent):
+    """``terminal.output`` of a ``runCommand``: a coalesced chunk of stdout or stderr."""
+
+    command_id: strawberry.ID
+    stream: str = strawberry.field(description="stdout or stderr.")
+    data: str
+
+
+@strawberry.type
+class TerminalOutputEvent(SessionEvent):
+    """``terminal.output`` of an interactive terminal: a coalesced chunk of its PTY output."""
+
+    terminal_id: strawberry.ID
+    data: str
+
+
+@strawberry.type
+class TerminalEvent(SessionEvent):
+    """``terminal.opened`` / ``terminal.input`` / ``terminal.resized`` / ``terminal.closed``."""
+
+    terminal_id: strawberry.ID
+    input: str | None = strawberry.field(description="For terminal.input: what was typed.")
+    cols: int | None
+    rows: int | None
+    exit_code: int | None
+
+
+@strawberry.type
+class NoteEvent(SessionEvent):
+    """``note.added``: an interviewer's note (never shown to the candidate)."""
+
+    text: str
+    author: str | None
+
+
+@strawberry.type
 class GenericSessionEvent(SessionEvent):
-    """An event kind without a dedicated type yet; its payload as JSON."""
+    """An event kind without a dedicated type; its payload as JSON."""
 
     payload: JSON
 
 
-def event_of(record: EventRecord) -> SessionEvent:
-    if record.type.startswith("session."):
-        return SessionLifecycleEvent(
-            seq=record.seq,
-            at=record.at,
-            type=record.type,
-            status=SessionStatus(record.payload["status"]),
+_BUILDERS: dict[str, Callable[[EventRecord, dict[str, Any]], SessionEvent]] = {
+    "session": lambda r, p: SessionLifecycleEvent(
+        seq=r.seq, at=r.at, type=r.type, status=SessionStatus(p["status"])
+    ),
+    "sandbox": lambda r, p: SandboxEvent(
+        seq=r.seq,
+        at=r.at,
+        type=r.type,
+        sandbox_id=strawberry.ID(p["sandboxId"]),
+        backend=p.get("backend"),
+        reason=p.get("reason"),
+        restored_files=p.get("restoredFiles"),
+    ),
+    "file": lambda r, p: FileEvent(
+        seq=r.seq,
+        at=r.at,
+        type=r.type,
+        path=p["path"],
+        size=p.get("size"),
+        sha256=p.get("sha256"),
+        source=p.get("source"),
+    ),
+    "command": lambda r, p: CommandEvent(
+        seq=r.seq,
+        at=r.at,
+        type=r.type,
+        command_id=strawberry.ID(p["commandId"]),
+        command=p.get("command"),
+        exit_code=p.get("exitCode"),
+        signal=p.get("signal"),
+        timed_out=p.get("timedOut"),
+        duration_ms=p.get("durationMs"),
+        truncated=p.get("truncated"),
+        error=p.get("error"),
+    ),
+    "terminal.output": lambda r, p: (
+        CommandOutputEvent(
+            seq=r.seq,
+            at=r.at,
+            type=r.type,
+            command_id=strawberry.ID(p["commandId"]),
+            stream=p["stream"],
+            data=p["data"],
         )
+        if p.get("commandId")
+        else TerminalOutputEvent(
+            seq=r.seq,
+            at=r.at,
+            type=r.type,
+            terminal_id=strawberry.ID(p["terminalId"]),
+            data=p["data"],
+        )
+    ),
+    "terminal": lambda r, p: TerminalEvent(
+        seq=r.seq,
+        at=r.at,
+        type=r.type,
+        terminal_id=strawberry.ID(p["terminalId"]),
+        input=p.get("data"),
+        cols=p.get("cols"),
+        rows=p.get("rows"),
+        exit_code=p.get("exitCode"),
+    ),
+    "note": lambda r, p: NoteEvent(
+        seq=r.seq, at=r.at, type=r.type, text=p["text"], author=p.get("author")
+    ),
+}
+
+
+def event_of(record: EventRecord) -> SessionEvent:
+    builder = _BUILDERS.get(record.type) or _BUILDERS.get(record.type.split(".", 1)[0])
+    if builder is not None:
+        return builder(record, record.payload)
     return GenericSessionEvent(
         seq=record.seq, at=record.at, type=record.type, payload=cast(JSON, record.payload)
     )
@@ -54,4 +190,23 @@ class Recording:
     has_more: bool = strawberry.field(description="More events follow the last one returned.")
 
 
-EVENT_TYPES: list[type] = [SessionLifecycleEvent, GenericSessionEvent]
+@strawberry.type
+class SessionEventBatch:
+    """Events delivered together, in seq order (a burst of output arrives as one batch)."""
+
+    session_id: strawberry.ID
+    events: list[SessionEvent]
+    last_seq: int = strawberry.field(description="Seq of the last event here: resume after it.")
+
+
+EVENT_TYPES: list[type] = [
+    SessionLifecycleEvent,
+    SandboxEvent,
+    FileEvent,
+    CommandEvent,
+    CommandOutputEvent,
+    TerminalOutputEvent,
+    TerminalEvent,
+    NoteEvent,
+    GenericSessionEvent,
+]

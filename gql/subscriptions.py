@@ -1,0 +1,52 @@
+"""The Subscription root: live session events and terminal output, resumable by seq."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from gql.context import Info, principal_of
+from gql.types.event import SessionEventBatch, event_of
+from resolvers.live import Batch
+from resolvers.watching import follow_session
+
+
+def _batch(session_id: strawberry.ID, batch: Batch) -> SessionEventBatch:
+    return SessionEventBatch(
+        session_id=session_id, events=[event_of(r) for r in batch], last_seq=batch[-1].seq
+    )
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription(
+        description="Stored events after `afterSeq`, then live ones: each exactly once, in order."
+    )
+    async def session_events(
+        self, info: Info, session_id: strawberry.ID, after_seq: int = 0
+    ) -> AsyncGenerator[SessionEventBatch, None]:
+        batches = await follow_session(
+            info.context.live,
+            info.context.log,
+            await principal_of(info),
+            session_id,
+            after_seq=after_seq,
+        )
+        async for batch in batches:
+            yield _batch(session_id, batch)
+
+    @strawberry.subscription(description="Like sessionEvents, only terminal and command events.")
+    async def terminal_output(
+        self, info: Info, session_id: strawberry.ID, after_seq: int = 0
+    ) -> AsyncGenerator[SessionEventBatch, None]:
+        batches = await follow_session(
+            info.context.live,
+            info.context.log,
+            await principal_of(info),
+            session_id,
+            after_seq=after_seq,
+            terminal_only=True,
+        )
+        async for batch in batches:
+            yield _batch(session_id, batch)

@@ -1,0 +1,39 @@
+"""Subscriptions' side of the log: authorize, then follow a session for one principal."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from functools import partial
+
+from resolvers import validation as check
+from resolvers.auth import Principal
+from resolvers.events import EventLog, EventRecord
+from resolvers.live import Batch, LiveHub
+from resolvers.sessions import get_session
+from resolvers.visibility import visible
+
+TERMINAL_TYPES = ("terminal.", "command.")
+
+
+def _only_terminal(principal: Principal, record: EventRecord) -> EventRecord | None:
+    if not record.type.startswith(TERMINAL_TYPES):
+        return None
+    return visible(principal, record)
+
+
+async def follow_session(
+    live: LiveHub,
+    log: EventLog,
+    principal: Principal,
+    session_id: str,
+    *,
+    after_seq: int,
+    terminal_only: bool = False,
+) -> AsyncIterator[Batch]:
+    """Authorize now (at subscribe time), then replay and follow."""
+    check.int_range("afterSeq", after_seq, low=0, high=2**62)
+    session = await get_session(principal, session_id, log=log)
+    keep: Callable[[EventRecord], EventRecord | None] = partial(
+        _only_terminal if terminal_only else visible, principal
+    )
+    return live.follow(session.id, after_seq=after_seq, keep=keep)
