@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import math
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -83,6 +84,8 @@ from modal_app.modal_spec import (
     user_tags,
 )
 
+_BACKSTOP_MARGIN_S = 5
+
 
 def _argv(command: Sequence[str] | str) -> list[str]:
     argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
@@ -93,13 +96,14 @@ def _argv(command: Sequence[str] | str) -> list[str]:
     return argv
 
 
-def _exec_timeout(timeout_s: float | None) -> int | None:
+def _modal_timeout(timeout_s: float | None) -> int | None:
+    """Modal's exec timeout: a backstop behind the handle's own sub-second watchdog."""
     if timeout_s is None:
         return None
-    if not timeout_s > 0:
-        raise InvalidSpec(f"timeout_s must be positive, got {timeout_s!r}")
-    # Modal takes whole seconds; rounding up never cuts a command short.
-    return max(1, -int(-timeout_s // 1))
+    if not 0 < timeout_s < float("inf"):
+        raise InvalidSpec(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
+    # Whole seconds, rounded up, plus room for the watchdog's kill to land first.
+    return math.ceil(timeout_s) + _BACKSTOP_MARGIN_S
 
 
 def _info(ref: SandboxRef, status: SandboxStatus) -> SandboxInfo:
@@ -281,22 +285,23 @@ class ModalSandboxBackend:
         ]
 
     async def terminate(self, sandbox_id: str) -> None:
+        """Terminate and wait (bounded) until Modal confirms; handles of it end at once."""
         ref = await self._refs.get(sandbox_id)
         for handle in [h for h, owner in self._live.items() if owner == ref.id]:
             # Their processes end with the sandbox; nothing to stop at aclose.
             del self._live[handle]
         if ref.ended or await self._refs.finished(ref):
+            ref.mark_ended()
             return
-        # Flush the workspace volume before the container goes, so the Volume
-        # API sees the last writes right after termination.
+        # Flush the workspace before the container goes, so the Volume API
+        # sees the last writes after termination.
         with contextlib.suppress(Exception):
-            await self._refs.helper(ref, ["sh", "-c", 'sync "$1" || sync', "sync", WORKSPACE])
+            async with asyncio.timeout(5):
+                await self._refs.helper(ref, ["sh", "-c", 'sync "$1" || sync', "sync", WORKSPACE])
         with translate_errors():
             await ref.sandbox.terminate.aio()
-        ref.ended = True
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(30):
-                await ref.sandbox.wait.aio(raise_on_termination=False)
+        ref.mark_ended()
+        await ref.settle(timeout_s=20)
 
     async def remove(self, sandbox_id: str) -> None:
         """Delete the workspace volume of an ended sandbox; idempotent.
@@ -310,7 +315,6 @@ class ModalSandboxBackend:
             return
         if not ref.ended and not await self._refs.finished(ref):
             raise SandboxError(f"sandbox {sandbox_id} is still running: terminate it first")
-        ref.ended = True
         name = ref.volume_name
         if name is None:
             return
@@ -346,21 +350,20 @@ class ModalSandboxBackend:
         argv = _argv(command)
         workdir = None if cwd is None else sandbox_workdir(cwd)
         check_env(env or {})
-        timeout = _exec_timeout(timeout_s)
+        backstop = _modal_timeout(timeout_s)
         ref = await self._refs.running(sandbox_id)
         state_path = f"{STATE_DIR}/{uuid.uuid4().hex}"
         wrapped = exec_wrapper_argv(argv, state_path=state_path, limits=ref.limits)
         release = None
         if network is not None and not network.blocked:
             release = await self._refs.widen(ref, network)
-        started = time.monotonic()
         try:
             async with self._refs.on_sandbox(ref):
                 process = await ref.sandbox.exec.aio(
                     *wrapped,
                     workdir=workdir,
                     env=dict(env) if env else None,
-                    timeout=timeout,
+                    timeout=backstop,
                     text=False,
                 )
         except BaseException:
@@ -370,8 +373,8 @@ class ModalSandboxBackend:
         handle = ModalExecHandle(
             process,
             state_path=state_path,
-            helper=lambda helper_argv: self._refs.helper(ref, helper_argv),
-            deadline=started + timeout if timeout else None,
+            context=self._refs.context(ref),
+            timeout_s=timeout_s,
             on_finish=release,
         )
         self._track(handle, ref)
@@ -400,10 +403,7 @@ class ModalSandboxBackend:
         async with self._refs.on_sandbox(ref):
             process = await ref.sandbox.exec.aio(*wrapped, env=pty_env, pty=True, text=False)
         handle = ModalPtyHandle(
-            process,
-            state_path=state_path,
-            helper=lambda helper_argv: self._refs.helper(ref, helper_argv),
-            size=(cols, rows),
+            process, state_path=state_path, context=self._refs.context(ref), size=(cols, rows)
         )
         self._track(handle, ref)
         return handle

@@ -42,7 +42,7 @@ from modal_app.base import (
 )
 from modal_app.modal_errors import translate_errors
 from modal_app.modal_refs import SandboxRef, SandboxRefs
-from modal_app.modal_shell import GUARD_ESCAPES, guard_argv
+from modal_app.modal_shell import GUARD_ESCAPES, GUARD_SYMLINK, guard_argv
 from modal_app.modal_spec import ModalOptions
 from modal_app.paths import normalize_workspace_path, workspace_abspath
 
@@ -89,7 +89,7 @@ class ModalFiles:
         rel = normalize_workspace_path(path)
         cap = self._options.max_list_entries
 
-        async def running(sandbox: modal.Sandbox) -> list[FileEntry]:
+        async def running(sandbox: modal.Sandbox, is_link: bool) -> list[FileEntry]:
             entries: list[FileEntry] = []
             limit = asyncio.Semaphore(_LIST_CONCURRENCY)
 
@@ -129,7 +129,7 @@ class ModalFiles:
     async def stat(self, sandbox_id: str, path: str) -> FileEntry:
         rel = normalize_workspace_path(path)
 
-        async def running(sandbox: modal.Sandbox) -> FileEntry:
+        async def running(sandbox: modal.Sandbox, is_link: bool) -> FileEntry:
             return entry_from_info(rel, await sandbox.filesystem.stat.aio(workspace_abspath(rel)))
 
         async def stopped(volume: modal.Volume) -> FileEntry:
@@ -148,7 +148,7 @@ class ModalFiles:
         if not rel:
             raise InvalidPath("the workspace root is a directory")
 
-        async def running(sandbox: modal.Sandbox) -> bytes:
+        async def running(sandbox: modal.Sandbox, is_link: bool) -> bytes:
             return await sandbox.filesystem.read_bytes.aio(workspace_abspath(rel))
 
         async def stopped(volume: modal.Volume) -> bytes:
@@ -164,7 +164,7 @@ class ModalFiles:
         if ref.limits is not None and len(data) > ref.limits.max_file_size_mb << 20:
             raise FileTooLarge(f"{rel}: over the {ref.limits.max_file_size_mb} MiB file limit")
 
-        async def running(sandbox: modal.Sandbox) -> None:
+        async def running(sandbox: modal.Sandbox, is_link: bool) -> None:
             await sandbox.filesystem.write_bytes.aio(data, workspace_abspath(rel))
 
         async def stopped(volume: modal.Volume) -> None:
@@ -178,8 +178,9 @@ class ModalFiles:
         if not rel:
             raise InvalidPath("cannot delete the workspace root")
 
-        async def running(sandbox: modal.Sandbox) -> None:
-            await sandbox.filesystem.remove.aio(workspace_abspath(rel), recursive=True)
+        async def running(sandbox: modal.Sandbox, is_link: bool) -> None:
+            # A link is removed as a link, never recursively through it.
+            await sandbox.filesystem.remove.aio(workspace_abspath(rel), recursive=not is_link)
 
         async def stopped(volume: modal.Volume) -> None:
             await volume.remove_file.aio(rel, recursive=True)
@@ -189,7 +190,7 @@ class ModalFiles:
     async def mkdir(self, sandbox_id: str, path: str) -> None:
         rel = normalize_workspace_path(path)
 
-        async def running(sandbox: modal.Sandbox) -> None:
+        async def running(sandbox: modal.Sandbox, is_link: bool) -> None:
             if rel:
                 await sandbox.filesystem.make_directory.aio(
                     workspace_abspath(rel), create_parents=True
@@ -202,7 +203,7 @@ class ModalFiles:
         sandbox_id: str,
         rel: str,
         follow_last: bool,
-        running: Callable[[modal.Sandbox], Awaitable[T]],
+        running: Callable[[modal.Sandbox, bool], Awaitable[T]],
         stopped: Callable[[modal.Volume], Awaitable[T]] | None,
     ) -> T:
         """``running`` through the live sandbox, or ``stopped`` on its volume once it has ended."""
@@ -210,17 +211,19 @@ class ModalFiles:
         if not ref.ended:
             try:
                 async with self._refs.on_sandbox(ref):
+                    is_link = False
                     if rel and self._options.check_symlinks:
-                        await self._check_inside(ref, rel, follow_last)
-                    return await running(ref.sandbox)
+                        is_link = await self._check_inside(ref, rel, follow_last)
+                    return await running(ref.sandbox, is_link)
             except SandboxTerminated:
-                ref.ended = True
+                ref.mark_ended()
         if stopped is None:
             raise SandboxTerminated(
                 f"sandbox {sandbox_id} has ended (the Volume API cannot create empty directories)"
             )
         if ref.volume_name is None:
             raise SandboxTerminated(f"sandbox {sandbox_id} has ended and has no workspace volume")
+        await ref.settle()  # the volume holds the last writes once the container is gone
         volume = self._volumes.get(ref.volume_name)
         if volume is None:
             volume = modal.Volume.from_name(
@@ -230,11 +233,13 @@ class ModalFiles:
         with translate_errors(not_found=FileNotFoundInSandbox):
             return await stopped(volume)
 
-    async def _check_inside(self, ref: SandboxRef, rel: str, follow_last: bool) -> None:
+    async def _check_inside(self, ref: SandboxRef, rel: str, follow_last: bool) -> bool:
+        """Refuse a path resolving outside the workspace; True if it is itself a symlink."""
         code = await self._refs.helper(
             ref, guard_argv(workspace_abspath(rel), follow_last=follow_last)
         )
         if code == GUARD_ESCAPES:
             raise InvalidPath(f"{rel!r} resolves outside {WORKSPACE}")
-        if code != 0:
+        if code not in (0, GUARD_SYMLINK):
             raise SandboxFileError(f"could not resolve {rel!r} (exit code {code})")
+        return code == GUARD_SYMLINK

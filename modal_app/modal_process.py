@@ -3,21 +3,22 @@
 Output: stdout and stderr are drained by two concurrent tasks into one bounded
 queue, so chunks come out in arrival order and a full stderr pipe can never
 block a reader stuck on stdout (the queue bound gives back-pressure; Modal
-buffers the rest server-side).
+buffers the rest server-side).  A stream that fails because the sandbox has
+ended simply ends.
 
-Timeouts: ``Sandbox.exec(timeout=N)`` (whole seconds) gives the process an
-exec deadline; in 1.6.4 the SDK then ends the output streams quietly and
-``ContainerProcess.wait`` returns -1 instead of raising ``ExecTimeoutError``.
-That -1 after the deadline is reported as ``timed_out`` and the process tree
-is killed, in case anything outlived the deadline.
+Timeouts: a watchdog kills the process tree at ``timeout_s`` (to the
+sub-second); Modal gets the timeout too, rounded up plus a margin, as a
+backstop should this replica die.  In 1.6.4 a process past Modal's exec
+deadline makes ``ContainerProcess.wait`` return -1 (the SDK swallows
+``ExecTimeoutError``) -- also reported as ``timed_out``.
 
-Exit codes: the SDK folds "killed by signal N" into ``128 + N``; a process we
-killed ourselves is reported as ``signal=SIGKILL`` with no exit code, any
-other 128+N stays an exit code because it is indistinguishable from
-``exit(128+N)``.
+Exit codes: the SDK folds "killed by signal N" into ``128 + N``.  A process we
+killed (kill, timeout, terminate) is reported as ``signal=SIGKILL`` with no
+exit code, as on the local backend; any other 128+N stays an exit code,
+because it is indistinguishable from ``exit(128+N)``.
 
-Kill / resize: see ``modal_shell`` -- they run as separate small commands
-through the ``helper`` callback the backend passes in.
+Kill / resize: see ``modal_shell``; they run as separate small commands
+through ``ProcessContext.helper`` (the SDK has no RPC for them).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import contextlib
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
 import modal.container_process
@@ -35,32 +37,48 @@ from modal_app.base import ExitStatus, OutputChunk, SandboxError
 from modal_app.modal_errors import translate_errors
 from modal_app.modal_shell import kill_tree_argv, resize_argv
 
-Helper = Callable[[Sequence[str]], Awaitable[int]]
-"""Runs a helper argv in the same sandbox and returns its exit code."""
-
 _STDIN_CHUNK = 1 << 20
 _QUEUE_CHUNKS = 64
 
 Process = modal.container_process.ContainerProcess[bytes]
+Stream = Literal["stdout", "stderr"]
+
+
+async def _never() -> bool:
+    return False
+
+
+@dataclass(frozen=True)
+class ProcessContext:
+    """What a handle needs from the backend about its sandbox."""
+
+    helper: Callable[[Sequence[str]], Awaitable[int]]
+    """Runs a helper argv in the same sandbox and returns its exit code."""
+    sandbox_ended: Callable[[], Awaitable[bool]] = _never
+    """Asks Modal whether the sandbox has finished."""
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when this replica saw the sandbox end (terminate)."""
 
 
 async def _drain(
     process: Process,
-    streams: Sequence[Literal["stdout", "stderr"]],
-) -> AsyncIterator[tuple[Literal["stdout", "stderr"], bytes]]:
+    streams: Sequence[Stream],
+    sandbox_ended: Callable[[], Awaitable[bool]] = _never,
+) -> AsyncIterator[tuple[Stream, bytes]]:
     """Yield (stream, data) from ``streams`` of ``process``, read concurrently."""
-    queue: asyncio.Queue[tuple[Literal["stdout", "stderr"], bytes] | BaseException | None] = (
-        asyncio.Queue(maxsize=_QUEUE_CHUNKS)
+    queue: asyncio.Queue[tuple[Stream, bytes] | BaseException | None] = asyncio.Queue(
+        maxsize=_QUEUE_CHUNKS
     )
 
-    async def pump(name: Literal["stdout", "stderr"]) -> None:
+    async def pump(name: Stream) -> None:
         reader = process.stdout if name == "stdout" else process.stderr
         try:
             async for data in reader:
                 if data:
                     await queue.put((name, data))
         except Exception as exc:
-            await queue.put(exc)
+            if not await sandbox_ended():
+                await queue.put(exc)
         finally:
             await queue.put(None)
 
@@ -88,26 +106,36 @@ class _ProcessBase:
         process: Process,
         *,
         state_path: str,
-        helper: Helper,
-        deadline: float | None,
+        context: ProcessContext,
+        timeout_s: float | None = None,
         on_finish: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._process = process
         self._state_path = state_path
-        self._helper = helper
-        self._deadline = deadline
+        self._context = context
         self._started = time.monotonic()
+        self._deadline = None if timeout_s is None else self._started + timeout_s
         self._killed = False
         self._timed_out = False
         self._on_finish = on_finish
-        self._finished = asyncio.Event()
+        self._finished = False
         self._returncode: int | None = None
         self._waiter: asyncio.Future[int] | None = None
         self._ended_at: float | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        if timeout_s is not None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._expire(timeout_s))
+
+    async def _expire(self, timeout_s: float) -> None:
+        await asyncio.sleep(timeout_s)
+        if not await self._exited():
+            self._timed_out = True
+            with contextlib.suppress(Exception):
+                await self._kill_tree()
 
     async def _exited(self) -> bool:
         """Whether the process has ended (errors read as 'ended': nothing left to act on)."""
-        if self._returncode is not None:
+        if self._returncode is not None or self._context.ended.is_set():
             return True
         try:
             return await self._process.poll.aio() is not None
@@ -116,7 +144,7 @@ class _ProcessBase:
 
     async def _kill_tree(self) -> None:
         self._killed = True
-        await self._helper(kill_tree_argv(self._state_path))
+        await self._context.helper(kill_tree_argv(self._state_path))
 
     async def _wait_raw(self) -> int:
         # One wait per process, shared by every caller (and by the backend's
@@ -126,11 +154,30 @@ class _ProcessBase:
         return await asyncio.shield(self._waiter)
 
     async def _wait_once(self) -> int:
-        with translate_errors():
-            returncode = await self._process.wait.aio()
+        # A terminated sandbox may never answer the exec wait (the SDK retries
+        # forever when the worker is gone), so the sandbox's end also ends it.
+        waiter = asyncio.ensure_future(self._process.wait.aio())
+        ended = asyncio.ensure_future(self._context.ended.wait())
+        try:
+            await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        returncode = -1
+        if not waiter.done():
+            waiter.cancel()
+            self._killed = True
+        elif (error := waiter.exception()) is not None:
+            if not await self._context.sandbox_ended():
+                with translate_errors():
+                    raise error
+            self._killed = True
+        else:
+            returncode = waiter.result()
         self._ended_at = time.monotonic()
-        if returncode == -1 and self._deadline is not None and self._ended_at >= self._deadline - 1:
-            self._timed_out = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if returncode == -1 and self._deadline is not None and self._ended_at >= self._deadline:
+            self._timed_out = True  # Modal's own deadline: see the module docstring
             with contextlib.suppress(Exception):
                 await self._kill_tree()
         self._returncode = returncode
@@ -138,9 +185,9 @@ class _ProcessBase:
         return returncode
 
     async def _finish(self) -> None:
-        if self._finished.is_set():
+        if self._finished:
             return
-        self._finished.set()
+        self._finished = True
         if self._on_finish is not None:
             with contextlib.suppress(Exception):
                 await self._on_finish()
@@ -176,7 +223,8 @@ class ModalExecHandle(_ProcessBase):
         return self._output()
 
     async def _output(self) -> AsyncIterator[OutputChunk]:
-        async for name, data in _drain(self._process, ("stdout", "stderr")):
+        drain = _drain(self._process, ("stdout", "stderr"), self._context.sandbox_ended)
+        async for name, data in drain:
             yield OutputChunk(stream=name, data=data)
 
     async def wait(self) -> ExitStatus:
@@ -208,7 +256,8 @@ class ModalPtyHandle(_ProcessBase):
 
     The PTY merges stdout and stderr into stdout.  ``resize`` sets the window
     size of the recorded tty with ``stty`` from a helper command (the SDK has
-    no resize call); concurrent resizes collapse into the latest size.
+    no resize call; the kernel then sends SIGWINCH to the terminal's
+    foreground job); concurrent resizes collapse into the latest size.
     """
 
     def __init__(
@@ -216,13 +265,10 @@ class ModalPtyHandle(_ProcessBase):
         process: Process,
         *,
         state_path: str,
-        helper: Helper,
+        context: ProcessContext,
         size: tuple[int, int],
-        on_finish: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__(
-            process, state_path=state_path, helper=helper, deadline=None, on_finish=on_finish
-        )
+        super().__init__(process, state_path=state_path, context=context)
         self._wanted = size
         self._applied = size
         self._resize_lock = asyncio.Lock()
@@ -232,7 +278,7 @@ class ModalPtyHandle(_ProcessBase):
         return self._output()
 
     async def _output(self) -> AsyncIterator[bytes]:
-        async for _, data in _drain(self._process, ("stdout",)):
+        async for _, data in _drain(self._process, ("stdout",), self._context.sandbox_ended):
             yield data
 
     async def write(self, data: bytes) -> None:
@@ -246,7 +292,7 @@ class ModalPtyHandle(_ProcessBase):
             size = self._wanted
             if size == self._applied or await self._exited():
                 return
-            await self._helper(resize_argv(self._state_path, *size))
+            await self._context.helper(resize_argv(self._state_path, *size))
             self._applied = size
 
     async def close(self) -> None:
@@ -258,7 +304,6 @@ class ModalPtyHandle(_ProcessBase):
         if not await self._exited():
             with contextlib.suppress(Exception):
                 await self._kill_tree()
-        await self._finish()
 
     async def wait(self) -> int | None:
         returncode = await self._wait_raw()

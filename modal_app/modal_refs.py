@@ -32,6 +32,7 @@ from modal_app.base import (
     SandboxTerminated,
 )
 from modal_app.modal_errors import translate_errors
+from modal_app.modal_process import ProcessContext
 from modal_app.modal_spec import (
     TAG_CREATED,
     TAG_LIMITS,
@@ -65,12 +66,33 @@ class SandboxRef:
     network: NetworkPolicy | None = None
     """The creation policy, known only to the replica that created the sandbox."""
     ended: bool = False
+    """Known to have ended (or been terminated by this replica)."""
+    ended_event: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: bool = False
+    """Modal has confirmed the end, so the volume holds the final files."""
     widenings: list[tuple[list[str], list[str]]] = field(default_factory=list)
     net_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        if self.ended:
+            self.ended_event.set()
 
     @property
     def id(self) -> str:
         return self.sandbox.object_id
+
+    def mark_ended(self) -> None:
+        self.ended = True
+        self.ended_event.set()
+
+    async def settle(self, timeout_s: float = 30) -> None:
+        """Wait (bounded) until Modal reports the sandbox finished."""
+        if self.settled:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(timeout_s):
+                await self.sandbox.wait.aio(raise_on_termination=False)
+                self.settled = True
 
 
 class SandboxRefs:
@@ -118,11 +140,14 @@ class SandboxRefs:
             volume_name=tags.get(TAG_VOLUME) or (known.volume_name if known else None),
             limits=decode_limits(tags.get(TAG_LIMITS)) or (known.limits if known else None),
             network=known.network if known else None,
-            ended=sandbox.returncode is not None,
+            ended=sandbox.returncode is not None or (known is not None and known.ended),
         )
         if known is not None:
             ref.widenings = known.widenings
             ref.net_lock = known.net_lock
+            ref.ended_event = known.ended_event
+            if ref.ended:
+                ref.ended_event.set()
         self._refs[ref.id] = ref
         return ref
 
@@ -138,7 +163,6 @@ class SandboxRefs:
                 yield
         except (SandboxNotFound, SandboxFileError) as exc:
             if type(exc) in (SandboxNotFound, SandboxFileError) and await self.finished(ref):
-                ref.ended = True
                 raise SandboxTerminated(f"sandbox {ref.id} has ended") from exc
             raise
 
@@ -147,15 +171,28 @@ class SandboxRefs:
             ended = await ref.sandbox.poll.aio() is not None
         except Exception:
             return False
-        ref.ended = ref.ended or ended
+        if ended:
+            ref.mark_ended()
+            ref.settled = True
         return ended
 
     async def poll_status(self, ref: SandboxRef) -> SandboxStatus:
         with translate_errors():
             returncode = await ref.sandbox.poll.aio()
         if returncode is not None:
-            ref.ended = True
+            ref.mark_ended()
+            ref.settled = True
+        elif ref.ended:
+            # Terminated by us and still shutting down: nothing runs in it any more.
+            return SandboxStatus.TERMINATED
         return status_from_returncode(returncode)
+
+    def context(self, ref: SandboxRef) -> ProcessContext:
+        return ProcessContext(
+            helper=lambda argv: self.helper(ref, argv),
+            sandbox_ended=lambda: self.finished(ref),
+            ended=ref.ended_event,
+        )
 
     async def helper(self, ref: SandboxRef, argv: Sequence[str]) -> int:
         """Run a short helper command next to the candidate's and return its exit code."""

@@ -24,10 +24,12 @@ from modal_app.base import WORKSPACE, Limits
 # Inside the sandbox, which is single-tenant: no /tmp race with other users.
 STATE_DIR = "/tmp/.interviewlm"  # noqa: S108
 GUARD_ESCAPES = 3
+GUARD_SYMLINK = 4
 
 _EXEC_WRAPPER = r"""
 state=$1 nofile=$2 fsize=$3 nproc=$4 cpu=$5 cols=$6 rows=$7
 shift 7
+export INTERVIEWLM_EXEC="${state##*/}"
 {
   mkdir -p "${state%/*}" && echo $$ >"$state"
   if [ "$cols" != 0 ]; then
@@ -43,17 +45,33 @@ shift 7
 exec "$@"
 """
 
-# Freeze the whole tree with SIGSTOP first (walking it three times catches
-# children forked during a walk), then SIGKILL it: killing the root first
-# would reparent its children to init and hide them from the walk.
+# The victims are the recorded process and its descendants, plus every
+# process carrying the command's INTERVIEWLM_EXEC marker in its environment:
+# a child whose parent already died has been reparented out of the tree, but
+# keeps the marker.  Freeze them all with SIGSTOP first (three rounds catch
+# children forked meanwhile), then SIGKILL: killing parents first would
+# reparent their children mid-walk.
 _KILL_TREE = r"""
 state=$1
+id=${state##*/}
 i=0
 while [ ! -s "$state" ] && [ "$i" -lt 30 ]; do sleep 0.1; i=$((i + 1)); done
 root=
 { read -r root <"$state"; } 2>/dev/null
-case $root in ''|*[!0-9]*) exit 0 ;; esac
-tree() {
+case $root in *[!0-9]*) root= ;; esac
+[ -n "$root" ] || exit 0
+marker="INTERVIEWLM_EXEC=$id"
+if printf 'x\0' | grep -qzx x 2>/dev/null; then zgrep=1; else zgrep=0; fi
+marked() {
+  if [ "$zgrep" = 1 ]; then
+    grep -lzx "$marker" /proc/[0-9]*/environ 2>/dev/null
+  else
+    for f in /proc/[0-9]*/environ; do
+      { tr '\0' '\n' <"$f"; } 2>/dev/null | grep -qx "$marker" && echo "$f"
+    done
+  fi
+}
+victims() {
   pairs=
   for f in /proc/[0-9]*/stat; do
     s=
@@ -63,7 +81,13 @@ tree() {
     set -- ${s##*') '}
     pairs="$pairs $p:$2"
   done
-  found=" $root "
+  found=" "
+  kill -0 "$root" 2>/dev/null && found=" $root "
+  for f in $(marked); do
+    p=${f#/proc/}
+    p=${p%/environ}
+    [ "$p" = "$$" ] || found="$found$p "
+  done
   changed=1
   while [ "$changed" = 1 ]; do
     changed=0
@@ -75,9 +99,12 @@ tree() {
   done
   echo $found
 }
-kill -0 "$root" 2>/dev/null || exit 0
-for n in 1 2 3; do kill -s STOP $(tree) 2>/dev/null; done
-kill -s KILL $(tree) 2>/dev/null
+for n in 1 2 3; do
+  v=$(victims)
+  [ -n "$v" ] || exit 0
+  kill -s STOP $v 2>/dev/null
+done
+kill -s KILL $(victims) 2>/dev/null
 exit 0
 """
 
@@ -90,7 +117,8 @@ stty -F "$tty" cols "$2" rows "$3" 2>/dev/null || stty cols "$2" rows "$3" <"$tt
 # Resolve the deepest existing ancestor of the target (or the target itself
 # when it exists) through every symlink, and refuse anything that lands
 # outside the workspace.  With follow=0 the last component is not resolved,
-# so a symlink itself can be stat'ed or deleted.
+# so a symlink itself can be stat'ed or deleted; exit 4 then says "it is a
+# symlink" (so a delete removes the link, never what it points to).
 _GUARD = r"""
 t=$1 follow=$2 root=$3
 [ "$follow" = 1 ] || t=${t%/*}
@@ -98,8 +126,9 @@ p=$t
 while [ -n "$p" ] && [ ! -e "$p" ] && [ ! -L "$p" ]; do p=${p%/*}; done
 [ -n "$p" ] || exit 3
 r=$(readlink -f -- "$p") || exit 3
-case $r in "$root" | "$root"/*) exit 0 ;; esac
-exit 3
+case $r in "$root" | "$root"/*) ;; *) exit 3 ;; esac
+[ "$follow" = 1 ] || [ ! -L "$1" ] || exit 4
+exit 0
 """
 
 
@@ -146,7 +175,11 @@ def resize_argv(state_path: str, cols: int, rows: int) -> list[str]:
 
 
 def guard_argv(absolute_path: str, *, follow_last: bool, root: str = WORKSPACE) -> list[str]:
-    """Exit 0 when ``absolute_path`` resolves inside ``root``, ``GUARD_ESCAPES`` when not."""
+    """Exit 0 when ``absolute_path`` resolves inside ``root``, ``GUARD_ESCAPES`` when not.
+
+    Without ``follow_last``, a path that is itself a symlink (inside) exits
+    ``GUARD_SYMLINK``.
+    """
     return [
         "sh",
         "-c",

@@ -70,10 +70,11 @@ from modal_app.modal_images import (
     language_image,
     spec_image,
 )
-from modal_app.modal_process import ModalExecHandle, _drain
+from modal_app.modal_process import ModalExecHandle, ProcessContext, _drain
 from modal_app.modal_refs import status_from_returncode
 from modal_app.modal_shell import (
     GUARD_ESCAPES,
+    GUARD_SYMLINK,
     exec_wrapper_argv,
     guard_argv,
     kill_tree_argv,
@@ -606,6 +607,44 @@ def test_kill_tree_kills_every_descendant(tmp_path: Path) -> None:
         root.wait()
 
 
+@pytest.mark.parametrize("grep_z", [True, False], ids=["grep-z", "tr-fallback"])
+def test_kill_tree_finds_orphans_by_their_marker(tmp_path: Path, grep_z: bool) -> None:
+    """A child whose parent exited is reparented out of the tree; its marker still names it.
+
+    Run both with GNU ``grep -z`` and with the ``tr`` fallback used where grep
+    lacks -z (busybox images).
+    """
+    kill_argv = kill_tree_argv(str(tmp_path / "state"))
+    if not grep_z:
+        probe = "then zgrep=1; else zgrep=0; fi"
+        assert probe in kill_argv[2]
+        kill_argv[2] = kill_argv[2].replace(probe, "then zgrep=0; else zgrep=0; fi")
+    state = tmp_path / "state"
+    orphan_pid = tmp_path / "orphan"
+    command = f"(sleep 300 & echo $! >{orphan_pid}) ; sleep 300"
+    root = subprocess.Popen(
+        exec_wrapper_argv(["sh", "-c", command], state_path=str(state), limits=None)
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not orphan_pid.exists() or not orphan_pid.read_text().strip():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        orphan = int(orphan_pid.read_text())
+        stat = Path(f"/proc/{orphan}/stat").read_text()
+        assert int(stat.rsplit(") ", 1)[1].split()[1]) != root.pid, "reparented"
+        subprocess.run(kill_argv, check=True, timeout=30, capture_output=True)
+        root.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while _alive(orphan):
+            assert time.monotonic() < deadline, "the orphan survived"
+            time.sleep(0.05)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            root.kill()
+        root.wait()
+
+
 def test_kill_tree_of_a_finished_or_unknown_process_is_harmless(tmp_path: Path) -> None:
     state = tmp_path / "state"
     subprocess.run(exec_wrapper_argv(["true"], state_path=str(state), limits=None), check=True)
@@ -662,9 +701,11 @@ def test_guard_refuses_symlink_escapes(tmp_path: Path) -> None:
     assert check("escape/new/file") == GUARD_ESCAPES
     assert check("escape") == GUARD_ESCAPES
     assert check("dangling") == GUARD_ESCAPES
-    # Without following the last component a link itself can be stat'ed or deleted.
-    assert check("escape", follow_last=False) == 0
-    assert check("dangling", follow_last=False) == 0
+    # Without following the last component a link itself can be stat'ed or
+    # deleted, and is reported as a link.
+    assert check("escape", follow_last=False) == GUARD_SYMLINK
+    assert check("dangling", follow_last=False) == GUARD_SYMLINK
+    assert check("src", follow_last=False) == 0
     assert check("escape/x", follow_last=False) == GUARD_ESCAPES
 
 
@@ -715,34 +756,66 @@ async def test_stdout_and_stderr_are_drained_concurrently() -> None:
     assert [d for s, d in got if s == "stderr"] == [b"e%d" % i for i in range(500)]
 
 
-async def test_exec_timeout_is_reported_and_the_tree_killed() -> None:
+class _StandInProcess:
+    """Stand-in for Modal's ContainerProcess: ``wait`` returns once killed (137)."""
+
+    def __init__(self) -> None:
+        self.killed = asyncio.Event()
+        self.wait = _Call(self._wait)
+        self.poll = _Call(self._poll)
+
+    async def _wait(self) -> int:
+        await self.killed.wait()
+        return 137
+
+    async def _poll(self) -> int | None:
+        return 137 if self.killed.is_set() else None
+
+
+async def test_exec_timeout_kills_the_tree_and_is_reported() -> None:
     """Imitates Modal's ContainerProcess (unreachable here) at the outermost boundary only.
 
-    In modal 1.6.4 a process past its exec deadline makes ``wait`` return -1
-    (the SDK swallows ExecTimeoutError); the handle must report ``timed_out``
-    and kill the process tree through the helper.
+    The handle's watchdog must kill the process tree (through the helper) at
+    ``timeout_s`` -- sub-second, Modal's own timeout is whole seconds -- and
+    report ``timed_out`` with SIGKILL and no exit code.
     """
+    process = _StandInProcess()
     helper_calls: list[list[str]] = []
 
     async def helper(argv: Any) -> int:
         helper_calls.append(list(argv))
+        process.killed.set()
         return 0
 
-    async def wait() -> int:
-        return -1
-
-    process = type("Process", (), {"wait": _Call(wait), "poll": _Call(wait)})()
     handle = ModalExecHandle(
         process,  # type: ignore[arg-type]
         state_path="/tmp/.interviewlm/x",
-        helper=helper,
-        deadline=time.monotonic() - 0.5,
+        context=ProcessContext(helper=helper),
+        timeout_s=0.2,
     )
-    status = await handle.wait()
-    assert status.timed_out is True
-    assert status.exit_code is None
+    started = time.monotonic()
+    status = await asyncio.wait_for(handle.wait(), 5)
+    assert 0.2 <= time.monotonic() - started < 2
+    assert (status.timed_out, status.exit_code, status.signal) == (True, None, signal.SIGKILL)
     assert helper_calls == [kill_tree_argv("/tmp/.interviewlm/x")]
     assert await handle.wait() == status  # one wait, shared
+
+
+async def test_terminated_sandbox_ends_waits_that_modal_never_answers() -> None:
+    """Imitates Modal's ContainerProcess (unreachable here) at the outermost boundary only.
+
+    When the worker is gone the SDK's exec wait can retry forever; the end of
+    the sandbox (seen by this replica) must end the wait as a kill.
+    """
+    process = _StandInProcess()  # never killed: wait() would hang
+    context = ProcessContext(helper=lambda argv: asyncio.sleep(0, 0))
+    handle = ModalExecHandle(process, state_path="/tmp/x", context=context)  # type: ignore[arg-type]
+    waiting = asyncio.ensure_future(handle.wait())
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    context.ended.set()
+    status = await asyncio.wait_for(waiting, 5)
+    assert (status.exit_code, status.signal, status.timed_out) == (None, signal.SIGKILL, False)
 
 
 # -- live, against Modal ---------------------------------------------------------------
