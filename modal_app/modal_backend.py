@@ -175,6 +175,8 @@ class ModalSandboxBackend:
                     await asyncio.gather(
                         *(self._stop_quietly(h) for h in handles), return_exceptions=True
                     )
+        for handle in handles:
+            handle.abandon()
         client, self._client = self._client, None
         self._apps.clear()
         self._refs.clear()

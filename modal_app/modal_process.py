@@ -160,6 +160,9 @@ class _ProcessBase:
         ended = asyncio.ensure_future(self._context.ended.wait())
         try:
             await asyncio.wait({waiter, ended}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            waiter.cancel()
+            raise
         finally:
             ended.cancel()
         returncode = -1
@@ -183,6 +186,12 @@ class _ProcessBase:
         self._returncode = returncode
         await self._finish()
         return returncode
+
+    def abandon(self) -> None:
+        """Stop watching the process (the backend is closing); it is not signalled."""
+        for task in (self._watchdog, self._waiter):
+            if task is not None and not task.done():
+                task.cancel()
 
     async def _finish(self) -> None:
         if self._finished:
