@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -74,10 +75,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
             async with reaper_running(sandboxes, interval_s=settings.reaper_interval_s):
                 yield
         finally:
-            await live.close()
-            await backend.aclose()
-            await bus.disconnect()
-            await close_database()
+            # Each step is bounded: a stuck resource must not keep a replica
+            # from shutting down (its clients reconnect elsewhere with afterSeq).
+            for name, step in (
+                ("live hubs", live.close),
+                ("sandbox backend", backend.aclose),
+                ("event bus", bus.disconnect),
+                ("database", close_database),
+            ):
+                try:
+                    async with asyncio.timeout(10):
+                        await step()
+                except Exception:
+                    logger.exception("closing the %s failed", name)
 
     async def healthz(request: Request) -> JSONResponse:
         checks: dict[str, str] = {}

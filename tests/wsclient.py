@@ -72,15 +72,20 @@ SESSION_EVENTS = """subscription($s: ID!, $a: Int!) {
 }"""
 
 
-async def collect_seqs(client: GraphQLWS, *, until_seq: int, timeout: float = 30) -> list[int]:
-    """Every seq delivered on the (one) subscription until ``until_seq`` arrives."""
-    seqs: list[int] = []
+async def collect_events(
+    client: GraphQLWS, *, until_seq: int, timeout: float = 30
+) -> list[dict[str, Any]]:
+    """Every event delivered on the (one) subscription until ``until_seq`` arrives."""
+    events: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout):
         async for message in client.messages():
             if message["type"] != "next":
                 raise ProtocolError(f"unexpected {message}")
-            batch = message["payload"]["data"]["sessionEvents"]
-            seqs += [e["seq"] for e in batch["events"]]
-            if seqs and seqs[-1] >= until_seq:
-                return seqs
-    return seqs
+            events += message["payload"]["data"]["sessionEvents"]["events"]
+            if events and events[-1]["seq"] >= until_seq:
+                break
+    return events
+
+
+async def collect_seqs(client: GraphQLWS, *, until_seq: int, timeout: float = 30) -> list[int]:
+    return [e["seq"] for e in await collect_events(client, until_seq=until_seq, timeout=timeout)]
