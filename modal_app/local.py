@@ -24,12 +24,10 @@ Memory: RLIMIT_DATA per process (works with Go/Node reservations, see
 ``local_bwrap``); when cgroups are available (``local_cgroup``) the sandbox's
 total memory, tasks and CPU share are bounded too.
 
-Disk: RLIMIT_FSIZE bounds each file; the total is bounded by a watchdog that
-measures workspace + home every ``disk_check_interval_s`` while processes run
-and kills them (with a note on stderr) once ``disk_quota_mb`` or
-``max_inodes`` is exceeded, so the overshoot is at most what the sandbox can
-write in one interval.  /tmp and /dev/shm are size-bounded tmpfs; / and /dev
-are read-only.
+Disk: RLIMIT_FSIZE bounds each file; the total (``disk_quota_mb``,
+``max_inodes``) is enforced by a watchdog while processes run (``local_quota``),
+so the overshoot is what a sandbox writes in one ``disk_check_interval_s``.
+/tmp and /dev/shm are size-bounded tmpfs; / and /dev are read-only.
 
 Network: none (``--unshare-net``: loopback only).  A per-exec or spec
 NetworkPolicy with ``allow_hosts`` cannot be enforced per host here; it shares
@@ -57,10 +55,7 @@ from pathlib import Path
 from typing import Literal
 
 from modal_app.base import (
-    WORKSPACE,
     BackendUnavailable,
-    FileEntry,
-    FileNotFoundInSandbox,
     InvalidSpec,
     NetworkPolicy,
     SandboxError,
@@ -69,24 +64,18 @@ from modal_app.base import (
     SandboxStatus,
     SandboxTerminated,
 )
-from modal_app.local_bwrap import Invocation, Tools, spawn, uid_pids
+from modal_app.local_bwrap import Tools, uid_pids
 from modal_app.local_cgroup import Cgroups, detect_v1, from_v2_parent
 from modal_app.local_exec import LocalExecHandle
-from modal_app.local_files import Owner, disk_usage
-from modal_app.local_files import delete as fs_delete
-from modal_app.local_files import list_files as fs_list
+from modal_app.local_fileapi import WorkspaceFiles, owner_of
 from modal_app.local_files import mkdir as fs_mkdir
-from modal_app.local_files import read_file as fs_read
-from modal_app.local_files import stat_path as fs_stat
-from modal_app.local_files import write_file as fs_write
 from modal_app.local_meta import MetaStore, SandboxMeta, check_sandbox_id, new_sandbox_id
 from modal_app.local_probe import probe_isolation
-from modal_app.local_pty import LocalPtyHandle, set_winsize
-from modal_app.paths import normalize_workspace_path, workspace_abspath
-from modal_app.presets import GENERATED_ETC, SystemView, check_limits, environment, system_view
-
-_Handle = LocalExecHandle | LocalPtyHandle
-_MB = 1024 * 1024
+from modal_app.local_pty import LocalPtyHandle
+from modal_app.local_quota import DiskQuota, QuotaState
+from modal_app.local_runner import Handle, Runner
+from modal_app.local_spec import check_spec, command_argv
+from modal_app.presets import GENERATED_ETC, system_view
 
 
 @dataclass
@@ -94,14 +83,19 @@ class _Live:
     """What this process knows about a sandbox beyond its metadata."""
 
     meta: SandboxMeta
-    handles: set[_Handle] = field(default_factory=set)
+    handles: set[Handle] = field(default_factory=set)
     last_activity: float = field(default_factory=time.monotonic)
     terminated: bool = False
+    quota: QuotaState = field(default_factory=QuotaState)
 
 
-class LocalSandboxBackend:
-    """SandboxBackend on bubblewrap.  ``root`` is SANDBOX_ROOT (must be root-owned
-    and reachable by other uids: every ancestor needs o+x)."""
+class LocalSandboxBackend(WorkspaceFiles):
+    """SandboxBackend on bubblewrap.
+
+    ``root`` is SANDBOX_ROOT; the backend makes it root-owned 0711, and every
+    ancestor must be searchable by other users (bwrap resolves bind sources
+    as the sandbox uid).  The server must run as root.
+    """
 
     name = "local"
 
@@ -116,8 +110,8 @@ class LocalSandboxBackend:
         cgroups: Literal["auto", "off", "required"] = "auto",
         cgroup_parent: Path | str | None = None,
         disk_quota_mb: int = 1024,
-        max_inodes: int = 200_000,
-        disk_check_interval_s: float = 1.0,
+        max_inodes: int = 100_000,
+        disk_check_interval_s: float = 0.5,
         tmp_size_mb: int = 256,
         max_list_entries: int = 10_000,
     ) -> None:
@@ -129,22 +123,21 @@ class LocalSandboxBackend:
         self._uid_count = uid_count
         self._cgroup_mode = cgroups
         self._cgroup_parent = Path(cgroup_parent) if cgroup_parent else None
-        self._disk_quota = disk_quota_mb * _MB
-        self._max_inodes = max_inodes
-        self._disk_interval = disk_check_interval_s
+        self._quota = DiskQuota(disk_quota_mb * 1024 * 1024, max_inodes)
+        self._check_interval = disk_check_interval_s
         self._tmp_size_mb = tmp_size_mb
         self._max_list = max_list_entries
-        self._tools: Tools | None = None
-        self._view: SystemView | None = None
+        self._runner: Runner | None = None
         self.cgroups: Cgroups | None = None
+        """The per-sandbox cgroup layer in use (None: rlimits only)."""
         self._live: dict[str, _Live] = {}
         self._uids: set[int] = set()
         self._watchdog: asyncio.Task[None] | None = None
 
-    # -- lifecycle ---------------------------------------------------------
+    # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._tools is not None:
+        if self._runner is not None:
             return
         if os.geteuid() != 0:
             raise BackendUnavailable(
@@ -153,23 +146,28 @@ class LocalSandboxBackend:
             )
         tools = Tools.find()
         await asyncio.to_thread(self._prepare_root)
-        self._view = await asyncio.to_thread(system_view)
-        self.cgroups = await asyncio.to_thread(self._detect_cgroups)
-        self._tools = tools
-        try:
-            # A uid just past the sandbox range: no sandbox can own it.
-            await probe_isolation(
-                tools=tools,
-                view=self._view,
-                root=self.root,
-                cgroups=self.cgroups,
-                uid=self._uid_base + self._uid_count,
-                tmp_size_mb=self._tmp_size_mb,
-            )
-        except BaseException:
-            self._tools = None
-            raise
+        view = await asyncio.to_thread(system_view)
+        cgroups = await asyncio.to_thread(self._detect_cgroups)
+        await probe_isolation(
+            tools=tools,
+            view=view,
+            root=self.root,
+            cgroups=cgroups,
+            # Just past the sandbox range: no sandbox can own this uid.
+            uid=self._uid_base + self._uid_count,
+            tmp_size_mb=self._tmp_size_mb,
+        )
+        self.cgroups = cgroups
         self._uids = {m.uid for m in await asyncio.to_thread(self._store.all)}
+        self._runner = Runner(
+            tools=tools,
+            view=view,
+            store=self._store,
+            cgroups=cgroups,
+            toolchain=self._toolchain,
+            tmp_size_mb=self._tmp_size_mb,
+            allow_network=self._allow_network,
+        )
         self._watchdog = asyncio.create_task(self._watch())
 
     def _prepare_root(self) -> None:
@@ -183,7 +181,7 @@ class LocalSandboxBackend:
         for name, content in GENERATED_ETC.items():
             path = etc / name
             if not path.exists() or path.read_text() != content:
-                tmp = etc / f".{name}.tmp"
+                tmp = etc / f".{name}.{secrets.token_hex(4)}.tmp"
                 tmp.write_text(content)
                 os.chmod(tmp, 0o644)
                 os.replace(tmp, path)
@@ -209,21 +207,13 @@ class LocalSandboxBackend:
         if self.cgroups is not None:
             for sandbox_id in list(self._live):
                 await asyncio.to_thread(self.cgroups.remove, sandbox_id)
-        self._tools = None
+        self._runner = None
 
-    # -- sandboxes ---------------------------------------------------------
+    # -- sandboxes ---------------------------------------------------------------
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
-        self._require_started()
-        if spec.image is not None:
-            raise InvalidSpec("the local backend runs language presets only, not image specs")
-        if spec.volume is not None:
-            raise InvalidSpec("the local backend has no named volumes (the workspace persists)")
-        check_limits(spec.limits)
-        _check_env(spec.env)
-        workdir = normalize_workspace_path(spec.workdir)
-        if spec.network.allow_hosts and not self._allow_network:
-            raise InvalidSpec(_NETWORK_REFUSED)
+        self._started()
+        workdir = check_spec(spec, allow_network=self._allow_network)
         meta = SandboxMeta(
             id=new_sandbox_id(),
             created_at=time.time(),
@@ -248,7 +238,7 @@ class LocalSandboxBackend:
     def _create_dirs(self, meta: SandboxMeta) -> None:
         self._store.create_dirs(meta)
         if meta.workdir:
-            fs_mkdir(str(self._store.workspace(meta.id)), meta.workdir, owner=_owner(meta))
+            fs_mkdir(str(self._store.workspace(meta.id)), meta.workdir, owner=owner_of(meta))
 
     def _allocate_uid(self) -> int:
         for _ in range(100):
@@ -259,18 +249,20 @@ class LocalSandboxBackend:
         raise SandboxError("no free sandbox uid")  # pragma: no cover - 16M uids
 
     async def attach(self, sandbox_id: str) -> SandboxInfo:
-        meta = await self._current(sandbox_id)
-        return meta.info()
+        return (await self._current(sandbox_id)).info()
 
     async def status(self, sandbox_id: str) -> SandboxStatus:
-        meta = await self._current(sandbox_id)
-        return SandboxStatus(meta.status)
+        return SandboxStatus((await self._current(sandbox_id)).status)
 
-    async def list(self, tags: Mapping[str, str]) -> list[SandboxInfo]:
+    async def list(self, tags: Mapping[str, str]) -> builtins.list[SandboxInfo]:
         metas = await asyncio.to_thread(self._store.all)
         wanted = dict(tags).items()
         found = [m.info() for m in metas if wanted <= dict(m.tags).items()]
         return sorted(found, key=lambda info: info.created_at)
+
+    async def host_uid(self, sandbox_id: str) -> int:
+        """The host uid the sandbox's processes and files run as (for operators and tests)."""
+        return (await self._load(sandbox_id)).uid
 
     async def terminate(self, sandbox_id: str) -> None:
         meta = await self._load(sandbox_id)
@@ -315,14 +307,14 @@ class LocalSandboxBackend:
     async def purge(self, older_than_s: float) -> builtins.list[str]:
         """Remove sandboxes terminated more than ``older_than_s`` ago; return their ids."""
         cutoff = time.time() - older_than_s
-        removed: list[str] = []
+        removed: builtins.list[str] = []
         for meta in await asyncio.to_thread(self._store.all):
             if meta.terminated and (meta.terminated_at or 0) <= cutoff:
                 await self.remove(meta.id)
                 removed.append(meta.id)
         return removed
 
-    # -- processes ---------------------------------------------------------
+    # -- processes ---------------------------------------------------------------
 
     async def exec(
         self,
@@ -334,22 +326,19 @@ class LocalSandboxBackend:
         timeout_s: float | None = None,
         network: NetworkPolicy | None = None,
     ) -> LocalExecHandle:
-        argv = _argv(command)
+        argv = command_argv(command)
         if timeout_s is not None and not timeout_s > 0:
             raise InvalidSpec("timeout_s must be positive")
         meta, live = await self._runnable(sandbox_id)
-        inv = await self._invocation(meta, cwd=cwd, env=env, network=network, pty=False)
-        proc = await spawn(
-            self._tools_or_fail(),
-            inv,
+        handle = await self._started().exec(
+            meta,
             argv,
-            cgroups=self.cgroups,
-            cgroup_name=meta.id,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
+            cwd=cwd,
+            env=env,
+            timeout_s=timeout_s,
+            network=network,
+            on_exit=self._exited(live),
         )
-        handle = LocalExecHandle(proc, timeout_s=timeout_s, on_exit=self._exited(live))
         self._track(live, handle)
         return handle
 
@@ -362,33 +351,16 @@ class LocalSandboxBackend:
         command: Sequence[str] = ("bash", "-l"),
         env: Mapping[str, str] | None = None,
     ) -> LocalPtyHandle:
-        argv = _argv(command)
+        argv = command_argv(command)
         meta, live = await self._runnable(sandbox_id)
-        inv = await self._invocation(meta, cwd=None, env=env, network=None, pty=True)
-        master, slave = os.openpty()
-        try:
-            set_winsize(slave, cols, rows)
-            proc = await spawn(
-                self._tools_or_fail(),
-                inv,
-                argv,
-                cgroups=self.cgroups,
-                cgroup_name=meta.id,
-                stdin=slave,
-                stdout=slave,
-                stderr=slave,
-            )
-        except BaseException:
-            os.close(master)
-            raise
-        finally:
-            os.close(slave)
-        handle = LocalPtyHandle(proc, master, on_exit=self._exited(live))
+        handle = await self._started().pty(
+            meta, argv, cols=cols, rows=rows, env=env, on_exit=self._exited(live)
+        )
         self._track(live, handle)
         return handle
 
     async def _runnable(self, sandbox_id: str) -> tuple[SandboxMeta, _Live]:
-        self._require_started()
+        self._started()
         meta = await self._current(sandbox_id)
         if meta.terminated:
             raise SandboxTerminated(f"sandbox {sandbox_id} has been terminated")
@@ -397,110 +369,29 @@ class LocalSandboxBackend:
         live.last_activity = time.monotonic()
         return meta, live
 
-    async def _invocation(
-        self,
-        meta: SandboxMeta,
-        *,
-        cwd: str | None,
-        env: Mapping[str, str] | None,
-        network: NetworkPolicy | None,
-        pty: bool,
-    ) -> Invocation:
-        policy = network if network is not None else NetworkPolicy(meta.allow_hosts)
-        if not policy.blocked and not self._allow_network:
-            raise InvalidSpec(_NETWORK_REFUSED)
-        relative = normalize_workspace_path(cwd) if cwd is not None else meta.workdir
-        if relative:
-            workspace = str(self._store.workspace(meta.id))
-            entry = await asyncio.to_thread(fs_stat, workspace, relative)
-            if entry.kind != "dir":
-                raise FileNotFoundInSandbox(f"working directory {relative!r} is not a directory")
-        full_env = environment(
-            meta.language_enum, meta.limits, toolchain=self._toolchain is not None
-        )
-        full_env.update(meta.env)
-        if env:
-            _check_env(env)
-            full_env.update(env)
-        assert self._view is not None
-        return Invocation(
-            workspace=self._store.workspace(meta.id),
-            home=self._store.home(meta.id),
-            etc_dir=self.root / ".etc",
-            uid=meta.uid,
-            limits=meta.limits,
-            env=full_env,
-            cwd=workspace_abspath(relative),
-            view=self._view,
-            share_net=not policy.blocked,
-            pty=pty,
-            tmp_size_mb=self._tmp_size_mb,
-            toolchain_dir=self._toolchain,
-        )
-
-    def _track(self, live: _Live, handle: _Handle) -> None:
+    def _track(self, live: _Live, handle: Handle) -> None:
         live.handles.add(handle)
         if live.terminated:
             # terminate() ran while this one was starting: it must not outlive it.
             handle.kill_nowait("terminate")
 
-    def _exited(self, live: _Live) -> Callable[[_Handle], None]:
-        def done(handle: _Handle) -> None:
+    def _exited(self, live: _Live) -> Callable[[Handle], None]:
+        def done(handle: Handle) -> None:
             live.handles.discard(handle)
             live.last_activity = time.monotonic()
 
         return done
 
-    # -- files -------------------------------------------------------------
+    # -- helpers -----------------------------------------------------------------
 
-    async def list_files(
-        self, sandbox_id: str, path: str = "", *, recursive: bool = True
-    ) -> builtins.list[FileEntry]:
-        relative = normalize_workspace_path(path)
-        meta = await self._touch(sandbox_id)
-        workspace = str(self._store.workspace(meta.id))
-        return await asyncio.to_thread(
-            fs_list, workspace, relative, recursive=recursive, max_entries=self._max_list
-        )
+    def _started(self) -> Runner:
+        if self._runner is None:
+            raise BackendUnavailable("the local sandbox backend is not started")
+        return self._runner
 
-    async def stat(self, sandbox_id: str, path: str) -> FileEntry:
-        relative = normalize_workspace_path(path)
-        meta = await self._touch(sandbox_id)
-        return await asyncio.to_thread(fs_stat, str(self._store.workspace(meta.id)), relative)
-
-    async def read_file(self, sandbox_id: str, path: str) -> bytes:
-        relative = normalize_workspace_path(path)
-        meta = await self._touch(sandbox_id)
-        return await asyncio.to_thread(
-            fs_read,
-            str(self._store.workspace(meta.id)),
-            relative,
-            max_bytes=meta.limits.max_file_size_mb * _MB,
-        )
-
-    async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None:
-        relative = normalize_workspace_path(path)
-        meta = await self._touch(sandbox_id)
-        await asyncio.to_thread(
-            fs_write,
-            str(self._store.workspace(meta.id)),
-            relative,
-            bytes(data),
-            owner=_owner(meta),
-            max_bytes=meta.limits.max_file_size_mb * _MB,
-        )
-
-    async def delete(self, sandbox_id: str, path: str) -> None:
-        relative = normalize_workspace_path(path)
-        meta = await self._touch(sandbox_id)
-        await asyncio.to_thread(fs_delete, str(self._store.workspace(meta.id)), relative)
-
-    async def mkdir(self, sandbox_id: str, path: str) -> None:
-        relative = normalize_workspace_path(path)
-        meta = await self._touch(sandbox_id)
-        await asyncio.to_thread(
-            fs_mkdir, str(self._store.workspace(meta.id)), relative, owner=_owner(meta)
-        )
+    async def _load(self, sandbox_id: str) -> SandboxMeta:
+        check_sandbox_id(sandbox_id)
+        return await asyncio.to_thread(self._store.load, sandbox_id)
 
     async def _touch(self, sandbox_id: str) -> SandboxMeta:
         """Metadata for a file operation (allowed on terminated sandboxes too)."""
@@ -509,21 +400,6 @@ class LocalSandboxBackend:
         if live is not None:
             live.last_activity = time.monotonic()
         return meta
-
-    # -- helpers -----------------------------------------------------------
-
-    def _require_started(self) -> None:
-        if self._tools is None:
-            raise BackendUnavailable("the local sandbox backend is not started")
-
-    def _tools_or_fail(self) -> Tools:
-        self._require_started()
-        assert self._tools is not None
-        return self._tools
-
-    async def _load(self, sandbox_id: str) -> SandboxMeta:
-        check_sandbox_id(sandbox_id)
-        return await asyncio.to_thread(self._store.load, sandbox_id)
 
     async def _current(self, sandbox_id: str) -> SandboxMeta:
         """Metadata, after ending the sandbox if its lifetime or idle time ran out."""
@@ -544,8 +420,8 @@ class LocalSandboxBackend:
     async def _watch(self) -> None:
         """Background duty: end expired sandboxes, enforce the disk quota."""
         while True:
-            await asyncio.sleep(self._disk_interval)
-            for sandbox_id, live in list(self._live.items()):
+            await asyncio.sleep(self._check_interval)
+            for sandbox_id, live in builtins.list(self._live.items()):
                 if live.terminated:
                     continue
                 try:
@@ -558,54 +434,23 @@ class LocalSandboxBackend:
 
     async def _check_disk(self, sandbox_id: str, live: _Live) -> None:
         paths = [str(self._store.workspace(sandbox_id)), str(self._store.home(sandbox_id))]
-        used, inodes = await asyncio.to_thread(disk_usage, paths, stop_at=self._disk_quota)
-        if used <= self._disk_quota and inodes <= self._max_inodes:
+        used, inodes = await asyncio.to_thread(self._quota.measure, paths)
+        message = self._quota.verdict(live.quota, used, inodes)
+        if message is None:
             return
-        message = (
-            f"\n[sandbox: workspace disk quota exceeded ({used // _MB} MB, {inodes} files; "
-            f"limit {self._disk_quota // _MB} MB, {self._max_inodes} files): processes killed]\n"
-        )
-        for handle in list(live.handles):
+        handles = builtins.list(live.handles)
+        for handle in handles:
             if isinstance(handle, LocalExecHandle):
                 handle.note(message)
             handle.kill_nowait("quota")
+        await _settle(handles)
+        # What was written between measuring and killing counts as the
+        # baseline, so cleaning up afterwards is not mistaken for growth.
+        used, _ = await asyncio.to_thread(self._quota.measure, paths)
+        self._quota.rebase(live.quota, used)
 
 
-_NETWORK_REFUSED = (
-    "the local backend cannot restrict network access to specific hosts; it is only "
-    "available when the operator enables allow_network_opt_in"
-)
-
-
-def _owner(meta: SandboxMeta) -> Owner:
-    return Owner(meta.uid, meta.uid)
-
-
-def _argv(command: Sequence[str] | str) -> list[str]:
-    if isinstance(command, str):
-        if "\x00" in command:
-            raise InvalidSpec("command contains a NUL byte")
-        return ["/bin/sh", "-c", command]
-    argv = list(command)
-    if not argv or not all(isinstance(a, str) for a in argv):
-        raise InvalidSpec("command must be a non-empty sequence of strings")
-    if any("\x00" in a for a in argv):
-        raise InvalidSpec("command contains a NUL byte")
-    return argv
-
-
-def _check_env(env: Mapping[str, str]) -> None:
-    for key, value in env.items():
-        if not isinstance(key, str) or not isinstance(value, str):
-            raise InvalidSpec("environment keys and values must be strings")
-        if not key or "=" in key or "\x00" in key or "\x00" in value:
-            raise InvalidSpec(f"invalid environment variable name {key!r}")
-
-
-async def _settle(handles: Sequence[_Handle], timeout_s: float = 5.0) -> None:
+async def _settle(handles: Sequence[Handle], timeout_s: float = 5.0) -> None:
     """Wait (bounded) until killed handles have been reaped."""
     if handles:
         await asyncio.wait([asyncio.ensure_future(h.wait()) for h in handles], timeout=timeout_s)
-
-
-__all__ = ["WORKSPACE", "LocalSandboxBackend"]

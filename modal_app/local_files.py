@@ -363,18 +363,17 @@ def _list_dir(
                 os.close(sub)
 
 
-def disk_usage(paths: list[str], *, stop_at: int | None = None) -> tuple[int, int]:
+def disk_usage(paths: list[str], *, max_inodes: int | None = None) -> tuple[int, int]:
     """(bytes allocated, inodes) under ``paths``, without following symlinks.
 
-    ``stop_at`` ends the walk early once that many bytes are counted: the
-    caller only needs to know the quota is exceeded.
+    Counting stops after ``max_inodes`` entries: past that the caller acts
+    anyway, and the walk's cost must stay bounded.
     """
     total = 0
     inodes = 0
     for path in paths:
         try:
-            walker = os.fwalk(path, follow_symlinks=False)
-            for _root, dirs, files, root_fd in walker:
+            for _root, dirs, files, root_fd in os.fwalk(path, follow_symlinks=False):
                 for name in dirs + files:
                     try:
                         st = os.stat(name, dir_fd=root_fd, follow_symlinks=False)
@@ -382,7 +381,7 @@ def disk_usage(paths: list[str], *, stop_at: int | None = None) -> tuple[int, in
                         continue
                     total += st.st_blocks * 512
                     inodes += 1
-                if stop_at is not None and total > stop_at:
+                if max_inodes is not None and inodes > max_inodes:
                     return total, inodes
         except OSError:
             continue

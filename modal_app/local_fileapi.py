@@ -1,0 +1,78 @@
+"""The file half of the local backend's SandboxBackend methods.
+
+The server reads and writes workspaces directly on the host (no bwrap call),
+symlink-safely (see ``local_files``).  Paths are normalized first
+(``modal_app.paths``); file operations work on terminated sandboxes too, since
+the workspace is kept for the recording.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from modal_app.base import FileEntry
+from modal_app.local_files import Owner, delete, list_files, mkdir, read_file, stat_path, write_file
+from modal_app.local_meta import MetaStore, SandboxMeta
+from modal_app.paths import normalize_workspace_path
+
+_MB = 1024 * 1024
+
+
+def owner_of(meta: SandboxMeta) -> Owner:
+    return Owner(meta.uid, meta.uid)
+
+
+class WorkspaceFiles:
+    """Mixin of LocalSandboxBackend: list/stat/read/write/delete/mkdir."""
+
+    _store: MetaStore
+    _max_list: int
+
+    async def _touch(self, sandbox_id: str) -> SandboxMeta:
+        raise NotImplementedError
+
+    async def _workspace(self, sandbox_id: str) -> tuple[SandboxMeta, str]:
+        meta = await self._touch(sandbox_id)
+        return meta, str(self._store.workspace(meta.id))
+
+    async def list_files(
+        self, sandbox_id: str, path: str = "", *, recursive: bool = True
+    ) -> list[FileEntry]:
+        relative = normalize_workspace_path(path)
+        _, workspace = await self._workspace(sandbox_id)
+        return await asyncio.to_thread(
+            list_files, workspace, relative, recursive=recursive, max_entries=self._max_list
+        )
+
+    async def stat(self, sandbox_id: str, path: str) -> FileEntry:
+        relative = normalize_workspace_path(path)
+        _, workspace = await self._workspace(sandbox_id)
+        return await asyncio.to_thread(stat_path, workspace, relative)
+
+    async def read_file(self, sandbox_id: str, path: str) -> bytes:
+        relative = normalize_workspace_path(path)
+        meta, workspace = await self._workspace(sandbox_id)
+        limit = meta.limits.max_file_size_mb * _MB
+        return await asyncio.to_thread(read_file, workspace, relative, max_bytes=limit)
+
+    async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None:
+        relative = normalize_workspace_path(path)
+        meta, workspace = await self._workspace(sandbox_id)
+        await asyncio.to_thread(
+            write_file,
+            workspace,
+            relative,
+            bytes(data),
+            owner=owner_of(meta),
+            max_bytes=meta.limits.max_file_size_mb * _MB,
+        )
+
+    async def delete(self, sandbox_id: str, path: str) -> None:
+        relative = normalize_workspace_path(path)
+        _, workspace = await self._workspace(sandbox_id)
+        await asyncio.to_thread(delete, workspace, relative)
+
+    async def mkdir(self, sandbox_id: str, path: str) -> None:
+        relative = normalize_workspace_path(path)
+        meta, workspace = await self._workspace(sandbox_id)
+        await asyncio.to_thread(mkdir, workspace, relative, owner=owner_of(meta))

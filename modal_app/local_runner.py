@@ -1,0 +1,131 @@
+"""Starting commands and terminals in a local sandbox (the part of the backend
+that turns a sandbox's metadata into one bwrap invocation)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modal_app.base import FileNotFoundInSandbox, InvalidSpec, NetworkPolicy
+from modal_app.local_bwrap import Invocation, Tools, spawn
+from modal_app.local_cgroup import Cgroups
+from modal_app.local_exec import LocalExecHandle
+from modal_app.local_files import stat_path
+from modal_app.local_meta import MetaStore, SandboxMeta
+from modal_app.local_pty import LocalPtyHandle, set_winsize
+from modal_app.local_spec import NETWORK_REFUSED, check_env
+from modal_app.paths import normalize_workspace_path, workspace_abspath
+from modal_app.presets import SystemView, environment
+
+Handle = LocalExecHandle | LocalPtyHandle
+
+
+@dataclass(frozen=True, slots=True)
+class Runner:
+    """What a started backend knows about running things on this host."""
+
+    tools: Tools
+    view: SystemView
+    store: MetaStore
+    cgroups: Cgroups | None
+    toolchain: Path | None
+    tmp_size_mb: int
+    allow_network: bool
+
+    async def exec(
+        self,
+        meta: SandboxMeta,
+        argv: Sequence[str],
+        *,
+        cwd: str | None,
+        env: Mapping[str, str] | None,
+        timeout_s: float | None,
+        network: NetworkPolicy | None,
+        on_exit: Callable[[Handle], None],
+    ) -> LocalExecHandle:
+        inv = await self._invocation(meta, cwd=cwd, env=env, network=network, pty=False)
+        proc = await spawn(
+            self.tools,
+            inv,
+            argv,
+            cgroups=self.cgroups,
+            cgroup_name=meta.id,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        return LocalExecHandle(proc, timeout_s=timeout_s, on_exit=on_exit)
+
+    async def pty(
+        self,
+        meta: SandboxMeta,
+        argv: Sequence[str],
+        *,
+        cols: int,
+        rows: int,
+        env: Mapping[str, str] | None,
+        on_exit: Callable[[Handle], None],
+    ) -> LocalPtyHandle:
+        inv = await self._invocation(meta, cwd=None, env=env, network=None, pty=True)
+        master, slave = os.openpty()
+        try:
+            set_winsize(slave, cols, rows)
+            proc = await spawn(
+                self.tools,
+                inv,
+                argv,
+                cgroups=self.cgroups,
+                cgroup_name=meta.id,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+            )
+        except BaseException:
+            os.close(master)
+            raise
+        finally:
+            os.close(slave)
+        return LocalPtyHandle(proc, master, on_exit=on_exit)
+
+    async def _invocation(
+        self,
+        meta: SandboxMeta,
+        *,
+        cwd: str | None,
+        env: Mapping[str, str] | None,
+        network: NetworkPolicy | None,
+        pty: bool,
+    ) -> Invocation:
+        policy = network if network is not None else NetworkPolicy(meta.allow_hosts)
+        if not policy.blocked and not self.allow_network:
+            raise InvalidSpec(NETWORK_REFUSED)
+        if env:
+            check_env(env)
+        relative = normalize_workspace_path(cwd) if cwd is not None else meta.workdir
+        if relative:
+            # Checked here, symlink-safely, so a missing directory is a clear
+            # error rather than bwrap's exit status 1.
+            workspace = str(self.store.workspace(meta.id))
+            entry = await asyncio.to_thread(stat_path, workspace, relative)
+            if entry.kind != "dir":
+                raise FileNotFoundInSandbox(f"working directory {relative!r} is not a directory")
+        full_env = environment(meta.language_enum, meta.limits, toolchain=bool(self.toolchain))
+        full_env.update(meta.env)
+        full_env.update(env or {})
+        return Invocation(
+            workspace=self.store.workspace(meta.id),
+            home=self.store.home(meta.id),
+            etc_dir=self.store.root / ".etc",
+            uid=meta.uid,
+            limits=meta.limits,
+            env=full_env,
+            cwd=workspace_abspath(relative),
+            view=self.view,
+            share_net=not policy.blocked,
+            pty=pty,
+            tmp_size_mb=self.tmp_size_mb,
+            toolchain_dir=self.toolchain,
+        )
