@@ -26,6 +26,7 @@ from resolvers.events import EventLog
 from resolvers.live import LiveHub
 from resolvers.reaper import reaper_running, reconcile
 from resolvers.sandboxes import Sandboxes, SandboxPolicy
+from resolvers.terminals import Terminals
 
 logger = logging.getLogger("interviewlm")
 
@@ -47,7 +48,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ),
     )
     live = LiveHub(bus, log)
-    services = Services(settings=settings, bus=bus, log=log, sandboxes=sandboxes, live=live)
+    terminals = Terminals(sandboxes, bus)
+    services = Services(
+        settings=settings, bus=bus, log=log, sandboxes=sandboxes, live=live, terminals=terminals
+    )
     view = GraphQLView(
         build_schema(max_depth=settings.max_query_depth),
         max_body_bytes=settings.max_body_bytes,
@@ -78,6 +82,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Each step is bounded: a stuck resource must not keep a replica
             # from shutting down (its clients reconnect elsewhere with afterSeq).
             for name, step in (
+                ("terminals", terminals.close_all),
                 ("live hubs", live.close),
                 ("sandbox backend", backend.aclose),
                 ("event bus", bus.disconnect),

@@ -21,6 +21,7 @@ from resolvers.errors import Unauthenticated
 from resolvers.events import EventLog
 from resolvers.live import LiveHub
 from resolvers.sandboxes import Sandboxes
+from resolvers.terminals import Terminals
 
 
 @dataclass(slots=True)
@@ -32,6 +33,7 @@ class Services:
     log: EventLog
     sandboxes: Sandboxes
     live: LiveHub
+    terminals: Terminals
 
 
 @dataclass(slots=True)
@@ -50,6 +52,10 @@ class Context:
     @property
     def log(self) -> EventLog:
         return self.services.log
+
+    @property
+    def terminals(self) -> Terminals:
+        return self.services.terminals
 
     @property
     def live(self) -> LiveHub:

@@ -11,6 +11,7 @@ from strawberry.tools import merge_types
 from gql.context import Info, principal_of
 from gql.errors import ApiSchema
 from gql.subscriptions import Subscription
+from gql.terminal_ops import TerminalMutation
 from gql.types.account import (
     Account,
     ApiToken,
@@ -177,7 +178,7 @@ class Mutation:
 
 
 RootQuery = merge_types("Query", (Query, WorkspaceQuery))
-RootMutation = merge_types("Mutation", (Mutation, WorkspaceMutation))
+RootMutation = merge_types("Mutation", (Mutation, WorkspaceMutation, TerminalMutation))
 
 
 def build_schema(*, max_depth: int = 12, max_aliases: int = 30) -> ApiSchema:

@@ -12,6 +12,7 @@ MODEL_MODULES = [
     "models.event",
     "models.sandbox",
     "models.file",
+    "models.terminal",
 ]
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "models.migrations"

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from broadcaster import Broadcast
 from broadcaster._base import Unsubscribed
@@ -135,3 +135,40 @@ async def _quietly_disconnect(broadcast: Broadcast) -> None:
     with contextlib.suppress(Exception):
         async with asyncio.timeout(2):
             await broadcast.disconnect()
+
+
+async def follow_channel(
+    bus: EventBus,
+    channel: str,
+    on_message: Callable[[str], Awaitable[None]],
+    on_subscribed: Callable[[], Awaitable[None]],
+) -> None:
+    """Deliver ``channel``'s messages forever, resubscribing whenever the bus reconnects.
+
+    ``on_subscribed`` runs after every (re)subscription (and after a failed one,
+    so callers can fall back to their own source of truth): whatever was sent
+    while unsubscribed must be recovered there.
+    """
+    while True:
+        changed = asyncio.ensure_future(bus.changed())
+        try:
+            async with bus.subscribe(channel) as messages:
+                await on_subscribed()
+
+                async def pump() -> None:
+                    async for message in messages:
+                        await on_message(message)
+
+                reader = asyncio.ensure_future(pump())
+                await asyncio.wait({reader, changed}, return_when=asyncio.FIRST_COMPLETED)
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the bus is down: wait for it to come back
+            logger.info("subscription to %s lost: %s", channel, exc)
+            await on_subscribed()
+            await changed
+        finally:
+            changed.cancel()

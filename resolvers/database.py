@@ -21,7 +21,11 @@ def normalize_url(url: str) -> str:
 def tortoise_config(database_url: str) -> dict[str, Any]:
     url = normalize_url(database_url)
     if url.startswith("sqlite://") and not url.startswith("sqlite://:memory:"):
-        Path(url.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
+        Path(url.removeprefix("sqlite://").split("?")[0]).parent.mkdir(parents=True, exist_ok=True)
+        if "busy_timeout" not in url:
+            # Several processes (CLI, a second server) may share the file:
+            # wait for the writer's lock instead of failing at once.
+            url += ("&" if "?" in url else "?") + "busy_timeout=10000"
     return {
         "connections": {"default": url},
         "apps": {

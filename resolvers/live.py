@@ -25,7 +25,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
-from resolvers.bus import EventBus
+from resolvers.bus import EventBus, follow_channel
 from resolvers.events import EventLog, EventRecord, channel_for, decode_batch
 
 logger = logging.getLogger("interviewlm.live")
@@ -73,37 +73,22 @@ class SessionHub:
                 await task
 
     async def _listen(self) -> None:
-        while True:
-            changed = asyncio.ensure_future(self.bus.changed())
-            try:
-                async with self.bus.subscribe(channel_for(self.session_id)) as messages:
-                    if not self._ready.is_set():
-                        # Subscribed first, then read the high-water mark:
-                        # anything later arrives through the bus or the poll.
-                        self.max_seq = await self.log.last_seq(self.session_id)
-                        self._ready.set()
-                    else:
-                        await self.catch_up()
-                    reader = asyncio.ensure_future(self._read(messages))
-                    await asyncio.wait({reader, changed}, return_when=asyncio.FIRST_COMPLETED)
-                    reader.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await reader
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the bus is down: poll until it is back
-                logger.info("hub %s lost the bus: %s", self.session_id, exc)
-                if not self._ready.is_set():
-                    self.max_seq = await self.log.last_seq(self.session_id)
-                    self._ready.set()
-                await changed
-            finally:
-                changed.cancel()
+        await follow_channel(
+            self.bus, channel_for(self.session_id), self._on_message, self._on_subscribed
+        )
 
-    async def _read(self, messages: AsyncIterator[str]) -> None:
-        async for message in messages:
-            _, records = decode_batch(message)
-            await self.deliver(records)
+    async def _on_subscribed(self) -> None:
+        if not self._ready.is_set():
+            # Subscribed first, then read the high-water mark: anything
+            # later arrives through the bus or the poll.
+            self.max_seq = await self.log.last_seq(self.session_id)
+            self._ready.set()
+        else:
+            await self.catch_up()
+
+    async def _on_message(self, message: str) -> None:
+        _, records = decode_batch(message)
+        await self.deliver(records)
 
     async def _poll(self) -> None:
         await self._ready.wait()

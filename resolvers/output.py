@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import logging
 from collections.abc import Awaitable, Callable
 
 Emit = Callable[[str, str], Awaitable[None]]
+logger = logging.getLogger("interviewlm.output")
 
 
 class OutputCoalescer:
@@ -41,7 +43,10 @@ class OutputCoalescer:
         await asyncio.sleep(self.max_delay_s)
         async with self._lock:
             self._timer = None
-            await self._flush_locked()
+            try:
+                await self._flush_locked()
+            except Exception:  # nobody awaits the timer: report it here
+                logger.exception("emitting coalesced output failed")
 
     async def _flush_locked(self, *, final: bool = False) -> None:
         stream, data = self._stream, bytes(self._buffer)

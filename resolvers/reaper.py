@@ -24,6 +24,7 @@ from functools import partial
 from modal_app.base import SandboxError, SandboxStatus
 from models.sandbox import SandboxRecord, SandboxState
 from models.session import InterviewSession
+from models.terminal import TerminalRecord, TerminalState
 from resolvers.errors import SandboxUnavailable
 from resolvers.sandboxes import LIVE, Sandboxes
 
@@ -56,6 +57,15 @@ def _owner_alive(owner: str, me: str) -> bool:
 
 async def reconcile(sandboxes: Sandboxes) -> int:
     """Mark dead live records terminated; returns how many were."""
+    for terminal in await TerminalRecord.filter(state=TerminalState.OPEN):
+        if not _owner_alive(terminal.owner, sandboxes.owner):
+            # Its PTY died with its process: say so in the recording too.
+            terminal.state = TerminalState.CLOSED
+            terminal.closed_at = datetime.now(UTC)
+            await terminal.save(update_fields=["state", "closed_at"])
+            await sandboxes.log.append(
+                terminal.session_id, "terminal.closed", {"terminalId": str(terminal.id)}
+            )
     ended = 0
     records = await SandboxRecord.filter(state__in=LIVE, backend=sandboxes.backend.name)
     for record in records:

@@ -99,6 +99,26 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
         lambda a: {"id": a["sessionId"]},
         "object",
     ),
+    "openTerminal": (
+        "mutation($id: ID!) { openTerminal(sessionId: $id) { id } }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "terminalInput": (
+        'mutation($id: ID!) { terminalInput(terminalId: $id, data: "id\\n") { id } }',
+        lambda a: {"id": a["terminalId"]},
+        "object",
+    ),
+    "resizeTerminal": (
+        "mutation($id: ID!) { resizeTerminal(terminalId: $id, cols: 10, rows: 10) { id } }",
+        lambda a: {"id": a["terminalId"]},
+        "object",
+    ),
+    "closeTerminal": (
+        "mutation($id: ID!) { closeTerminal(terminalId: $id) { id } }",
+        lambda a: {"id": a["terminalId"]},
+        "object",
+    ),
     "revokeApiToken": (
         "mutation($id: ID!) { revokeApiToken(id: $id) { id } }",
         lambda a: {"id": a["tokenId"]},
@@ -107,15 +127,27 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
 }
 
 
-async def _victim(api: Api, make_account: Callable[[], Awaitable[Account]]) -> Account:
+START_SANDBOX = "mutation($id: ID!) { startSandbox(sessionId: $id) { id } }"
+TERMINAL_FIELDS = {"terminalInput", "resizeTerminal", "closeTerminal"}
+
+
+async def _victim(
+    api: Api, make_account: Callable[[], Awaitable[Account]], *, with_terminal: bool = False
+) -> Account:
     victim = await make_account()
     tokens = (await api("{ apiTokens { id scope } }", token=victim["interviewerToken"])).ok()
     victim["tokenId"] = next(t["id"] for t in tokens["apiTokens"] if t["scope"] == "ATS")
+    if with_terminal:
+        staff = victim["interviewerToken"]
+        await api(START_SANDBOX, {"id": victim["sessionId"]}, token=staff)
+        opened = await api(BATTERY["openTerminal"][0], {"id": victim["sessionId"]}, token=staff)
+        victim["terminalId"] = opened.ok()["openTerminal"]["id"]
     return victim
 
 
 def _victim_ids(victim: Account) -> list[str]:
-    return [victim[k] for k in ("accountId", "sessionId", "questionId", "tokenId")]
+    keys = ("accountId", "sessionId", "questionId", "tokenId", "terminalId")
+    return [victim[k] for k in keys if k in victim]
 
 
 async def test_battery_covers_every_root_field(api: Api, account: Account) -> None:
@@ -130,7 +162,7 @@ async def test_battery_covers_every_root_field(api: Api, account: Account) -> No
 async def test_other_account_gets_nothing(
     api: Api, account_factory: Callable[[], Awaitable[Account]], field: str, intruder: str
 ) -> None:
-    victim = await _victim(api, account_factory)
+    victim = await _victim(api, account_factory, with_terminal=field in TERMINAL_FIELDS)
     attacker = await account_factory()
     operation, variables, kind = BATTERY[field]
     result = await api(operation, variables(victim), token=attacker[intruder])
@@ -146,7 +178,8 @@ async def test_other_account_gets_nothing(
         {"id": victim["sessionId"]},
         token=victim["interviewerToken"],
     )
-    assert check.ok()["session"]["status"] == "SCHEDULED"
+    expected = "ACTIVE" if "terminalId" in victim else "SCHEDULED"
+    assert check.ok()["session"]["status"] == expected
 
 
 async def test_candidate_token_opens_only_its_session(api: Api, account: Account) -> None:

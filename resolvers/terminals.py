@@ -1,0 +1,209 @@
+"""Interactive terminals: a PTY shell in the session's sandbox that everyone sees.
+
+The PTY lives in the replica that opened it (``owner``). Its output becomes
+coalesced ``terminal.output`` events, so the candidate and every watcher see
+the same screen through ``sessionEvents``/``terminalOutput``. Input, resizes
+and close requests may arrive at any replica: the owner applies its own
+directly and listens on the terminal's bus channel for the others'.
+Input is recorded (``terminal.input``) by the owner once written to the PTY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from modal_app.base import PtyHandle, SandboxError
+from models.terminal import TerminalRecord, TerminalState
+from resolvers import validation as check
+from resolvers.auth import Principal
+from resolvers.bus import EventBus, follow_channel
+from resolvers.errors import BadUserInput, Conflict, NotFound, SandboxUnavailable
+from resolvers.output import OutputCoalescer
+from resolvers.sandboxes import Sandboxes
+from resolvers.sessions import get_session
+
+logger = logging.getLogger("interviewlm.terminals")
+MAX_INPUT_BYTES = 64 * 1024
+
+
+def control_channel(terminal_id: uuid.UUID) -> str:
+    return f"terminal:{terminal_id}"
+
+
+@dataclass(eq=False)
+class _LiveTerminal:
+    record: TerminalRecord
+    pty: PtyHandle
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class Terminals:
+    def __init__(self, sandboxes: Sandboxes, bus: EventBus) -> None:
+        self.sandboxes = sandboxes
+        self.bus = bus
+        self.log = sandboxes.log
+        self._live: dict[uuid.UUID, _LiveTerminal] = {}
+
+    async def open(
+        self, principal: Principal, session_id: str, *, cols: int, rows: int
+    ) -> TerminalRecord:
+        _check_size(cols, rows)
+        session, sandbox = await self.sandboxes.require_live(principal, session_id)
+        backend_id = sandbox.backend_id or ""
+        try:
+            pty = await self.sandboxes.call(
+                lambda: self.sandboxes.backend.open_pty(backend_id, cols=cols, rows=rows)
+            )
+        except SandboxError as exc:
+            raise SandboxUnavailable(f"could not open a terminal: {exc}") from exc
+        record = await TerminalRecord.create(
+            session_id=session.id,
+            sandbox_id=sandbox.id,
+            owner=self.sandboxes.owner,
+            cols=cols,
+            rows=rows,
+        )
+        live = _LiveTerminal(record, pty)
+        self._live[record.id] = live
+        await self.log.append(
+            session.id,
+            "terminal.opened",
+            {"terminalId": str(record.id), "cols": cols, "rows": rows},
+        )
+        live.tasks = [
+            asyncio.create_task(self._pump_output(live)),
+            asyncio.create_task(
+                follow_channel(
+                    self.bus,
+                    control_channel(record.id),
+                    lambda message: self._apply(live, json.loads(message)),
+                    _nothing,
+                )
+            ),
+        ]
+        return record
+
+    async def _pump_output(self, live: _LiveTerminal) -> None:
+        terminal_id = str(live.record.id)
+
+        async def emit(stream: str, text: str) -> None:
+            await self.log.append(
+                live.record.session_id, "terminal.output", {"terminalId": terminal_id, "data": text}
+            )
+
+        coalescer = OutputCoalescer(emit)
+        try:
+            async for chunk in live.pty.output():
+                await coalescer.feed("pty", chunk)
+        finally:
+            await coalescer.close()
+        exit_code = await live.pty.wait()
+        await self._finish(live, exit_code)
+
+    async def _finish(self, live: _LiveTerminal, exit_code: int | None) -> None:
+        self._live.pop(live.record.id, None)
+        changed = await TerminalRecord.filter(id=live.record.id, state=TerminalState.OPEN).update(
+            state=TerminalState.CLOSED, exit_code=exit_code, closed_at=datetime.now(UTC)
+        )
+        if changed:
+            await self.log.append(
+                live.record.session_id,
+                "terminal.closed",
+                {"terminalId": str(live.record.id), "exitCode": exit_code},
+            )
+            sandbox = await live.record.sandbox
+            with contextlib.suppress(SandboxError, SandboxUnavailable):
+                await self.sandboxes.sync_workspace(sandbox)
+        for task in live.tasks:
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    async def _apply(self, live: _LiveTerminal, op: dict[str, Any]) -> None:
+        """Carry out one control operation on a terminal this replica owns."""
+        terminal_id = str(live.record.id)
+        session_id = live.record.session_id
+        if op["op"] == "input":
+            await live.pty.write(op["data"].encode())
+            await self.log.append(
+                session_id, "terminal.input", {"terminalId": terminal_id, "data": op["data"]}
+            )
+        elif op["op"] == "resize":
+            await live.pty.resize(op["cols"], op["rows"])
+            await TerminalRecord.filter(id=live.record.id).update(cols=op["cols"], rows=op["rows"])
+            await self.log.append(
+                session_id,
+                "terminal.resized",
+                {"terminalId": terminal_id, "cols": op["cols"], "rows": op["rows"]},
+            )
+        elif op["op"] == "close":
+            await live.pty.close()
+
+    async def _load(self, principal: Principal, terminal_id: str) -> TerminalRecord:
+        tid = check.object_id("terminalId", terminal_id)
+        record = await TerminalRecord.get_or_none(id=tid)
+        if record is None:
+            raise NotFound("terminal")
+        # Through the session, hence through the caller's account.
+        try:
+            await get_session(principal, str(record.session_id), log=self.log)
+        except NotFound:
+            raise NotFound("terminal") from None
+        return record
+
+    async def _send(self, record: TerminalRecord, op: dict[str, Any]) -> None:
+        if record.state is not TerminalState.OPEN:
+            raise Conflict("the terminal is closed")
+        live = self._live.get(record.id)
+        if live is not None:
+            await self._apply(live, op)
+        elif not await self.bus.publish(control_channel(record.id), json.dumps(op)):
+            raise SandboxUnavailable("the terminal's server cannot be reached; retry")
+
+    async def input(self, principal: Principal, terminal_id: str, data: str) -> TerminalRecord:
+        if len(data.encode()) > MAX_INPUT_BYTES:
+            raise BadUserInput("data", f"at most {MAX_INPUT_BYTES} bytes at a time")
+        record = await self._load(principal, terminal_id)
+        await self._send(record, {"op": "input", "data": data})
+        return record
+
+    async def resize(
+        self, principal: Principal, terminal_id: str, *, cols: int, rows: int
+    ) -> TerminalRecord:
+        _check_size(cols, rows)
+        record = await self._load(principal, terminal_id)
+        await self._send(record, {"op": "resize", "cols": cols, "rows": rows})
+        return await TerminalRecord.get(id=record.id)
+
+    async def close(self, principal: Principal, terminal_id: str) -> TerminalRecord:
+        record = await self._load(principal, terminal_id)
+        if record.state is TerminalState.OPEN:
+            live = self._live.get(record.id)  # before: closing removes it
+            await self._send(record, {"op": "close"})
+            if live is not None and live.tasks:
+                with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(live.tasks[0]), 10)
+        return await TerminalRecord.get(id=record.id)
+
+    async def close_all(self) -> None:
+        for live in list(self._live.values()):
+            with contextlib.suppress(Exception):
+                await live.pty.close()
+            for task in live.tasks:
+                task.cancel()
+        self._live.clear()
+
+
+def _check_size(cols: int, rows: int) -> None:
+    check.int_range("cols", cols, low=1, high=1000)
+    check.int_range("rows", rows, low=1, high=1000)
+
+
+async def _nothing() -> None:
+    return None
