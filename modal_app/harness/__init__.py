@@ -1,0 +1,105 @@
+"""The in-sandbox test harness: sources shipped into a sandbox for a test run.
+
+The runner (``modal_app.testrun.run_harness``) starts one command per test run,
+``python3 -I -S -c BOOTSTRAP``, and writes one JSON document to its stdin:
+the supervisor's source, the worker sources the language needs, the run's
+nonce and the case *inputs* (arguments or stdin, and timeouts).  Expected
+values never enter the sandbox; comparing is the server's job.  Nothing is
+written into ``/workspace``: the supervisor keeps its files in a private
+temporary directory.
+
+Processes::
+
+    supervisor (supervisor.py + proc.py + build.py, never runs candidate code)
+      ├─ compile step, once: ``go build`` with the generated main
+      │  (harness_go.go) / TypeScript type check + emit (harness_node.js compile)
+      └─ worker: loads the solution once, runs the cases one by one
+         (harness_python.py, harness_node.js worker, the Go binary); or, for
+         JS/TS/Go programs (stdin -> stdout), one process per case
+
+Each worker gets four fds: stdout and stderr (pipes the supervisor attributes
+to the running case, capped), a control pipe it reads cases from, and a
+result pipe it writes one JSON message per line to.  The supervisor enforces
+every case's timeout: a case that hangs is SIGKILLed with its process group
+and reported as TIMEOUT, and a fresh worker loads the solution again for the
+remaining cases (likewise after a crash or a memory blow-up).  A worker that
+dies on its own is classified from its exit: out-of-memory messages of
+Python/Node/Go or an unexplained SIGKILL (cgroup OOM killer) are
+MEMORY_LIMIT, anything else RUNTIME_ERROR with the summary line of its stderr.
+
+Framing and why candidate output cannot forge results:
+
+* Results reach the server only as lines ``<<ILM:{nonce}>>{json}`` on the
+  supervisor's own stdout.  The nonce is 128 random bits per run, sent in the
+  stdin document (never in argv, environment or files); the runner ignores
+  every other line and accepts one outcome per requested case index.
+* Candidate code never shares that stdout: workers and programs get their own
+  pipes, with ``close_fds``.  The supervisor makes itself non-dumpable
+  (``prctl(PR_SET_DUMPABLE, 0)``), so a same-uid process cannot open
+  ``/proc/<supervisor>/fd/1`` or read its memory for the nonce.
+* Printing something that looks like a result (framed or worker-protocol
+  JSON) lands in the case's captured stdout, and nothing else.  Candidate
+  code in a worker process could write to the worker's result pipe, but only
+  as its own case's result (the supervisor takes the first message for the
+  case it asked for) -- no more than returning that value.
+
+TypeScript: a type error is a COMPILE_ERROR, as in Go.  The solution is
+compiled once with the TypeScript compiler API (``typescript`` package, no
+``tsc`` process): ``strict`` off (implicit any and loose null checks are
+allowed), target ES2022, CommonJS, ``moduleDetection: force`` (a solution
+without imports is still a module, so its names do not clash with globals),
+``lib: es2022`` plus ``@types/node`` when it sits next to the compiler (else
+a small declaration shim of the Node globals).  Every error diagnostic
+fails the run with the formatted diagnostics as ``compile_error``.  The
+compiler is found at ``$INTERVIEWLM_TYPESCRIPT``, ``$NODE_PATH/typescript``,
+``/opt/interviewlm/toolchain/node_modules/typescript`` (the local backend's
+toolchain mount), the global ``node_modules`` (Modal images), or next to
+``tsc`` on ``PATH``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+SUPERVISOR_MODULES = ("proc", "build", "supervisor")
+"""The supervisor's modules, in import order (standard library only)."""
+PYTHON_WORKER = "harness_python.py"
+NODE_WORKER = "harness_node.js"
+GO_MAIN = "harness_go.go"
+FRAME_PREFIX = "<<ILM:"
+"""Frames are ``FRAME_PREFIX + nonce + ">>" + json``, one per line."""
+
+BOOTSTRAP = (
+    "import sys,json,types\n"
+    "d=json.loads(sys.stdin.buffer.read())\n"
+    "for n,s in d.pop('modules'):\n"
+    " m=types.ModuleType(n);sys.modules[n]=m\n"
+    " exec(compile(s,n.replace('.','/')+'.py','exec'),m.__dict__)\n"
+    "m.main(d)\n"
+)
+"""The ``python3 -c`` program: registers the supervisor modules under their
+package names (so their imports of each other resolve), then runs the last."""
+
+
+@cache
+def source(name: str) -> str:
+    """The text of one harness file of this package."""
+    return resources.files(__name__).joinpath(name).read_text(encoding="utf-8")
+
+
+def supervisor_modules() -> list[tuple[str, str]]:
+    """(module name, source) of the supervisor, in the order the bootstrap loads them."""
+    return [(f"{__name__}.{name}", source(f"{name}.py")) for name in SUPERVISOR_MODULES]
+
+
+__all__ = [
+    "BOOTSTRAP",
+    "FRAME_PREFIX",
+    "GO_MAIN",
+    "NODE_WORKER",
+    "PYTHON_WORKER",
+    "SUPERVISOR_MODULES",
+    "source",
+    "supervisor_modules",
+]

@@ -1,0 +1,217 @@
+"""Compile steps of the in-sandbox supervisor: what runs the cases, built once.
+
+Standard library only; shipped into the sandbox with ``supervisor.py``.
+
+* Python: no step; the worker compiles the file when it loads it (a syntax
+  error comes back as a compile error).
+* JavaScript: functions load in the Node worker (syntax errors likewise);
+  programs are checked once with ``node --check``.
+* TypeScript: type check and emit once (``harness_node.js compile``); type
+  errors are compile errors.
+* Go: ``go build`` once, with the generated main for functions (the
+  candidate's file is copied into a private build directory next to it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from modal_app.harness.proc import Child
+
+GO_MAIN_FILE = "ilm_harness_main.go"
+
+
+@dataclass
+class Plan:
+    """How the cases run: ``argv`` is a case-loop worker (``loop``) or a program."""
+
+    argv: list[str] = field(default_factory=list)
+    loop: bool = True
+    compile_error: str | None = None
+
+
+@dataclass
+class Builder:
+    language: str
+    mode: str
+    entry: str
+    solution: str
+    cwd: str
+    env: dict[str, str]
+    tmp: str
+    files: dict[str, str]
+    compile_cap: int
+    compile_timeout_s: float
+    deadline: float
+    rewrites: list[tuple[str, str]] = field(default_factory=list)
+    """(private path, the candidate's path) pairs for reported text."""
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.tmp, name)
+
+    @property
+    def function(self) -> bool:
+        return self.mode == "function"
+
+    def prepare(self) -> Plan:
+        if self.language == "PYTHON":
+            config = {"solution": self.solution, "entry": self.entry, "mode": self.mode}
+            return Plan([sys.executable, self.path("harness_python.py"), json.dumps(config)])
+        if self.language == "JAVASCRIPT":
+            return self.javascript()
+        if self.language == "TYPESCRIPT":
+            return self.typescript()
+        if self.language == "GO":
+            return self.go()
+        raise ValueError(f"unknown language {self.language!r}")
+
+    def which(self, tool: str) -> str:
+        return shutil.which(tool, path=self.env.get("PATH")) or tool
+
+    def node_worker(self, file: str) -> Plan:
+        config = {
+            "file": file,
+            "solution": self.solution,
+            "entry": self.entry,
+            "cwd": self.cwd,
+            "typescript": find_typescript(self.env),
+        }
+        node = self.which("node")
+        return Plan([node, self.path("harness_node.js"), "worker", json.dumps(config)])
+
+    def javascript(self) -> Plan:
+        if self.function:
+            return self.node_worker(self.solution)
+        node = self.which("node")
+        ok, output = self.tool([node, "--check", self.solution], "node --check")
+        return Plan([node, self.solution], loop=False, compile_error=None if ok else output)
+
+    def typescript(self) -> Plan:
+        typescript = find_typescript(self.env)
+        if typescript is None:
+            return Plan(
+                compile_error="the TypeScript compiler is not installed in this sandbox (looked"
+                " in $INTERVIEWLM_TYPESCRIPT, $NODE_PATH, the toolchain mount, the global"
+                " node_modules and next to tsc on PATH)"
+            )
+        types = os.path.join(os.path.dirname(typescript), "@types")
+        config = {
+            "solution": self.solution,
+            "cwd": self.cwd,
+            "outDir": self.path("out"),
+            "typescript": typescript,
+            "typeRoots": types if os.path.isdir(os.path.join(types, "node")) else None,
+            "shim": self.path("ilm-node-shim.d.ts"),
+        }
+        argv = [self.which("node"), self.path("harness_node.js"), "compile", json.dumps(config)]
+        ok, output = self.tool(argv, "the TypeScript compiler")
+        if not ok:
+            return Plan(compile_error=output)
+        try:
+            report: dict[str, Any] = json.loads(output)
+        except ValueError:
+            return Plan(compile_error=f"the TypeScript compiler step failed: {output[:2000]}")
+        if not report.get("ok"):
+            return Plan(compile_error=str(report.get("message") or "TypeScript compilation failed"))
+        compiled = str(report["file"])
+        self.rewrites.append((compiled, self.solution))
+        if self.function:
+            return self.node_worker(compiled)
+        return Plan([self.which("node"), "--enable-source-maps", compiled], loop=False)
+
+    def go(self) -> Plan:
+        build = self.path("go")
+        os.mkdir(build)
+        name = os.path.basename(self.solution)
+        if not name.endswith(".go"):
+            name += ".go"
+        try:
+            shutil.copyfile(self.solution, os.path.join(build, name))
+        except OSError as exc:
+            return Plan(compile_error=f"cannot read the solution {self.solution}: {exc.strerror}")
+        files = [name]
+        self.rewrites.append((os.path.join(build, name), self.solution))
+        if self.function:
+            main = self.files["harness_go.go"].replace("ILM_ENTRYPOINT", self.entry)
+            with open(os.path.join(build, GO_MAIN_FILE), "w", encoding="utf-8") as fh:
+                fh.write(main)
+            files.append(GO_MAIN_FILE)
+        binary = os.path.join(build, "solution.bin")
+        argv = [self.which("go"), "build", "-o", binary, *files]
+        ok, output = self.tool(argv, "go build", cwd=build)
+        if not ok:
+            return Plan(compile_error=self.go_errors(output, name))
+        return Plan([binary], loop=self.function)
+
+    def tool(self, argv: list[str], what: str, cwd: str | None = None) -> tuple[bool, str]:
+        """Run one compiler step: (succeeded, its stdout if so, else all its output)."""
+        budget = max(0.0, min(self.compile_timeout_s, self.deadline - time.monotonic()))
+        child = Child(
+            argv,
+            cwd=cwd or self.cwd,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            out_cap=self.compile_cap,
+            err_cap=self.compile_cap,
+            channel=False,
+        )
+        try:
+            if not child.wait_exit(time.monotonic() + budget):
+                child.kill()
+                return False, f"{what} did not finish within {budget:.0f} s"
+            if child.returncode == 0:
+                return True, child.out.text()
+            return False, (child.out.text() + child.err.text()).strip() or f"{what} failed"
+        finally:
+            child.close()
+
+    def go_errors(self, output: str, name: str) -> str:
+        """``go build`` output in terms of the candidate's file, without the generated main."""
+        solution, entry = self.solution, self.entry
+        shown = (
+            os.path.relpath(solution, self.cwd) if solution.startswith(self.cwd + "/") else solution
+        )
+        lines = []
+        for raw in output.splitlines():
+            if raw.startswith("# "):
+                continue
+            line = raw.replace(f"./{name}:", f"{shown}:")
+            if GO_MAIN_FILE in line:
+                if f"undefined: {entry}" in line:
+                    line = f"{shown}: no top-level function {entry} is defined"
+                else:
+                    line = line.split(": ", 1)[-1]
+            if self.function and "main redeclared" in line:
+                line += (
+                    "  (function-mode solutions must not define func main: the test harness"
+                    " provides it)"
+                )
+            lines.append(line)
+        return "\n".join(lines).strip() or output
+
+
+def find_typescript(env: dict[str, str]) -> str | None:
+    """The directory of the ``typescript`` package the sandbox can see, if any."""
+    candidates: list[str] = []
+    if env.get("INTERVIEWLM_TYPESCRIPT"):
+        candidates.append(env["INTERVIEWLM_TYPESCRIPT"])
+    candidates += [os.path.join(p, "typescript") for p in env.get("NODE_PATH", "").split(":") if p]
+    candidates += [
+        "/opt/interviewlm/toolchain/node_modules/typescript",
+        "/usr/local/lib/node_modules/typescript",
+        "/usr/lib/node_modules/typescript",
+    ]
+    tsc = shutil.which("tsc", path=env.get("PATH"))
+    if tsc:
+        candidates.append(os.path.dirname(os.path.dirname(os.path.realpath(tsc))))
+    for candidate in candidates:
+        if os.path.isfile(os.path.join(candidate, "lib", "typescript.js")):
+            return candidate
+    return None

@@ -1,0 +1,322 @@
+"""The in-sandbox supervisor of one test run (standard library only).
+
+Started by ``modal_app.testrun`` as ``python3 -I -S -c BOOTSTRAP``; the
+bootstrap reads one JSON document from stdin (this package's supervisor
+modules, the worker sources and the run's configuration with the case
+inputs), registers the modules and calls :func:`main`.  Nothing is written
+into ``/workspace``.
+
+The supervisor never runs candidate code itself.  It compiles once
+(``build``), runs the cases in a long-lived worker (``harness_python.py``,
+``harness_node.js``, the Go main generated from ``harness_go.go``) or, for
+JavaScript/TypeScript/Go programs, one process per case, enforces each case's
+timeout, and writes one frame per event to its own stdout.  See
+``modal_app.harness`` for the framing and isolation design.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from modal_app.harness.build import Builder
+from modal_app.harness.proc import Child, Frames, Message, death, ms_since, stdin_file
+
+PR_SET_DUMPABLE = 4
+
+
+def main(document: dict[str, Any]) -> None:
+    """Run the test run described by ``document`` (see ``modal_app.testrun``)."""
+    _make_private()
+    frames = Frames(str(document["nonce"]))
+    started = time.monotonic()
+    tmp = tempfile.mkdtemp(prefix="ilm-harness-")
+    try:
+        compile_ms = Run(document, frames, tmp).execute()
+        frames.emit({"t": "done", "compile_ms": compile_ms, "total_ms": ms_since(started)})
+    except Exception as exc:  # a harness bug: tell the runner rather than go quiet
+        frames.emit({"t": "harness_error", "message": f"{type(exc).__name__}: {exc}"})
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _make_private() -> None:
+    """Make this process non-dumpable: same-uid processes cannot open /proc/<pid>/fd/*.
+
+    Workers run candidate code as the same uid; without this they could open
+    the supervisor's stdout through /proc and write frames into it, or read
+    the nonce from its memory.  execve resets the flag, so the workers
+    themselves are ordinary processes.
+    """
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+
+
+@dataclass
+class LoadFailure:
+    """Why a worker could not load the solution: a compile error, or every case's outcome."""
+
+    compile_error: str | None = None
+    fields: Message = field(default_factory=dict)
+
+
+class Run:
+    """One test run: compile or load once, then every case in order."""
+
+    def __init__(self, document: dict[str, Any], frames: Frames, tmp: str) -> None:
+        self.doc = document
+        self.frames = frames
+        self.mode: str = document["mode"]
+        self.cases: list[Message] = list(document["cases"])
+        self.caps: dict[str, int] = document["caps"]
+        self.deadline = time.monotonic() + float(document["budget_s"])
+        env = dict(os.environ)
+        for name, source in document["files"].items():
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
+                fh.write(source)
+        self.builder = Builder(
+            language=document["language"],
+            mode=self.mode,
+            entry=document["entrypoint"],
+            solution=document["solution"],
+            cwd=os.getcwd(),
+            env=env,
+            tmp=tmp,
+            files=document["files"],
+            compile_cap=self.caps["compile"],
+            compile_timeout_s=float(document["compile_timeout_s"]),
+            deadline=self.deadline,
+        )
+        # Workers flush per line themselves; unbuffered would cost a write per print.
+        self.worker_env = {k: v for k, v in env.items() if k != "PYTHONUNBUFFERED"}
+
+    def execute(self) -> int:
+        """Compile, run the cases, return the compile time in ms."""
+        started = time.monotonic()
+        plan = self.builder.prepare()
+        compile_ms = ms_since(started)
+        if plan.compile_error is not None:
+            self.compile_error(plan.compile_error)
+        elif plan.loop:
+            self.run_loop(plan.argv)
+        else:
+            self.run_each(plan.argv)
+        return compile_ms
+
+    # -- reporting -----------------------------------------------------------------
+
+    def compile_error(self, message: str) -> None:
+        self.frames.emit({"t": "compile_error", "message": message[: self.caps["compile"]]})
+
+    def emit_case(self, case: Message, status: str, **fields: Any) -> None:
+        frame: Message = {
+            "t": "case",
+            "index": case["index"],
+            "status": status,
+            "value": None,
+            "stdout": "",
+            "stderr": "",
+            "error": None,
+            "traceback": None,
+            "signal": None,
+            "duration_ms": 0,
+        }
+        frame.update(fields)
+        for key in ("stdout", "stderr", "error", "traceback"):
+            text = frame[key]
+            if isinstance(text, str):
+                for private, shown in self.builder.rewrites:
+                    text = text.replace(private, shown)
+                frame[key] = text
+        self.frames.emit(frame)
+
+    def out_of_budget(self, case: Message) -> bool:
+        if time.monotonic() < self.deadline:
+            return False
+        self.emit_case(case, "TIMEOUT", error="not run: the test run's time limit was reached")
+        return True
+
+    def timeout_error(self, case: Message, started: float) -> str:
+        if started + case["timeout_ms"] / 1000 > self.deadline:
+            return "the test run's time limit was reached"
+        return f"timed out after {case['timeout_ms']} ms"
+
+    def spawn(self, argv: list[str], *, channel: bool, stdin: int) -> Child:
+        return Child(
+            argv,
+            cwd=self.builder.cwd,
+            env=self.worker_env,
+            stdin=stdin,
+            out_cap=self.caps["stdout"],
+            err_cap=self.caps["stderr"],
+            channel=channel,
+        )
+
+    # -- a long-lived worker -------------------------------------------------------
+
+    def run_loop(self, argv: list[str]) -> None:
+        """Cases one after another in a worker, replaced after a hang, crash or memory error."""
+        worker: Child | None = None
+        failure: LoadFailure | None = None
+        try:
+            for case in self.cases:
+                if self.out_of_budget(case):
+                    continue
+                if worker is None and failure is None:
+                    worker, failure = self.start_worker(argv)
+                if failure is not None:
+                    if failure.compile_error is not None:
+                        self.compile_error(failure.compile_error)
+                        return
+                    self.emit_case(case, **failure.fields)
+                    continue
+                assert worker is not None
+                if self.run_in_worker(worker, case):
+                    worker.close()
+                    worker = None
+        finally:
+            if worker is not None:
+                worker.close()
+
+    def start_worker(self, argv: list[str]) -> tuple[Child | None, LoadFailure | None]:
+        """A worker that has loaded the solution, or why every remaining case fails."""
+        worker = self.spawn(argv, channel=True, stdin=subprocess.DEVNULL)
+        limit = max(0.0, min(float(self.doc["load_timeout_s"]), self.deadline - time.monotonic()))
+        deadline = time.monotonic() + limit
+        fields: Message
+        while (message := worker.next_message(deadline)) is not None:
+            if message.get("t") == "ready":
+                return worker, None
+            if message.get("t") == "load_error":
+                worker.kill()
+                error = _text(message.get("error")) or "the solution could not be loaded"
+                if message.get("kind") == "compile":
+                    return None, LoadFailure(compile_error=error)
+                fields = {
+                    "status": "MEMORY_LIMIT" if message.get("memory") is True else "RUNTIME_ERROR",
+                    "error": f"while loading the solution: {error}",
+                    "traceback": _text(message.get("traceback")),
+                }
+                return None, LoadFailure(fields=fields | self.output(worker))
+        if worker.exited:
+            status, error, sig = death(worker)
+            fields = {"status": status, "error": f"while loading the solution: {error}"}
+            fields |= {"signal": sig} | self.output(worker)
+        else:
+            error = f"the solution did not finish loading within {limit:.1f} s"
+            fields = {"status": "TIMEOUT", "error": error}
+        worker.kill()
+        return None, LoadFailure(fields=fields)
+
+    @staticmethod
+    def output(child: Child) -> Message:
+        return {"stdout": child.out.text(), "stderr": child.err.text()}
+
+    def run_in_worker(self, worker: Child, case: Message) -> bool:
+        """Run one case; True if the worker must be replaced."""
+        index = case["index"]
+        request: Message = {"i": index}
+        if self.mode == "function":
+            request["args"] = case["args"]
+        else:
+            request["stdin"] = case["stdin"]
+        started = time.monotonic()
+        deadline = min(started + case["timeout_ms"] / 1000, self.deadline)
+        worker.send(request)
+        while (message := worker.next_message(deadline)) is not None:
+            if message.get("t") == "result" and message.get("i") == index:
+                break
+        elapsed = ms_since(started)
+        if message is not None:
+            worker.drain()
+            replace = self.emit_result(case, message, worker, elapsed)
+            worker.out.reset()
+            worker.err.reset()
+            return replace
+        if worker.exited:
+            status, error, sig = death(worker)
+            fields = {"error": error, "signal": sig, "duration_ms": elapsed}
+            self.emit_case(case, status, **fields, **self.output(worker))
+            return True
+        worker.kill()
+        error = self.timeout_error(case, started)
+        fields = {"error": error, "signal": signal.SIGKILL, "duration_ms": elapsed}
+        self.emit_case(case, "TIMEOUT", **fields, **self.output(worker))
+        return True
+
+    def emit_result(self, case: Message, message: Message, worker: Child, elapsed: int) -> bool:
+        """Report a worker's result message; True if the worker must be replaced."""
+        reported = message.get("ms")
+        duration = elapsed
+        if isinstance(reported, int | float) and 0 <= reported <= elapsed:
+            duration = round(reported)
+        fields: Message = {"duration_ms": duration, **self.output(worker)}
+        if message.get("ok") is True:
+            if self.mode != "function":
+                self.emit_case(case, "OK", **fields)
+                return False
+            value = _text(message.get("value")) or "null"
+            if len(value.encode()) > self.caps["value"]:
+                error = f"the return value is larger than {self.caps['value']} bytes of JSON"
+                self.emit_case(case, "RUNTIME_ERROR", error=error, **fields)
+                return False
+            self.emit_case(case, "OK", value=value, **fields)
+            return False
+        memory = message.get("memory") is True
+        self.emit_case(
+            case,
+            "MEMORY_LIMIT" if memory else "RUNTIME_ERROR",
+            error=_text(message.get("error")) or "error",
+            traceback=_text(message.get("traceback")),
+            **fields,
+        )
+        return memory
+
+    # -- one process per case ------------------------------------------------------
+
+    def run_each(self, argv: list[str]) -> None:
+        """Programs: one process per case, stdin from an in-memory file."""
+        for case in self.cases:
+            if self.out_of_budget(case):
+                continue
+            stdin = stdin_file(case["stdin"] or "")
+            try:
+                child = self.spawn(argv, channel=False, stdin=stdin)
+            finally:
+                os.close(stdin)
+            try:
+                self.run_program(child, case)
+            finally:
+                child.close()
+
+    def run_program(self, child: Child, case: Message) -> None:
+        started = time.monotonic()
+        finished = child.wait_exit(min(started + case["timeout_ms"] / 1000, self.deadline))
+        elapsed = ms_since(started)
+        if not finished:
+            child.kill()
+            error = self.timeout_error(case, started)
+            fields = {"error": error, "signal": signal.SIGKILL, "duration_ms": elapsed}
+            self.emit_case(case, "TIMEOUT", **fields, **self.output(child))
+            return
+        child.drain()
+        if child.returncode == 0:
+            self.emit_case(case, "OK", duration_ms=elapsed, **self.output(child))
+            return
+        status, error, sig = death(child)
+        fields = {"error": error, "signal": sig, "duration_ms": elapsed}
+        self.emit_case(case, status, **fields, **self.output(child))
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None

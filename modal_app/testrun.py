@@ -1,0 +1,384 @@
+"""Test runs inside a sandbox: ship the harness and the case inputs, stream typed outcomes.
+
+``run_harness`` starts one command in the sandbox (the harness supervisor,
+see ``modal_app.harness`` for the process, framing and isolation design),
+writes the harness sources and the case *inputs* to its stdin, and turns the
+framed lines of its stdout into ``CaseOutcome`` values as they arrive.  It
+never sees expected values and judges nothing: comparing ``value_json`` or
+``stdout`` with the expected result is the server's job.
+
+Outcomes hold raw candidate output and error text.  For hidden cases the
+server must not show them to the candidate as they are: the printed output,
+the error and the traceback can all contain the case's inputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import keyword
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from modal_app import harness
+from modal_app.base import ExecHandle, Language, SandboxBackend
+from modal_app.paths import normalize_workspace_path, workspace_abspath
+
+Status = Literal["OK", "RUNTIME_ERROR", "TIMEOUT", "MEMORY_LIMIT"]
+STATUSES: frozenset[str] = frozenset(get_args(Status))
+Mode = Literal["function", "program"]
+
+KIB = 1024
+MIB = 1024 * 1024
+_JS_IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+_GO_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_WORKERS: dict[Language, tuple[str, ...]] = {
+    Language.PYTHON: (harness.PYTHON_WORKER,),
+    Language.JAVASCRIPT: (harness.NODE_WORKER,),
+    Language.TYPESCRIPT: (harness.NODE_WORKER,),
+    Language.GO: (harness.GO_MAIN,),
+}
+_MAX_FRAME_BYTES = 64 * MIB
+_STDERR_TAIL = 8 * KIB
+
+
+@dataclass(frozen=True, slots=True)
+class CaseInput:
+    """One case's input: ``args`` (function mode) or ``stdin`` (program mode)."""
+
+    index: int
+    args: Sequence[Any] | None = None
+    """The positional arguments, JSON values."""
+    stdin: str | None = None
+    timeout_ms: int = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class CaseOutcome:
+    index: int
+    status: Status
+    value_json: str | None
+    """Function mode: the return value as JSON text (None unless OK)."""
+    stdout: str
+    """Program mode: the program's output; function mode: what the function printed."""
+    stderr: str
+    error: str | None
+    """``Type: message`` of an exception, exit/signal description, or timeout note."""
+    traceback: str | None
+    signal: int | None
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessRun:
+    compile_error: str | None
+    """Compiler output (TS type errors, Go build errors, Python/JS syntax errors,
+    a missing entry point); when set, ``outcomes`` is empty."""
+    outcomes: list[CaseOutcome]
+    """One per input case, in input order (unless ``compile_error``)."""
+    harness_error: str | None = None
+    """The harness itself failed or was stopped; cases it did not report are
+    filled in (TIMEOUT if the run's time limit was reached, else RUNTIME_ERROR)."""
+    compile_ms: int = 0
+    total_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessLimits:
+    output_cap: int = 64 * KIB
+    """Per case: what a function printed (function mode)."""
+    program_output_cap: int = 1 * MIB
+    """Per case: a program's stdout (program mode; it is the answer)."""
+    stderr_cap: int = 64 * KIB
+    value_cap: int = 1 * MIB
+    """Per case: the return value's JSON; larger is a RUNTIME_ERROR."""
+    compile_output_cap: int = 64 * KIB
+    compile_timeout_s: float = 60.0
+    load_timeout_s: float = 10.0
+    """Loading (importing) the solution in a worker, before the first case."""
+    exec_grace_s: float = 5.0
+    """The sandbox command is killed this long after ``total_timeout_s``."""
+
+
+@dataclass
+class _State:
+    wanted: dict[int, CaseInput]
+    outcomes: dict[int, CaseOutcome] = field(default_factory=dict)
+    compile_error: str | None = None
+    harness_error: str | None = None
+    done: bool = False
+    compile_ms: int = 0
+
+
+async def run_harness(
+    backend: SandboxBackend,
+    sandbox_id: str,
+    *,
+    language: Language,
+    entrypoint: str,
+    solution_path: str,
+    cases: Sequence[CaseInput],
+    on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None = None,
+    total_timeout_s: float,
+    limits: HarnessLimits = HarnessLimits(),
+) -> HarnessRun:
+    """Run ``cases`` against the solution in the sandbox; stream each outcome to ``on_outcome``.
+
+    All cases must be of one mode: every case has ``args`` (function mode:
+    ``entrypoint`` is called) or every case has ``stdin`` (program mode:
+    the solution runs as a program).  Raises ValueError for a malformed
+    request and the backend's SandboxError if the command cannot start.
+    """
+    mode = _mode(cases)
+    if mode == "function":
+        _check_entrypoint(language, entrypoint)
+    if not total_timeout_s > 0:
+        raise ValueError("total_timeout_s must be positive")
+    solution = workspace_abspath(normalize_workspace_path(solution_path))
+    nonce = secrets.token_hex(16)
+    document = _document(
+        language=language,
+        mode=mode,
+        entrypoint=entrypoint,
+        solution=solution,
+        cases=cases,
+        nonce=nonce,
+        budget_s=total_timeout_s,
+    )
+    document["caps"] = _caps(limits, mode)
+    document["compile_timeout_s"] = limits.compile_timeout_s
+    document["load_timeout_s"] = limits.load_timeout_s
+    state = _State(wanted={case.index: case for case in cases})
+    started = time.monotonic()
+    handle = await backend.exec(
+        sandbox_id,
+        ["python3", "-I", "-S", "-c", harness.BOOTSTRAP],
+        timeout_s=total_timeout_s + limits.exec_grace_s,
+    )
+    finished = False
+    try:
+        await handle.write_stdin(json.dumps(document).encode())
+        await handle.close_stdin()
+        stderr = await _consume(handle, state, nonce, on_outcome)
+        status = await handle.wait()
+        finished = True
+    finally:
+        if not finished:
+            with contextlib.suppress(Exception):
+                await handle.kill()
+    if not state.done and state.harness_error is None:
+        if status.timed_out:
+            state.harness_error = f"the test run exceeded its time limit of {total_timeout_s:g} s"
+        else:
+            how = (
+                f"killed by signal {status.signal}"
+                if status.signal is not None
+                else f"exit status {status.exit_code}"
+            )
+            tail = stderr.decode("utf-8", "replace").strip()
+            state.harness_error = f"the test harness stopped unexpectedly ({how})" + (
+                f": {tail}" if tail else ""
+            )
+    if state.compile_error is None:
+        await _fill_missing(state, timed_out=status.timed_out, on_outcome=on_outcome)
+    return HarnessRun(
+        compile_error=state.compile_error,
+        outcomes=[]
+        if state.compile_error is not None
+        else [state.outcomes[c.index] for c in cases],
+        harness_error=state.harness_error,
+        compile_ms=state.compile_ms,
+        total_ms=int((time.monotonic() - started) * 1000),
+    )
+
+
+def _mode(cases: Sequence[CaseInput]) -> Mode:
+    if not cases:
+        raise ValueError("a test run needs at least one case")
+    seen: set[int] = set()
+    modes: set[Mode] = set()
+    for case in cases:
+        if case.index in seen:
+            raise ValueError(f"duplicate case index {case.index}")
+        seen.add(case.index)
+        if (case.args is None) == (case.stdin is None):
+            raise ValueError(f"case {case.index} must have exactly one of args and stdin")
+        if isinstance(case.args, str | bytes):
+            raise ValueError(f"case {case.index}: args must be a list of JSON values")
+        if not isinstance(case.timeout_ms, int) or case.timeout_ms <= 0:
+            raise ValueError(f"case {case.index}: timeout_ms must be a positive integer")
+        modes.add("function" if case.args is not None else "program")
+    if len(modes) > 1:
+        raise ValueError("a test run's cases must all be function mode or all program mode")
+    return modes.pop()
+
+
+def _check_entrypoint(language: Language, entrypoint: str) -> None:
+    """An identifier: it is spliced into the Go main and the JavaScript loader's trailer."""
+    if language is Language.PYTHON:
+        valid = entrypoint.isidentifier() and not keyword.iskeyword(entrypoint)
+    elif language is Language.GO:
+        valid = bool(_GO_IDENTIFIER.match(entrypoint))
+    else:
+        valid = bool(_JS_IDENTIFIER.match(entrypoint))
+    if not valid:
+        raise ValueError(f"{entrypoint!r} is not a valid {language.value} function name")
+
+
+def _document(
+    *,
+    language: Language,
+    mode: Mode,
+    entrypoint: str,
+    solution: str,
+    cases: Sequence[CaseInput],
+    nonce: str,
+    budget_s: float,
+) -> dict[str, Any]:
+    """The stdin document of the supervisor: sources and inputs, never expected values."""
+    return {
+        "modules": harness.supervisor_modules(),
+        "files": {name: harness.source(name) for name in _WORKERS[language]},
+        "nonce": nonce,
+        "language": language.value,
+        "mode": mode,
+        "entrypoint": entrypoint,
+        "solution": solution,
+        "budget_s": budget_s,
+        "cases": [
+            {
+                "index": case.index,
+                "args": list(case.args) if case.args is not None else None,
+                "stdin": case.stdin,
+                "timeout_ms": case.timeout_ms,
+            }
+            for case in cases
+        ],
+    }
+
+
+def _caps(limits: HarnessLimits, mode: Mode) -> dict[str, int]:
+    return {
+        "stdout": limits.output_cap if mode == "function" else limits.program_output_cap,
+        "stderr": limits.stderr_cap,
+        "value": limits.value_cap,
+        "compile": limits.compile_output_cap,
+    }
+
+
+async def _consume(
+    handle: ExecHandle,
+    state: _State,
+    nonce: str,
+    on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
+) -> bytes:
+    """Read the command's output to the end; act on every valid frame; return stderr's tail."""
+    prefix = f"{harness.FRAME_PREFIX}{nonce}>>".encode()
+    pending = bytearray()
+    stderr = bytearray()
+    async for chunk in handle.output():
+        if chunk.stream == "stderr":
+            stderr += chunk.data
+            del stderr[:-_STDERR_TAIL]
+            continue
+        pending += chunk.data
+        while (end := pending.find(b"\n")) >= 0:
+            line = bytes(pending[:end])
+            del pending[: end + 1]
+            if line.startswith(prefix):
+                outcome = _apply(state, line[len(prefix) :])
+                if outcome is not None and on_outcome is not None:
+                    await on_outcome(outcome)
+        if len(pending) > _MAX_FRAME_BYTES:
+            pending.clear()
+    return bytes(stderr)
+
+
+def _apply(state: _State, payload: bytes) -> CaseOutcome | None:
+    """Record one frame; the new outcome if it was a case frame."""
+    try:
+        frame = json.loads(payload)
+    except ValueError:
+        return None
+    if not isinstance(frame, dict):
+        return None
+    kind = frame.get("t")
+    if kind == "case":
+        outcome = _outcome(frame)
+        if outcome is None or outcome.index not in state.wanted or outcome.index in state.outcomes:
+            return None
+        state.outcomes[outcome.index] = outcome
+        return outcome
+    if kind == "compile_error":
+        state.compile_error = str(frame.get("message") or "compilation failed")
+    elif kind == "done":
+        state.done = True
+        compile_ms = frame.get("compile_ms")
+        state.compile_ms = compile_ms if isinstance(compile_ms, int) else 0
+    elif kind == "harness_error":
+        state.harness_error = f"the test harness failed: {frame.get('message')}"
+    return None
+
+
+def _outcome(frame: dict[str, Any]) -> CaseOutcome | None:
+    index, status = frame.get("index"), frame.get("status")
+    if not isinstance(index, int) or status not in STATUSES:
+        return None
+
+    def text(key: str) -> str | None:
+        value = frame.get(key)
+        return value if isinstance(value, str) else None
+
+    sig, duration = frame.get("signal"), frame.get("duration_ms")
+    return CaseOutcome(
+        index=index,
+        status=status,
+        value_json=text("value") if status == "OK" else None,
+        stdout=text("stdout") or "",
+        stderr=text("stderr") or "",
+        error=text("error"),
+        traceback=text("traceback"),
+        signal=sig if isinstance(sig, int) else None,
+        duration_ms=duration if isinstance(duration, int) else 0,
+    )
+
+
+async def _fill_missing(
+    state: _State,
+    *,
+    timed_out: bool,
+    on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
+) -> None:
+    reason = state.harness_error or "the test harness reported no result"
+    status: Status = "TIMEOUT" if timed_out else "RUNTIME_ERROR"
+    for index in state.wanted:
+        if index in state.outcomes:
+            continue
+        outcome = CaseOutcome(
+            index=index,
+            status=status,
+            value_json=None,
+            stdout="",
+            stderr="",
+            error=f"not run: {reason}",
+            traceback=None,
+            signal=None,
+            duration_ms=0,
+        )
+        state.outcomes[index] = outcome
+        if on_outcome is not None:
+            await on_outcome(outcome)
+
+
+__all__ = [
+    "CaseInput",
+    "CaseOutcome",
+    "HarnessLimits",
+    "HarnessRun",
+    "Status",
+    "run_harness",
+]
