@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import os
 import secrets
 import shutil
@@ -76,6 +77,8 @@ from modal_app.local_quota import DiskQuota, QuotaState
 from modal_app.local_runner import Handle, Runner
 from modal_app.local_spec import check_spec, command_argv
 from modal_app.presets import GENERATED_ETC, system_view
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -431,6 +434,9 @@ class LocalSandboxBackend(WorkspaceFiles):
                         await self._check_disk(sandbox_id, live)
                 except SandboxError:
                     continue  # removed meanwhile
+                except Exception:
+                    # Quota and lifetime enforcement must outlive one bad round.
+                    _log.exception("sandbox watchdog failed for %s", sandbox_id)
 
     async def _check_disk(self, sandbox_id: str, live: _Live) -> None:
         paths = [str(self._store.workspace(sandbox_id)), str(self._store.home(sandbox_id))]

@@ -187,6 +187,20 @@ def bwrap_args(tools: Tools, inv: Invocation) -> list[str]:
     return args
 
 
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    """A started invocation: the outer bwrap process and its namespace's init."""
+
+    proc: asyncio.subprocess.Process
+    init_pidfd: int | None
+    """pidfd of the pid namespace's init (None if bwrap failed before creating it).
+
+    Killing the init kills the whole namespace; and the outer bwrap exits as
+    soon as the command's status is known, while the init may still be
+    tearing the namespace down, so a handle waits on this fd too.
+    """
+
+
 async def spawn(
     tools: Tools,
     inv: Invocation,
@@ -197,22 +211,26 @@ async def spawn(
     stdin: int,
     stdout: int,
     stderr: int,
-) -> asyncio.subprocess.Process:
-    """Start ``command`` in the sandbox; it is in its cgroup before it runs."""
+) -> Spawned:
+    """Start ``command`` in the sandbox; with cgroups it is in its group before it runs."""
     argv: list[str] = []
     if inv.pty:
         # Makes the PTY our controlling terminal (the child is not a group
         # leader, so setsid does not fork and the pid stays the one we track).
         argv += [tools.setsid, "--ctty"]
     argv += prlimit_args(tools, inv.limits) + bwrap_args(tools, inv)
-    pass_fds: tuple[int, ...] = ()
-    info_r = info_w = block_r = block_w = -1
-    if cgroups is not None:
-        procs_files = await asyncio.to_thread(cgroups.prepare, cgroup_name, inv.limits)
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
-        argv += ["--info-fd", str(info_w), "--block-fd", str(block_r)]
-        pass_fds = (info_w, block_r)
+    procs_files = (
+        await asyncio.to_thread(cgroups.prepare, cgroup_name, inv.limits) if cgroups else []
+    )
+    # bwrap reports its namespace init's pid on --info-fd; with cgroups it
+    # also waits on --block-fd until we have moved it into the group.
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe() if cgroups else (-1, -1)
+    argv += ["--info-fd", str(info_w)]
+    pass_fds = [info_w]
+    if cgroups:
+        argv += ["--block-fd", str(block_r)]
+        pass_fds.append(block_r)
     argv += ["--", *command]
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -233,24 +251,29 @@ async def spawn(
             if fd >= 0:
                 os.close(fd)
         raise
-    if cgroups is not None:
-        os.close(info_w)
-        os.close(block_r)
-        try:
-            info = await asyncio.to_thread(_read_info, info_r)
-            pids = [proc.pid]
-            if isinstance(info.get("child-pid"), int):
-                pids.append(info["child-pid"])
-            await asyncio.to_thread(_join, procs_files, pids)
-        except BaseException:
-            kill_tree(proc.pid)
-            raise
-        finally:
-            os.close(info_r)
+    for fd in pass_fds:
+        os.close(fd)
+    init_pidfd: int | None = None
+    try:
+        info = await asyncio.to_thread(_read_info, info_r)
+        child = info.get("child-pid")
+        if isinstance(child, int):
+            with contextlib.suppress(ProcessLookupError):
+                init_pidfd = os.pidfd_open(child)
+            if cgroups:
+                await asyncio.to_thread(_join, procs_files, [proc.pid, child])
+    except BaseException:
+        kill_tree(proc.pid if proc.returncode is None else None, init_pidfd)
+        if init_pidfd is not None:
+            os.close(init_pidfd)
+        raise
+    finally:
+        os.close(info_r)
+        if block_w >= 0:
             with contextlib.suppress(OSError):
                 os.write(block_w, b"1")
             os.close(block_w)
-    return proc
+    return Spawned(proc, init_pidfd)
 
 
 def _read_info(fd: int) -> dict[str, Any]:
@@ -280,25 +303,57 @@ def child_pids(pid: int) -> list[int]:
     return found
 
 
-def kill_tree(pid: int) -> None:
+def kill_tree(pid: int | None, init_pidfd: int | None) -> None:
     """SIGKILL one invocation by killing its pid namespace's init.
 
     The kernel then kills everything in the namespace, and the outer bwrap
-    (our child) reaps it and exits by itself.  Killing the outer bwrap first
-    would orphan the init, leaving a zombie for the host's pid 1 to reap;
-    until then it counts against the sandbox uid's process limit.  Only when
-    there is no init yet (the sandbox is still being set up) is the outer
-    process group killed.
+    (our child, ``pid``; None once reaped) notices and exits.  The init is
+    addressed by pidfd, so a recycled pid can never be hit.  Without an init
+    (bwrap failed before creating it) the outer process group is killed.
     """
-    children = child_pids(pid)
-    for child in children:
+    if init_pidfd is not None:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(init_pidfd, signal.SIGKILL)
+            return
+    if pid is None:
+        return
+    for child in child_pids(pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(child, signal.SIGKILL)
-    if not children:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGKILL)
+
+
+async def reap_namespace(init_pidfd: int | None, timeout_s: float = 5.0) -> None:
+    """After the outer bwrap exited: make sure the namespace is gone, then close the fd.
+
+    Nothing legitimate outlives the outer bwrap (--die-with-parent already
+    sent the init SIGKILL); we send it again and wait until the init has
+    exited, which the kernel only allows once every process in it is gone.
+    """
+    if init_pidfd is None:
+        return
+    loop = asyncio.get_running_loop()
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not gone.done():
+            gone.set_result(None)
+
+    try:
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(init_pidfd, signal.SIGKILL)
+        loop.add_reader(init_pidfd, readable)
+        try:
+            await asyncio.wait_for(gone, timeout_s)
+        except TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(init_pidfd)
+    finally:
+        os.close(init_pidfd)
 
 
 def uid_pids(uid: int) -> list[int]:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from modal_app.base import ExitStatus, OutputChunk
-from modal_app.local_bwrap import kill_tree
+from modal_app.local_bwrap import Spawned, kill_tree, reap_namespace
 
 READ_CHUNK = 1 << 16
 # Bounded so an output flood nobody reads stalls the command on a full pipe
@@ -29,13 +29,15 @@ class LocalExecHandle:
 
     def __init__(
         self,
-        proc: asyncio.subprocess.Process,
+        spawned: Spawned,
         *,
         timeout_s: float | None,
         on_exit: Callable[[LocalExecHandle], None] | None = None,
     ) -> None:
+        proc = spawned.proc
         self.pid = proc.pid
         self._proc = proc
+        self._init_pidfd = spawned.init_pidfd
         self._started = time.monotonic()
         self._ended: float | None = None
         self._reason: KillReason | None = None
@@ -66,6 +68,8 @@ class LocalExecHandle:
 
     async def _reap(self) -> int:
         code = await self._proc.wait()
+        await reap_namespace(self._init_pidfd)
+        self._init_pidfd = None
         self._ended = time.monotonic()
         if self._timer is not None:
             self._timer.cancel()
@@ -127,7 +131,8 @@ class LocalExecHandle:
             return
         if self._reason is None:
             self._reason = reason
-        kill_tree(self.pid)
+        outer = self.pid if self._proc.returncode is None else None
+        kill_tree(outer, self._init_pidfd)
 
     async def kill(self) -> None:
         self.kill_nowait("kill")

@@ -101,11 +101,10 @@ class _Walker:
         except FileNotFoundError:
             if not create:
                 raise FileNotFoundInSandbox(f"no such directory: {self.relative(name)!r}") from None
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(name, 0o755, dir_fd=self.fd)
-                if owner is not None:
-                    os.chown(name, owner.uid, owner.gid, dir_fd=self.fd, follow_symlinks=False)
+            created = _make_dir(self.fd, name)
             fd = self._open_dir_or_fail(name)
+            if created and owner is not None:
+                os.fchown(fd, owner.uid, owner.gid)
         except OSError as exc:
             if exc.errno in (errno.ELOOP, errno.ENOTDIR):
                 raise InvalidPath(f"{self.relative(name)!r} is not a directory") from None
@@ -290,13 +289,30 @@ def mkdir(workspace: str, relative: str, *, owner: Owner) -> None:
     ):
         if name is None:
             return
+        created = _make_dir(walker.fd, name)
         try:
-            os.mkdir(name, 0o755, dir_fd=walker.fd)
-            os.chown(name, owner.uid, owner.gid, dir_fd=walker.fd, follow_symlinks=False)
-        except FileExistsError:
-            st = os.stat(name, dir_fd=walker.fd, follow_symlinks=False)
-            if not stat.S_ISDIR(st.st_mode):
-                raise InvalidPath(f"{relative!r} exists and is not a directory") from None
+            fd = os.open(name, _DIR_FLAGS, dir_fd=walker.fd)
+        except OSError:
+            raise InvalidPath(f"{relative!r} exists and is not a directory") from None
+        try:
+            if created:
+                os.fchown(fd, owner.uid, owner.gid)
+        finally:
+            os.close(fd)
+
+
+def _make_dir(dir_fd: int, name: str) -> bool:
+    """mkdir; False if something already has that name.
+
+    Ownership is then set through an fd opened O_NOFOLLOW|O_DIRECTORY, never
+    by name: the sandbox could swap the new name for something else between
+    the two calls, and a chown by name would follow the swap.
+    """
+    try:
+        os.mkdir(name, 0o755, dir_fd=dir_fd)
+    except FileExistsError:
+        return False
+    return True
 
 
 def delete(workspace: str, relative: str) -> None:

@@ -27,7 +27,14 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from modal_app.base import Language, Limits, SandboxInfo, SandboxNotFound, SandboxStatus
+from modal_app.base import (
+    Language,
+    Limits,
+    SandboxError,
+    SandboxInfo,
+    SandboxNotFound,
+    SandboxStatus,
+)
 
 ID_PREFIX = "sb-"
 _ID_RE = re.compile(r"^sb-[A-Za-z0-9_-]{16}$")
@@ -118,7 +125,10 @@ class MetaStore:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise SandboxNotFound(f"no sandbox {sandbox_id}") from None
-        meta = SandboxMeta.from_json(text)
+        try:
+            meta = SandboxMeta.from_json(text)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise SandboxError(f"metadata of sandbox {sandbox_id} is corrupt: {exc}") from None
         if meta.id != sandbox_id:
             raise SandboxNotFound(f"no sandbox {sandbox_id}")
         return meta
@@ -156,7 +166,7 @@ class MetaStore:
                 continue
             try:
                 metas.append(self.load(name))
-            except (SandboxNotFound, ValueError, TypeError):
+            except SandboxError:
                 # A half-created or foreign directory is not a sandbox; skip it.
                 continue
         return metas

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from modal_app.base import BackendUnavailable, Limits
-from modal_app.local_bwrap import Invocation, Tools, spawn
+from modal_app.local_bwrap import Invocation, Tools, reap_namespace, spawn
 from modal_app.local_cgroup import Cgroups
 from modal_app.presets import GENERATED_ETC, SANDBOX_UID, SystemView
 
@@ -87,7 +87,7 @@ async def _run_probe(
     if missing:
         raise BackendUnavailable(f"generated /etc files missing: {missing}")
     try:
-        proc = await spawn(
+        spawned = await spawn(
             tools,
             inv,
             ["/bin/sh", "-c", _SCRIPT],
@@ -97,7 +97,9 @@ async def _run_probe(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
+        proc = spawned.proc
         out, err = await asyncio.wait_for(proc.communicate(), 30)
+        await reap_namespace(spawned.init_pidfd)
     except (TimeoutError, OSError) as exc:
         raise BackendUnavailable(f"could not start the isolation probe: {exc!r}") from exc
     if proc.returncode != 0:

@@ -20,7 +20,7 @@ import termios
 from collections.abc import AsyncIterator, Callable
 
 from modal_app.base import InvalidSpec
-from modal_app.local_bwrap import kill_tree
+from modal_app.local_bwrap import Spawned, kill_tree, reap_namespace
 
 _READ = 1 << 16
 _HIGH_WATER = 1 << 20
@@ -40,13 +40,14 @@ class LocalPtyHandle:
 
     def __init__(
         self,
-        proc: asyncio.subprocess.Process,
+        spawned: Spawned,
         master_fd: int,
         *,
         on_exit: Callable[[LocalPtyHandle], None] | None = None,
     ) -> None:
-        self.pid = proc.pid
-        self._proc = proc
+        self.pid = spawned.proc.pid
+        self._proc = spawned.proc
+        self._init_pidfd = spawned.init_pidfd
         self._fd = master_fd
         self._loop = asyncio.get_running_loop()
         self._chunks: collections.deque[bytes] = collections.deque()
@@ -66,6 +67,8 @@ class LocalPtyHandle:
 
     async def _reap(self) -> int:
         code = await self._proc.wait()
+        await reap_namespace(self._init_pidfd)
+        self._init_pidfd = None
         self._ended = True
         if self._on_exit is not None:
             self._on_exit(self)
@@ -147,7 +150,8 @@ class LocalPtyHandle:
     def kill_nowait(self, reason: str = "close") -> None:
         del reason  # same signature as LocalExecHandle; a PTY has no status to mark
         if not self._ended:
-            kill_tree(self.pid)
+            outer = self.pid if self._proc.returncode is None else None
+            kill_tree(outer, self._init_pidfd)
 
     async def close(self) -> None:
         self.kill_nowait()

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modal_app.base import FileNotFoundInSandbox, InvalidSpec, NetworkPolicy
+from modal_app.base import BackendUnavailable, FileNotFoundInSandbox, InvalidSpec, NetworkPolicy
 from modal_app.local_bwrap import Invocation, Tools, spawn
 from modal_app.local_cgroup import Cgroups
 from modal_app.local_exec import LocalExecHandle
@@ -47,17 +47,20 @@ class Runner:
         on_exit: Callable[[Handle], None],
     ) -> LocalExecHandle:
         inv = await self._invocation(meta, cwd=cwd, env=env, network=network, pty=False)
-        proc = await spawn(
-            self.tools,
-            inv,
-            argv,
-            cgroups=self.cgroups,
-            cgroup_name=meta.id,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        return LocalExecHandle(proc, timeout_s=timeout_s, on_exit=on_exit)
+        try:
+            spawned = await spawn(
+                self.tools,
+                inv,
+                argv,
+                cgroups=self.cgroups,
+                cgroup_name=meta.id,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as exc:
+            raise BackendUnavailable(f"could not start a sandboxed process: {exc}") from exc
+        return LocalExecHandle(spawned, timeout_s=timeout_s, on_exit=on_exit)
 
     async def pty(
         self,
@@ -73,7 +76,7 @@ class Runner:
         master, slave = os.openpty()
         try:
             set_winsize(slave, cols, rows)
-            proc = await spawn(
+            spawned = await spawn(
                 self.tools,
                 inv,
                 argv,
@@ -83,12 +86,14 @@ class Runner:
                 stdout=slave,
                 stderr=slave,
             )
-        except BaseException:
+        except BaseException as exc:
             os.close(master)
+            if isinstance(exc, OSError):
+                raise BackendUnavailable(f"could not start a sandboxed terminal: {exc}") from exc
             raise
         finally:
             os.close(slave)
-        return LocalPtyHandle(proc, master, on_exit=on_exit)
+        return LocalPtyHandle(spawned, master, on_exit=on_exit)
 
     async def _invocation(
         self,

@@ -86,7 +86,8 @@ async def make(local: LocalSandboxBackend) -> AsyncIterator[Maker]:
     yield create
     for sandbox_id in created:
         await local.terminate(sandbox_id)
-        assert uid_pids(await local.host_uid(sandbox_id)) == [], "terminate left processes"
+        left = uid_pids(await local.host_uid(sandbox_id))
+        assert left == [], f"terminate left processes: {_describe(left)}"
 
 
 def _descendants(pid: int) -> list[int]:
@@ -107,6 +108,23 @@ def _descendants(pid: int) -> list[int]:
             found.extend(children)
             todo.extend(children)
     return found
+
+
+def _describe(pids: list[int]) -> str:
+    """What a leftover process is, for assertion messages."""
+    described = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh if ":" in line)
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            described.append(f"{pid}: gone")
+            continue
+        state, ppid = fields["State"].strip(), fields["PPid"].strip()
+        described.append(f"{pid} ({state}, ppid {ppid}): {cmdline[:200]}")
+    return "; ".join(described)
 
 
 def _status_field(pid: int, name: str) -> list[str]:
@@ -282,7 +300,8 @@ async def attack_fork_bomb(local: LocalSandboxBackend, make: Maker) -> None:
     # a process slot and the command fails; both within the timeout.
     assert result.timed_out or result.exit_code != 0
     assert 0 < peak <= SMALL.max_processes, f"{peak} processes"
-    assert uid_pids(uid) == []
+    left = uid_pids(uid)
+    assert left == [], _describe(left)
     after = await run(local, info.id, ["echo", "still usable"])
     assert after.stdout == b"still usable\n"
 
@@ -458,6 +477,15 @@ async def test_lifetime_timeout_ends_the_sandbox(local: LocalSandboxBackend, mak
     assert await local.status(info.id) is SandboxStatus.TERMINATED
     with pytest.raises(SandboxTerminated):
         await local.exec(info.id, ["true"])
+
+
+async def test_idle_timeout_ends_an_unused_sandbox(local: LocalSandboxBackend, make: Maker) -> None:
+    info = await make(idle_timeout_s=0.3)
+    busy = await run(local, info.id, "sleep 0.5; echo still-here")
+    assert busy.stdout == b"still-here\n", "a running command is activity"
+    await asyncio.sleep(0.6)
+    assert await local.status(info.id) is SandboxStatus.TERMINATED
+    assert (await local.list_files(info.id)) == []
 
 
 async def test_remove_and_purge(local: LocalSandboxBackend) -> None:
