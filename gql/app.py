@@ -27,6 +27,7 @@ from resolvers.live import LiveHub
 from resolvers.reaper import reaper_running, reconcile
 from resolvers.sandboxes import Sandboxes, SandboxPolicy
 from resolvers.terminals import Terminals
+from resolvers.testruns import TestRuns
 
 logger = logging.getLogger("interviewlm")
 
@@ -49,8 +50,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     live = LiveHub(bus, log)
     terminals = Terminals(sandboxes, bus)
+    test_runs = TestRuns(sandboxes, run_timeout_s=settings.test_run_timeout_s)
     services = Services(
-        settings=settings, bus=bus, log=log, sandboxes=sandboxes, live=live, terminals=terminals
+        settings=settings,
+        bus=bus,
+        log=log,
+        sandboxes=sandboxes,
+        live=live,
+        terminals=terminals,
+        test_runs=test_runs,
     )
     view = GraphQLView(
         build_schema(max_depth=settings.max_query_depth),
@@ -82,6 +90,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Each step is bounded: a stuck resource must not keep a replica
             # from shutting down (its clients reconnect elsewhere with afterSeq).
             for name, step in (
+                ("test runs", test_runs.close),
                 ("terminals", terminals.close_all),
                 ("live hubs", live.close),
                 ("sandbox backend", backend.aclose),

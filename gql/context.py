@@ -22,6 +22,7 @@ from resolvers.events import EventLog
 from resolvers.live import LiveHub
 from resolvers.sandboxes import Sandboxes
 from resolvers.terminals import Terminals
+from resolvers.testruns import TestRuns
 
 
 @dataclass(slots=True)
@@ -34,6 +35,7 @@ class Services:
     sandboxes: Sandboxes
     live: LiveHub
     terminals: Terminals
+    test_runs: TestRuns
 
 
 @dataclass(slots=True)
@@ -52,6 +54,10 @@ class Context:
     @property
     def log(self) -> EventLog:
         return self.services.log
+
+    @property
+    def test_runs(self) -> TestRuns:
+        return self.services.test_runs
 
     @property
     def terminals(self) -> Terminals:

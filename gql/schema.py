@@ -12,6 +12,7 @@ from gql.context import Info, principal_of
 from gql.errors import ApiSchema
 from gql.subscriptions import Subscription
 from gql.terminal_ops import TerminalMutation
+from gql.testrun_ops import TestRunMutation, TestRunQuery, TestRunSubscription
 from gql.types.account import (
     Account,
     ApiToken,
@@ -177,15 +178,18 @@ class Mutation:
         return ApiToken.of(await accounts.revoke_api_token(await principal_of(info), id))
 
 
-RootQuery = merge_types("Query", (Query, WorkspaceQuery))
-RootMutation = merge_types("Mutation", (Mutation, WorkspaceMutation, TerminalMutation))
+RootQuery = merge_types("Query", (Query, WorkspaceQuery, TestRunQuery))
+RootMutation = merge_types(
+    "Mutation", (Mutation, WorkspaceMutation, TerminalMutation, TestRunMutation)
+)
+RootSubscription = merge_types("Subscription", (Subscription, TestRunSubscription))
 
 
 def build_schema(*, max_depth: int = 12, max_aliases: int = 30) -> ApiSchema:
     return ApiSchema(
         query=RootQuery,
         mutation=RootMutation,
-        subscription=Subscription,
+        subscription=RootSubscription,
         types=EVENT_TYPES,
         extensions=[
             lambda: QueryDepthLimiter(max_depth=max_depth),

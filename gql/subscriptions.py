@@ -12,7 +12,7 @@ from resolvers.live import Batch
 from resolvers.watching import follow_session
 
 
-def _batch(session_id: strawberry.ID, batch: Batch) -> SessionEventBatch:
+def batch_of(session_id: strawberry.ID, batch: Batch) -> SessionEventBatch:
     return SessionEventBatch(
         session_id=session_id, events=[event_of(r) for r in batch], last_seq=batch[-1].seq
     )
@@ -34,7 +34,7 @@ class Subscription:
             after_seq=after_seq,
         )
         async for batch in batches:
-            yield _batch(session_id, batch)
+            yield batch_of(session_id, batch)
 
     @strawberry.subscription(description="Like sessionEvents, only terminal and command events.")
     async def terminal_output(
@@ -49,4 +49,4 @@ class Subscription:
             terminal_only=True,
         )
         async for batch in batches:
-            yield _batch(session_id, batch)
+            yield batch_of(session_id, batch)

@@ -13,6 +13,7 @@ MODEL_MODULES = [
     "models.sandbox",
     "models.file",
     "models.terminal",
+    "models.testrun",
 ]
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "models.migrations"

@@ -156,6 +156,11 @@ async def create_question(
     if len(spec.test_cases) > MAX_TEST_CASES:
         raise BadUserInput("input.testCases", f"at most {MAX_TEST_CASES} test cases")
     cases = [_check_case(i, s) for i, s in enumerate(spec.test_cases)]
+    if len({case["expected_stdout"] is None for case in cases}) > 1:
+        # One harness run judges a question: its cases share one mode.
+        raise BadUserInput(
+            "input.testCases", "use either input/expected or stdin/expectedStdout for every case"
+        )
     if spec.float_tolerance is not None and not 0 <= spec.float_tolerance <= 1:
         raise BadUserInput("input.floatTolerance", "must be between 0 and 1")
     async with in_transaction() as conn:

@@ -25,6 +25,7 @@ from modal_app.base import SandboxError, SandboxStatus
 from models.sandbox import SandboxRecord, SandboxState
 from models.session import InterviewSession
 from models.terminal import TerminalRecord, TerminalState
+from models.testrun import TestRun, TestRunStatus
 from resolvers.errors import SandboxUnavailable
 from resolvers.sandboxes import LIVE, Sandboxes
 
@@ -56,7 +57,13 @@ def _owner_alive(owner: str, me: str) -> bool:
 
 
 async def reconcile(sandboxes: Sandboxes) -> int:
-    """Mark dead live records terminated; returns how many were."""
+    """Make the registry agree with what survived; returns how many sandboxes were lost."""
+    await _close_orphaned_terminals(sandboxes)
+    await _fail_interrupted_runs(sandboxes)
+    return await _end_lost_sandboxes(sandboxes)
+
+
+async def _close_orphaned_terminals(sandboxes: Sandboxes) -> None:
     for terminal in await TerminalRecord.filter(state=TerminalState.OPEN):
         if not _owner_alive(terminal.owner, sandboxes.owner):
             # Its PTY died with its process: say so in the recording too.
@@ -66,6 +73,22 @@ async def reconcile(sandboxes: Sandboxes) -> int:
             await sandboxes.log.append(
                 terminal.session_id, "terminal.closed", {"terminalId": str(terminal.id)}
             )
+
+
+async def _fail_interrupted_runs(sandboxes: Sandboxes) -> None:
+    for run in await TestRun.filter(live_key__isnull=False):
+        if not _owner_alive(run.owner, sandboxes.owner):
+            run.status, run.live_key = TestRunStatus.ERROR, None
+            run.error = "interrupted: its server stopped"
+            await run.save(update_fields=["status", "live_key", "error"])
+            await sandboxes.log.append(
+                run.session_id,
+                "testrun.finished",
+                {"runId": str(run.id), "status": "ERROR", "error": run.error},
+            )
+
+
+async def _end_lost_sandboxes(sandboxes: Sandboxes) -> int:
     ended = 0
     records = await SandboxRecord.filter(state__in=LIVE, backend=sandboxes.backend.name)
     for record in records:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
+from models.testrun import TestRun
 from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.events import EventLog, EventRecord
@@ -13,6 +14,7 @@ from resolvers.sessions import get_session
 from resolvers.visibility import visible
 
 TERMINAL_TYPES = ("terminal.", "command.")
+FINISHED = "testrun.finished"
 
 
 def _only_terminal(principal: Principal, record: EventRecord) -> EventRecord | None:
@@ -37,3 +39,20 @@ async def follow_session(
         _only_terminal if terminal_only else visible, principal
     )
     return live.follow(session.id, after_seq=after_seq, keep=keep)
+
+
+async def follow_test_run(
+    live: LiveHub, principal: Principal, run: TestRun
+) -> AsyncIterator[Batch]:
+    """The run's events from its creation on; ends with its ``testrun.finished``."""
+    run_id = str(run.id)
+
+    def keep(record: EventRecord) -> EventRecord | None:
+        if not record.type.startswith("testrun.") or record.payload.get("runId") != run_id:
+            return None
+        return visible(principal, record)
+
+    async for batch in live.follow(run.session_id, after_seq=run.log_seq, keep=keep):
+        yield batch
+        if any(r.type == FINISHED for r in batch):
+            return

@@ -29,7 +29,7 @@ GOOD_QUESTION: dict[str, Any] = {
     ],
     "testCases": [
         {"name": "small", "input": [1, 2], "expected": 3},
-        {"name": "stdin", "stdin": "1 2\n", "expectedStdout": "3\n", "hidden": True},
+        {"name": "more", "input": [2, 2], "expected": 4, "hidden": True},
     ],
 }
 
@@ -80,7 +80,9 @@ async def test_good_question_is_accepted(api: Api, account: Account) -> None:
         ("testCases.0.expected", _DELETE, "input.testCases[0].expected"),
         ("testCases.0.name", "", "input.testCases[0].name"),
         ("testCases.0.timeoutMs", 0, "input.testCases[0].timeoutMs"),
-        ("testCases.1.expectedStdout", _DELETE, "input.testCases[1].expectedStdout"),
+        ("testCases.1.input", _DELETE, "input.testCases[1].input"),
+        ("testCases.1", {"name": "p", "stdin": "1", "expectedStdout": "1"}, "input.testCases"),
+        ("testCases.1", {"name": "p", "stdin": "1"}, "input.testCases[1].expectedStdout"),
         ("floatTolerance", -1.0, "input.floatTolerance"),
     ],
 )

@@ -119,6 +119,16 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
         lambda a: {"id": a["terminalId"]},
         "object",
     ),
+    "runTests": (
+        "mutation($id: ID!) { runTests(sessionId: $id) { id } }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "testRun": (
+        "query($id: ID!) { testRun(id: $id) { id results { name } } }",
+        lambda a: {"id": a["runId"]},
+        "object",
+    ),
     "revokeApiToken": (
         "mutation($id: ID!) { revokeApiToken(id: $id) { id } }",
         lambda a: {"id": a["tokenId"]},
@@ -128,7 +138,7 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
 
 
 START_SANDBOX = "mutation($id: ID!) { startSandbox(sessionId: $id) { id } }"
-TERMINAL_FIELDS = {"terminalInput", "resizeTerminal", "closeTerminal"}
+TERMINAL_FIELDS = {"terminalInput", "resizeTerminal", "closeTerminal", "testRun"}
 
 
 async def _victim(
@@ -142,11 +152,13 @@ async def _victim(
         await api(START_SANDBOX, {"id": victim["sessionId"]}, token=staff)
         opened = await api(BATTERY["openTerminal"][0], {"id": victim["sessionId"]}, token=staff)
         victim["terminalId"] = opened.ok()["openTerminal"]["id"]
+        ran = await api(BATTERY["runTests"][0], {"id": victim["sessionId"]}, token=staff)
+        victim["runId"] = ran.ok()["runTests"]["id"]
     return victim
 
 
 def _victim_ids(victim: Account) -> list[str]:
-    keys = ("accountId", "sessionId", "questionId", "tokenId", "terminalId")
+    keys = ("accountId", "sessionId", "questionId", "tokenId", "terminalId", "runId")
     return [victim[k] for k in keys if k in victim]
 
 
@@ -207,6 +219,8 @@ async def test_candidate_token_opens_only_its_session(api: Api, account: Account
         "writeFile",
         "deleteFile",
         "runCommand",
+        "runTests",
+        "openTerminal",
     ):
         operation = BATTERY[field][0]
         result = await api(operation, {"id": other["session"]["id"]}, token=candidate)
@@ -217,6 +231,8 @@ async def test_candidate_token_opens_only_its_session(api: Api, account: Account
     for field in ("createQuestion", "createSession"):
         result = await api(BATTERY[field][0], {"q": account["questionId"]}, token=candidate)
         assert result.codes == ["FORBIDDEN"], (field, result.body)
+    note = await api(BATTERY["addNote"][0], {"id": account["sessionId"]}, token=candidate)
+    assert note.codes == ["FORBIDDEN"]
     cancel = await api(
         "mutation($id: ID!) { endSession(sessionId: $id, cancel: true) { id } }",
         {"id": account["sessionId"]},

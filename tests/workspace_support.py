@@ -34,6 +34,10 @@ EVENT_FIELDS = """
   ... on TerminalOutputEvent { terminalId data }
   ... on TerminalEvent { terminalId input cols rows exitCode }
   ... on NoteEvent { text author }
+  ... on TestRunEvent {
+    runId runStatus language total passedCount failedCount durationMs compileError error files
+  }
+  ... on TestCaseEvent { runId index hidden passed name verdict durationMs error }
   ... on GenericSessionEvent { payload }
 """
 EVENTS = (

@@ -10,7 +10,11 @@ import strawberry
 from strawberry.scalars import JSON
 
 from models.session import SessionStatus
+from models.testrun import TestRunStatus, Verdict
 from resolvers.events import EventRecord
+
+strawberry.enum(TestRunStatus, name="TestRunStatus")
+strawberry.enum(Verdict, name="Verdict")
 
 
 @strawberry.interface
@@ -87,6 +91,36 @@ class TerminalEvent(SessionEvent):
     cols: int | None
     rows: int | None
     exit_code: int | None
+
+
+@strawberry.type
+class TestRunEvent(SessionEvent):
+    """``testrun.started`` (with the hashes of the files tested) / ``testrun.finished``."""
+
+    run_id: strawberry.ID
+    run_status: TestRunStatus | None
+    language: str | None
+    total: int | None
+    passed_count: int | None
+    failed_count: int | None
+    duration_ms: int | None
+    compile_error: str | None
+    error: str | None
+    files: JSON | None = strawberry.field(description="{path: sha256}: the code snapshot tested.")
+
+
+@strawberry.type
+class TestCaseEvent(SessionEvent):
+    """``testrun.case``: one case's result. Of a hidden case, candidates see only ``passed``."""
+
+    run_id: strawberry.ID
+    index: int
+    hidden: bool
+    passed: bool
+    name: str | None
+    verdict: Verdict | None
+    duration_ms: int | None
+    error: str | None
 
 
 @strawberry.type
@@ -167,6 +201,34 @@ _BUILDERS: dict[str, Callable[[EventRecord, dict[str, Any]], SessionEvent]] = {
         rows=p.get("rows"),
         exit_code=p.get("exitCode"),
     ),
+    "testrun.case": lambda r, p: TestCaseEvent(
+        seq=r.seq,
+        at=r.at,
+        type=r.type,
+        run_id=strawberry.ID(p["runId"]),
+        index=p["index"],
+        hidden=bool(p.get("hidden")),
+        passed=p["passed"],
+        name=p.get("name"),
+        verdict=Verdict(p["verdict"]) if p.get("verdict") else None,
+        duration_ms=p.get("durationMs"),
+        error=p.get("error"),
+    ),
+    "testrun": lambda r, p: TestRunEvent(
+        seq=r.seq,
+        at=r.at,
+        type=r.type,
+        run_id=strawberry.ID(p["runId"]),
+        run_status=TestRunStatus(p["status"]) if p.get("status") else None,
+        language=p.get("language"),
+        total=p.get("total"),
+        passed_count=p.get("passed"),
+        failed_count=p.get("failed"),
+        duration_ms=p.get("durationMs"),
+        compile_error=p.get("compileError"),
+        error=p.get("error"),
+        files=p.get("files"),
+    ),
     "note": lambda r, p: NoteEvent(
         seq=r.seq, at=r.at, type=r.type, text=p["text"], author=p.get("author")
     ),
@@ -207,6 +269,8 @@ EVENT_TYPES: list[type] = [
     CommandOutputEvent,
     TerminalOutputEvent,
     TerminalEvent,
+    TestRunEvent,
+    TestCaseEvent,
     NoteEvent,
     GenericSessionEvent,
 ]

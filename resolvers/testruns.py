@@ -1,0 +1,273 @@
+"""Test runs: snapshot the code, run every case once in the sandbox, judge, record.
+
+``runTests`` answers at once with a QUEUED run; the run proceeds in the
+background on the replica that accepted it. A second run of the same session
+while one is queued or running is a CONFLICT (a unique key in the database,
+so it holds across replicas). The log gets ``testrun.started`` (with the
+hashes of the files tested), one ``testrun.case`` per case as it finishes, and
+``testrun.finished``. Hidden cases' events carry ``hidden: true`` and only
+``{runId, index, passed}`` as public fields (see resolvers.visibility).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from tortoise.exceptions import IntegrityError
+
+from modal_app.base import Language, SandboxError
+from modal_app.testrun import CaseInput, CaseOutcome, HarnessRun, run_harness
+from models.question import Question, QuestionLanguage, TestCase
+from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
+from resolvers import validation as check
+from resolvers.auth import Principal
+from resolvers.errors import BadUserInput, Conflict, NotFound
+from resolvers.judging import judge
+from resolvers.languages import language_info
+from resolvers.sandboxes import Sandboxes
+from resolvers.sessions import get_session
+
+logger = logging.getLogger("interviewlm.testruns")
+OUTPUT_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CaseResultView:
+    """One case's result as the caller may see it: of a hidden case, a candidate
+    learns only whether it passed."""
+
+    index: int
+    hidden: bool
+    passed: bool
+    name: str | None = None
+    verdict: Verdict | None = None
+    duration_ms: int | None = None
+    actual: str | None = None
+    output: str | None = None
+    error: str | None = None
+    signal: int | None = None
+
+
+def view_results(principal: Principal, results: list[TestCaseResult]) -> list[CaseResultView]:
+    views = []
+    for r in results:
+        passed = r.verdict is Verdict.PASSED
+        if r.hidden and not principal.is_staff:
+            views.append(CaseResultView(index=r.position, hidden=True, passed=passed))
+            continue
+        views.append(
+            CaseResultView(
+                index=r.position,
+                hidden=r.hidden,
+                passed=passed,
+                name=r.name,
+                verdict=r.verdict,
+                duration_ms=r.duration_ms,
+                actual=r.actual,
+                output=r.output,
+                error=r.error,
+                signal=r.signal,
+            )
+        )
+    return views
+
+
+class TestRuns:
+    __test__ = False
+
+    def __init__(self, sandboxes: Sandboxes, *, run_timeout_s: float = 300) -> None:
+        self.sandboxes = sandboxes
+        self.log = sandboxes.log
+        self.run_timeout_s = run_timeout_s
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def start(self, principal: Principal, session_id: str, language: str | None) -> TestRun:
+        session, sandbox = await self.sandboxes.require_live(principal, session_id)
+        lang = session.language
+        if language is not None:
+            lang = language_info("language", language).language.value
+        if not await QuestionLanguage.exists(question_id=session.question_id, language=lang):
+            raise BadUserInput("language", "the question has no entry point for this language")
+        try:
+            run = await TestRun.create(
+                session_id=session.id,
+                language=lang,
+                live_key=session.id,
+                owner=self.sandboxes.owner,
+                log_seq=await self.log.last_seq(session.id),
+            )
+        except IntegrityError:
+            raise Conflict("a test run of this session is already in progress") from None
+        await self.sandboxes.sync_workspace(sandbox)
+        snapshot = {
+            path: f.sha256 for path, f in (await self.sandboxes.files.current(session.id)).items()
+        }
+        run.files = snapshot
+        await run.save(update_fields=["files"])
+        task = asyncio.create_task(self._execute(run, sandbox.backend_id or ""))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run
+
+    async def _execute(self, run: TestRun, backend_id: str) -> None:
+        try:
+            await self._run(run, backend_id)
+        except Exception as exc:
+            logger.exception("test run %s failed", run.id)
+            await self._finish(run, status=TestRunStatus.ERROR, error=f"the run failed: {exc}")
+
+    async def _run(self, run: TestRun, backend_id: str) -> None:
+        session_id = run.session_id
+        question = await Question.get(sessions__id=session_id)
+        spec = await QuestionLanguage.get(question_id=question.id, language=run.language)
+        cases = await TestCase.filter(question_id=question.id).order_by("position")
+        started = datetime.now(UTC)
+        await TestRun.filter(id=run.id).update(
+            status=TestRunStatus.RUNNING, started_at=started, total=len(cases)
+        )
+        await self.log.append(
+            session_id,
+            "testrun.started",
+            {
+                "runId": str(run.id),
+                "language": run.language,
+                "total": len(cases),
+                "files": run.files,
+            },
+        )
+        tally = {"passed": 0, "failed": 0}
+
+        async def on_outcome(outcome: CaseOutcome) -> None:
+            case = cases[outcome.index]
+            verdict = judge(outcome, case, tolerance=question.float_tolerance)
+            await self._record(run, case, outcome.index, verdict, outcome)
+            tally["passed" if verdict is Verdict.PASSED else "failed"] += 1
+
+        inputs = [
+            CaseInput(index=i, args=c.input, stdin=c.stdin, timeout_ms=c.timeout_ms)
+            if c.expected_stdout is None
+            else CaseInput(index=i, stdin=c.stdin or "", timeout_ms=c.timeout_ms)
+            for i, c in enumerate(cases)
+        ]
+        try:
+            result: HarnessRun = await run_harness(
+                self.sandboxes.backend,
+                backend_id,
+                language=Language(run.language),
+                entrypoint=spec.entrypoint,
+                solution_path=spec.solution_path,
+                cases=inputs,
+                on_outcome=on_outcome,
+                total_timeout_s=self.run_timeout_s,
+            )
+        except SandboxError as exc:
+            await self._finish(run, status=TestRunStatus.ERROR, error=f"sandbox: {exc}")
+            return
+        if result.compile_error is not None:
+            for i, case in enumerate(cases):
+                await self._record(run, case, i, Verdict.COMPILE_ERROR, None)
+            tally["failed"] = len(cases)
+        await self._finish(
+            run,
+            status=TestRunStatus.FINISHED,
+            compile_error=result.compile_error,
+            passed=tally["passed"],
+            failed=tally["failed"],
+            duration_ms=int((datetime.now(UTC) - started).total_seconds() * 1000),
+        )
+
+    async def _record(
+        self,
+        run: TestRun,
+        case: TestCase,
+        index: int,
+        verdict: Verdict,
+        outcome: CaseOutcome | None,
+    ) -> None:
+        error = None
+        if outcome is not None and outcome.error:
+            error = outcome.error + (f"\n{outcome.traceback}" if outcome.traceback else "")
+        actual = None
+        if outcome is not None:
+            actual = outcome.stdout if case.expected_stdout is not None else outcome.value_json
+        printed = None
+        if outcome is not None:
+            printed = outcome.stderr if case.expected_stdout is not None else outcome.stdout
+        await TestCaseResult.create(
+            run_id=run.id,
+            case_id=case.id,
+            position=index,
+            name=case.name,
+            hidden=case.hidden,
+            verdict=verdict,
+            duration_ms=outcome.duration_ms if outcome else None,
+            actual=_cap(actual),
+            output=_cap(printed),
+            error=_cap(error),
+            signal=outcome.signal if outcome else None,
+        )
+        passed = verdict is Verdict.PASSED
+        payload: dict[str, Any] = {
+            "runId": str(run.id),
+            "index": index,
+            "name": case.name,
+            "verdict": verdict.value,
+            "passed": passed,
+            "durationMs": outcome.duration_ms if outcome else None,
+            "error": _cap(error, 2000),
+        }
+        if case.hidden:
+            payload |= {
+                "hidden": True,
+                "public": {"runId": str(run.id), "index": index, "passed": passed},
+            }
+        await self.log.append(run.session_id, "testrun.case", payload)
+
+    async def _finish(self, run: TestRun, *, status: TestRunStatus, **fields: Any) -> None:
+        now = datetime.now(UTC)
+        await TestRun.filter(id=run.id).update(
+            status=status, live_key=None, finished_at=now, **fields
+        )
+        final = await TestRun.get(id=run.id)
+        await self.log.append(
+            run.session_id,
+            "testrun.finished",
+            {
+                "runId": str(run.id),
+                "status": status.value,
+                "passed": final.passed,
+                "failed": final.failed,
+                "total": final.total,
+                "durationMs": final.duration_ms,
+                "compileError": _cap(final.compile_error, 4000),
+                "error": final.error,
+            },
+        )
+
+    async def get(self, principal: Principal, run_id: str) -> TestRun:
+        rid = check.object_id("id", run_id)
+        run = await TestRun.get_or_none(id=rid)
+        if run is None:
+            raise NotFound("test run")
+        try:
+            await get_session(principal, str(run.session_id), log=self.log)
+        except NotFound:
+            raise NotFound("test run") from None
+        return run
+
+    async def results(self, run: TestRun) -> list[TestCaseResult]:
+        return await TestCaseResult.filter(run_id=run.id).order_by("position")
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
+def _cap(text: str | None, limit: int = OUTPUT_LIMIT) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + "\n[truncated]"
