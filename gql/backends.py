@@ -15,6 +15,11 @@ def build_backend(settings: Settings) -> SandboxBackend:
         )
     from modal_app.local import LocalSandboxBackend
 
+    # The pinned Node tools (TypeScript, the Claude Code CLI) that setup
+    # installs; without them TypeScript runs report a compile error.
+    toolchain = settings.toolchain_dir.resolve()
     return LocalSandboxBackend(
-        settings.sandbox_root.resolve(), allow_network_opt_in=settings.claude_allow_network
+        settings.sandbox_root.resolve(),
+        allow_network_opt_in=settings.claude_allow_network,
+        toolchain_dir=toolchain if (toolchain / "node_modules").is_dir() else None,
     )

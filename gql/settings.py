@@ -50,6 +50,7 @@ class Settings:
     redis_url: str | None = None
     sandbox_backend: str = "local"
     sandbox_root: Path = Path("var/sandboxes")
+    toolchain_dir: Path = Path("toolchain")
     modal_token_id: str | None = None
     modal_token_secret: str | None = field(default=None, repr=False)
     anthropic_api_key: str | None = field(default=None, repr=False)
@@ -91,6 +92,7 @@ class Settings:
             redis_url=env.get("REDIS_URL", "").strip() or None,
             sandbox_backend=backend,
             sandbox_root=Path(env.get("SANDBOX_ROOT", "").strip() or d.sandbox_root),
+            toolchain_dir=Path(env.get("TOOLCHAIN_DIR", "").strip() or d.toolchain_dir),
             modal_token_id=env.get("MODAL_TOKEN_ID") or None,
             modal_token_secret=env.get("MODAL_TOKEN_SECRET") or None,
             anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
