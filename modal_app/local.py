@@ -260,7 +260,15 @@ class LocalSandboxBackend(WorkspaceFiles):
     async def list(self, tags: Mapping[str, str]) -> builtins.list[SandboxInfo]:
         metas = await asyncio.to_thread(self._store.all)
         wanted = dict(tags).items()
-        found = [m.info() for m in metas if wanted <= dict(m.tags).items()]
+        found: builtins.list[SandboxInfo] = []
+        for meta in metas:
+            if not wanted <= dict(meta.tags).items():
+                continue
+            current = meta
+            if not meta.terminated and self._expired(meta):
+                await self.terminate(meta.id)
+                current = meta.with_terminated()
+            found.append(current.info())
         return sorted(found, key=lambda info: info.created_at)
 
     async def host_uid(self, sandbox_id: str) -> int:

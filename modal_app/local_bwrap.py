@@ -11,8 +11,11 @@ The root is an empty read-only tmpfs with read-only system binds
 (``presets.system_view``), generated ``/etc`` files, a fresh ``/proc`` and
 ``/dev``, size-bounded tmpfs ``/tmp`` and ``/dev/shm``, and the sandbox's
 workspace and home bound read-write.  The environment is cleared and rebuilt.
-``--die-with-parent`` plus the pid namespace make the whole tree die with the
-outer bwrap process, which is what ``kill_tree`` kills.
+Killing: the pid namespace's init (bwrap's own pid 1, learnt from
+``--info-fd`` and held as a pidfd) is what ``kill_tree`` kills; the kernel
+then kills every process in the namespace, however deep or detached.
+``--die-with-parent`` covers the other direction: if the outer bwrap dies, the
+init gets SIGKILL too.
 
 Limits (``prlimit`` sets soft and hard, so candidate code cannot raise them):
 

@@ -98,19 +98,6 @@ def system_view() -> SystemView:
     return SystemView(ro_binds=tuple(binds), symlinks=tuple(links))
 
 
-def host_toolchains() -> dict[Language, str | None]:
-    """Where each preset's main tool lives on this host (None: missing)."""
-    found: dict[Language, str | None] = {}
-    for language, tool in (
-        (Language.PYTHON, "/usr/bin/python3"),
-        (Language.JAVASCRIPT, "/usr/bin/node"),
-        (Language.TYPESCRIPT, "/usr/bin/node"),
-        (Language.GO, "/usr/bin/go"),
-    ):
-        found[language] = tool if os.access(tool, os.X_OK) else None
-    return found
-
-
 def environment(
     language: Language | None,
     limits: Limits,

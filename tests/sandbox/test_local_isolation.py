@@ -455,6 +455,23 @@ async def test_all_attacks_at_once(local: LocalSandboxBackend, make: Maker) -> N
 # -- lifecycle details -----------------------------------------------------------
 
 
+async def test_timeout_leaves_nothing_on_the_host(local: LocalSandboxBackend, make: Maker) -> None:
+    info = await make()
+    uid = await local.host_uid(info.id)
+    result = await run(
+        local, info.id, "sleep 100 & setsid sleep 100 & echo started; sleep 100", timeout_s=0.5
+    )
+    assert result.timed_out
+    assert result.stdout == b"started\n"
+    left = uid_pids(uid)
+    assert left == [], _describe(left)
+    pgrep = await asyncio.create_subprocess_exec(
+        "pgrep", "-u", str(uid), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await pgrep.communicate()
+    assert (pgrep.returncode, out) == (1, b""), "pgrep finds no process of the sandbox uid"
+
+
 async def test_terminate_sweeps_detached_processes(local: LocalSandboxBackend, make: Maker) -> None:
     info = await make()
     uid = await local.host_uid(info.id)
