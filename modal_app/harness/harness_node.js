@@ -43,6 +43,13 @@ function main() {
 
 // -- TypeScript ------------------------------------------------------------------
 
+// Shorthand ambient modules: every import from them is `any`.
+const NODE_MODULES = [
+  'assert', 'buffer', 'child_process', 'crypto', 'events', 'fs', 'fs/promises', 'os', 'path',
+  'perf_hooks', 'process', 'readline', 'stream', 'string_decoder', 'timers', 'url', 'util',
+  'worker_threads', 'zlib',
+];
+
 const NODE_SHIM = `
 declare var require: any;
 declare var module: any;
@@ -61,6 +68,8 @@ declare function queueMicrotask(callback: () => void): void;
 declare function structuredClone<T>(value: T): T;
 declare class TextEncoder { encode(input?: string): Uint8Array; }
 declare class TextDecoder { constructor(label?: string); decode(input?: any): string; }
+declare module "node:*";
+${NODE_MODULES.map((name) => `declare module "${name}";`).join('\n')}
 `;
 
 const NODE_USE = /\b(require|process|Buffer|__dirname|__filename|NodeJS|global|module|exports)\b|^\s*(import|export)\b[^\n]*\bfrom\b|\bimport\s*\(/m;
