@@ -222,9 +222,8 @@ async def spawn(
         # leader, so setsid does not fork and the pid stays the one we track).
         argv += [tools.setsid, "--ctty"]
     argv += prlimit_args(tools, inv.limits) + bwrap_args(tools, inv)
-    procs_files = (
-        await asyncio.to_thread(cgroups.prepare, cgroup_name, inv.limits) if cgroups else []
-    )
+    # cgroupfs operations are in-memory kernel calls: done inline, no thread hop.
+    procs_files = cgroups.prepare(cgroup_name, inv.limits) if cgroups else []
     # bwrap reports its namespace init's pid on --info-fd; with cgroups it
     # also waits on --block-fd until we have moved it into the group.
     info_r, info_w = os.pipe()
@@ -258,13 +257,13 @@ async def spawn(
         os.close(fd)
     init_pidfd: int | None = None
     try:
-        info = await asyncio.to_thread(_read_info, info_r)
+        info = await _read_info(info_r)
         child = info.get("child-pid")
         if isinstance(child, int):
             with contextlib.suppress(ProcessLookupError):
                 init_pidfd = os.pidfd_open(child)
             if cgroups:
-                await asyncio.to_thread(_join, procs_files, [proc.pid, child])
+                _join(procs_files, [proc.pid, child])
     except BaseException:
         kill_tree(proc.pid if proc.returncode is None else None, init_pidfd)
         if init_pidfd is not None:
@@ -279,15 +278,35 @@ async def spawn(
     return Spawned(proc, init_pidfd)
 
 
-def _read_info(fd: int) -> dict[str, Any]:
-    data = b""
-    while chunk := os.read(fd, 4096):
-        data += chunk
+async def _read_info(fd: int) -> dict[str, Any]:
+    """bwrap's --info-fd JSON, read on the event loop (it arrives in pieces)."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    done: asyncio.Future[dict[str, Any]] = loop.create_future()
+    data = bytearray()
+
+    def readable() -> None:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            # bwrap failed before creating the sandbox; it says why on stderr.
+            done.set_result({})
+            return
+        data.extend(chunk)
         with contextlib.suppress(ValueError):
             parsed = json.loads(data)
             if isinstance(parsed, dict):
-                return parsed
-    return {}  # bwrap failed before creating the sandbox; it reports why on stderr
+                done.set_result(parsed)
+
+    loop.add_reader(fd, readable)
+    try:
+        return await done
+    finally:
+        loop.remove_reader(fd)
 
 
 def _join(procs_files: list[Path], pids: list[int]) -> None:

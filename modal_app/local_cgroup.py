@@ -29,7 +29,7 @@ import os
 import secrets
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from modal_app.base import Limits
@@ -38,13 +38,15 @@ GROUP_PARENT_NAME = "interviewlm-sandboxes"
 _CFS_PERIOD_US = 100_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cgroups:
     """Where to create per-sandbox groups: one directory per hierarchy."""
 
     version: int
     parents: dict[str, Path]
     """controller name -> parent directory (v2: a single entry, key 'unified')."""
+    _prepared: dict[str, list[Path]] = field(default_factory=dict)
+    """Groups already set up by this process (a sandbox's limits never change)."""
 
     def describe(self) -> str:
         names = ", ".join(sorted(self.parents))
@@ -55,6 +57,13 @@ class Cgroups:
 
     def prepare(self, sandbox_id: str, limits: Limits) -> list[Path]:
         """Create (or reuse) the sandbox's groups with its limits; return their procs files."""
+        known = self._prepared.get(sandbox_id)
+        if known is not None and all(p.parent.is_dir() for p in known):
+            return known
+        self._prepared[sandbox_id] = procs = self._create(sandbox_id, limits)
+        return procs
+
+    def _create(self, sandbox_id: str, limits: Limits) -> list[Path]:
         memory = limits.memory_mb * 1024 * 1024
         if self.version == 2:
             group = self.parents["unified"] / sandbox_id
@@ -103,6 +112,7 @@ class Cgroups:
 
     def remove(self, sandbox_id: str) -> None:
         """Remove the sandbox's (empty) groups; busy or missing groups are left alone."""
+        self._prepared.pop(sandbox_id, None)
         for group in self._dirs(sandbox_id):
             with contextlib.suppress(OSError):
                 group.rmdir()
