@@ -21,6 +21,7 @@ from gql.schema import build_schema
 from gql.settings import Settings
 from gql.view import GraphQLView
 from resolvers.bus import EventBus
+from resolvers.claude import ClaudeAgent, ClaudeConfig
 from resolvers.database import close_database, open_database, ping_database
 from resolvers.events import EventLog
 from resolvers.live import LiveHub
@@ -59,6 +60,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
         live=live,
         terminals=terminals,
         test_runs=test_runs,
+        claude=ClaudeAgent(
+            sandboxes,
+            bus,
+            ClaudeConfig(
+                api_key=settings.anthropic_api_key,
+                command=settings.claude_command,
+                allow_network=settings.claude_allow_network,
+                time_limit_s=settings.claude_time_limit_s,
+            ),
+        ),
     )
     view = GraphQLView(
         build_schema(max_depth=settings.max_query_depth),
@@ -90,6 +101,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # Each step is bounded: a stuck resource must not keep a replica
             # from shutting down (its clients reconnect elsewhere with afterSeq).
             for name, step in (
+                ("claude runs", services.claude.close),
                 ("test runs", test_runs.close),
                 ("terminals", terminals.close_all),
                 ("live hubs", live.close),

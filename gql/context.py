@@ -17,6 +17,7 @@ from strawberry.types import Info as StrawberryInfo
 from gql.settings import Settings
 from resolvers.auth import Principal, authenticate, parse_bearer
 from resolvers.bus import EventBus
+from resolvers.claude import ClaudeAgent
 from resolvers.errors import Unauthenticated
 from resolvers.events import EventLog
 from resolvers.live import LiveHub
@@ -36,6 +37,7 @@ class Services:
     live: LiveHub
     terminals: Terminals
     test_runs: TestRuns
+    claude: ClaudeAgent
 
 
 @dataclass(slots=True)
@@ -54,6 +56,10 @@ class Context:
     @property
     def log(self) -> EventLog:
         return self.services.log
+
+    @property
+    def claude(self) -> ClaudeAgent:
+        return self.services.claude
 
     @property
     def test_runs(self) -> TestRuns:

@@ -8,6 +8,7 @@ import strawberry
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.tools import merge_types
 
+from gql.claude_ops import ClaudeMutation, ClaudeQuery, ClaudeSubscription
 from gql.context import Info, principal_of
 from gql.errors import ApiSchema
 from gql.subscriptions import Subscription
@@ -178,11 +179,14 @@ class Mutation:
         return ApiToken.of(await accounts.revoke_api_token(await principal_of(info), id))
 
 
-RootQuery = merge_types("Query", (Query, WorkspaceQuery, TestRunQuery))
+RootQuery = merge_types("Query", (Query, WorkspaceQuery, TestRunQuery, ClaudeQuery))
 RootMutation = merge_types(
-    "Mutation", (Mutation, WorkspaceMutation, TerminalMutation, TestRunMutation)
+    "Mutation",
+    (Mutation, WorkspaceMutation, TerminalMutation, TestRunMutation, ClaudeMutation),
 )
-RootSubscription = merge_types("Subscription", (Subscription, TestRunSubscription))
+RootSubscription = merge_types(
+    "Subscription", (Subscription, TestRunSubscription, ClaudeSubscription)
+)
 
 
 def build_schema(*, max_depth: int = 12, max_aliases: int = 30) -> ApiSchema:

@@ -67,6 +67,7 @@ class Settings:
     account_sandbox_quota: int = 10
     reaper_interval_s: int = 30
     test_run_timeout_s: int = 300
+    claude_time_limit_s: int = 600
     candidate_token_ttl_s: int = 7 * 24 * 3600
     max_body_bytes: int = 4 << 20
     max_query_depth: int = 12
@@ -113,6 +114,7 @@ class Settings:
             account_sandbox_quota=_int(env, "ACCOUNT_SANDBOX_QUOTA", d.account_sandbox_quota),
             reaper_interval_s=_int(env, "REAPER_INTERVAL_SECONDS", d.reaper_interval_s),
             test_run_timeout_s=_int(env, "TEST_RUN_TIMEOUT_SECONDS", d.test_run_timeout_s),
+            claude_time_limit_s=_int(env, "CLAUDE_TIME_LIMIT_SECONDS", d.claude_time_limit_s),
             candidate_token_ttl_s=_int(env, "CANDIDATE_TOKEN_TTL_SECONDS", d.candidate_token_ttl_s),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", d.max_body_bytes),
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", d.max_query_depth),

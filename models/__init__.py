@@ -14,6 +14,7 @@ MODEL_MODULES = [
     "models.file",
     "models.terminal",
     "models.testrun",
+    "models.claude",
 ]
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "models.migrations"

@@ -141,7 +141,7 @@ async def follow_channel(
     bus: EventBus,
     channel: str,
     on_message: Callable[[str], Awaitable[None]],
-    on_subscribed: Callable[[], Awaitable[None]],
+    on_subscribed: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Deliver ``channel``'s messages forever, resubscribing whenever the bus reconnects.
 
@@ -153,7 +153,8 @@ async def follow_channel(
         changed = asyncio.ensure_future(bus.changed())
         try:
             async with bus.subscribe(channel) as messages:
-                await on_subscribed()
+                if on_subscribed is not None:
+                    await on_subscribed()
 
                 async def pump() -> None:
                     async for message in messages:
@@ -168,7 +169,8 @@ async def follow_channel(
             raise
         except Exception as exc:  # the bus is down: wait for it to come back
             logger.info("subscription to %s lost: %s", channel, exc)
-            await on_subscribed()
+            if on_subscribed is not None:
+                await on_subscribed()
             await changed
         finally:
             changed.cancel()

@@ -218,9 +218,9 @@ class Sandboxes:
         if isinstance(exc, SandboxNotFound | SandboxTerminated):
             await self._end(record, SandboxState.TERMINATED, reason=f"sandbox ended: {exc}")
 
-    async def sync_workspace(self, record: SandboxRecord) -> int:
+    async def sync_workspace(self, record: SandboxRecord, *, source: str = "sandbox") -> int:
         """Record files changed inside the sandbox (by commands, the terminal, the agent)."""
-        return await sync_workspace(self, record)
+        return await sync_workspace(self, record, source=source)
 
     async def backend_status(self, record: SandboxRecord) -> SandboxStatus:
         return await self.call(lambda: self.backend.status(record.backend_id or ""))

@@ -84,7 +84,6 @@ class Terminals:
                     self.bus,
                     control_channel(record.id),
                     lambda message: self._apply(live, json.loads(message)),
-                    _nothing,
                 )
             ),
         ]
@@ -203,7 +202,3 @@ class Terminals:
 def _check_size(cols: int, rows: int) -> None:
     check.int_range("cols", cols, low=1, high=1000)
     check.int_range("rows", rows, low=1, high=1000)
-
-
-async def _nothing() -> None:
-    return None

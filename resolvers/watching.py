@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Callable
 from functools import partial
 
+from models.claude import ClaudeRun
 from models.testrun import TestRun
 from resolvers import validation as check
 from resolvers.auth import Principal
@@ -14,7 +16,6 @@ from resolvers.sessions import get_session
 from resolvers.visibility import visible
 
 TERMINAL_TYPES = ("terminal.", "command.")
-FINISHED = "testrun.finished"
 
 
 def _only_terminal(principal: Principal, record: EventRecord) -> EventRecord | None:
@@ -41,18 +42,44 @@ async def follow_session(
     return live.follow(session.id, after_seq=after_seq, keep=keep)
 
 
-async def follow_test_run(
-    live: LiveHub, principal: Principal, run: TestRun
+async def _follow_run(
+    live: LiveHub,
+    principal: Principal,
+    session_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    prefix: str,
+    after_seq: int,
 ) -> AsyncIterator[Batch]:
-    """The run's events from its creation on; ends with its ``testrun.finished``."""
-    run_id = str(run.id)
+    """A run's events (type ``prefix*``) after ``after_seq``; ends with ``{prefix}finished``."""
+    wanted = str(run_id)
 
     def keep(record: EventRecord) -> EventRecord | None:
-        if not record.type.startswith("testrun.") or record.payload.get("runId") != run_id:
+        if not record.type.startswith(prefix) or record.payload.get("runId") != wanted:
             return None
         return visible(principal, record)
 
-    async for batch in live.follow(run.session_id, after_seq=run.log_seq, keep=keep):
+    async for batch in live.follow(session_id, after_seq=after_seq, keep=keep):
         yield batch
-        if any(r.type == FINISHED for r in batch):
+        if any(r.type == prefix + "finished" for r in batch):
             return
+
+
+def follow_test_run(live: LiveHub, principal: Principal, run: TestRun) -> AsyncIterator[Batch]:
+    return _follow_run(
+        live, principal, run.session_id, run.id, prefix="testrun.", after_seq=run.log_seq
+    )
+
+
+def follow_claude_run(
+    live: LiveHub, principal: Principal, run: ClaudeRun, after_seq: int
+) -> AsyncIterator[Batch]:
+    check.int_range("afterSeq", after_seq, low=0, high=2**62)
+    return _follow_run(
+        live,
+        principal,
+        run.session_id,
+        run.id,
+        prefix="claude.",
+        after_seq=max(after_seq, run.log_seq),
+    )

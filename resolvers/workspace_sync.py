@@ -29,7 +29,9 @@ def tracked(path: str) -> bool:
     return not any(d.startswith(".") or d in IGNORED_DIRS for d in directories)
 
 
-async def sync_workspace(sandboxes: Sandboxes, record: SandboxRecord) -> int:
+async def sync_workspace(
+    sandboxes: Sandboxes, record: SandboxRecord, *, source: str = "sandbox"
+) -> int:
     """Record every difference; returns how many paths changed."""
     backend, sandbox_id = sandboxes.backend, record.backend_id or ""
     session_id = record.session_id
@@ -47,9 +49,9 @@ async def sync_workspace(sandboxes: Sandboxes, record: SandboxRecord) -> int:
         data = await sandboxes.call(partial(backend.read_file, sandbox_id, path))
         old = known.get(path)
         if old is None or old.sha256 != sha256_hex(data):
-            await sandboxes.files.written(session_id, path, data, source="sandbox")
+            await sandboxes.files.written(session_id, path, data, source=source)
             changed += 1
     for path in sorted(p for p in set(known) - set(present) if tracked(p)):
-        await sandboxes.files.deleted(session_id, path, source="sandbox")
+        await sandboxes.files.deleted(session_id, path, source=source)
         changed += 1
     return changed

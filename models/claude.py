@@ -1,0 +1,45 @@
+"""Claude agent runs: one prompt, answered by the agent working inside the sandbox."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from typing import TYPE_CHECKING
+
+from tortoise import fields
+from tortoise.models import Model
+
+if TYPE_CHECKING:
+    from models.session import InterviewSession
+
+
+class ClaudeRunStatus(enum.StrEnum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+
+class ClaudeRun(Model):
+    id = fields.UUIDField(primary_key=True)
+    session: fields.ForeignKeyRelation[InterviewSession] = fields.ForeignKeyField(
+        "models.InterviewSession", related_name="claude_runs", on_delete=fields.CASCADE
+    )
+    session_id: uuid.UUID  # the FK's column, for typed access
+    prompt = fields.TextField()
+    status = fields.CharEnumField(ClaudeRunStatus, max_length=10, default=ClaudeRunStatus.RUNNING)
+    # Set to the session id while running: a second concurrent run is a CONFLICT.
+    live_key = fields.UUIDField(null=True, unique=True)
+    owner = fields.CharField(max_length=300)
+    log_seq = fields.BigIntField(default=0)
+    # The CLI's conversation id, for --resume on the session's next prompt.
+    conversation_id = fields.CharField(max_length=100, null=True)
+    error = fields.TextField(null=True)
+    cost_usd = fields.FloatField(null=True)
+    num_turns = fields.IntField(null=True)
+    duration_ms = fields.IntField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    finished_at = fields.DatetimeField(null=True)
+
+    class Meta:
+        table = "claude_run"

@@ -1,0 +1,258 @@
+"""askClaude end to end on a real server and the real local sandbox.
+
+Anthropic's API cannot be reached from here, so the success path uses a
+stand-in agent (``CLAUDE_COMMAND``) that replays a transcript in the CLI's
+documented stream-json format: the one thing imitated is the outermost
+boundary, the agent process itself. The failure path runs the real Claude
+Code CLI installed from npm, with a key that cannot work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Account
+from tests.server import ServerProcess, start_server
+from tests.support import Api
+from tests.workspace_support import RUN, START, WRITE
+from tests.wsclient import GraphQLWS
+
+KEY = "sk-ant-api03-canary-7f3e9a1b"
+ASK = "mutation($s: ID!, $p: String!) { askClaude(sessionId: $s, prompt: $p) { id status } }"
+CANCEL = "mutation($r: ID!) { cancelClaude(runId: $r) { id status error } }"
+CLAUDE_OUTPUT = """subscription($r: ID!) { claudeOutput(runId: $r) { lastSeq events {
+  seq type
+  ... on ClaudeRunEvent { claudeStatus error prompt costUsd numTurns }
+  ... on ClaudeInitEvent { conversationId model tools }
+  ... on ClaudeTextEvent { text }
+  ... on ClaudeToolUseEvent { toolName toolInput }
+  ... on ClaudeToolResultEvent { content isError }
+  ... on ClaudeResultEvent { subtype isError result costUsd numTurns }
+  ... on ClaudeSystemEvent { subtype details }
+  ... on ClaudeRawEvent { details }
+  ... on ClaudeErrorEvent { message line }
+} } }"""
+
+STAND_IN = r"""
+import json, os, sys, time
+def out(o):
+    print(json.dumps(o), flush=True)
+    time.sleep(0.02)
+sid = "conv-123"
+if os.environ.get("CLAUDE_PROMPT") == "sleep":
+    time.sleep(120)
+out({"type": "system", "subtype": "init", "session_id": sid, "model": "stand-in",
+     "tools": ["Bash", "Edit"]})
+out({"type": "assistant", "session_id": sid, "message": {"content": [
+    {"type": "text", "text": "resume=" + os.environ.get("CLAUDE_RESUME", "")},
+    {"type": "tool_use", "id": "t1", "name": "Edit", "input": {"file_path": "solution.py"}}]}})
+with open("solution.py", "w") as f:
+    f.write("def two_sum(nums, target):\n    return [0, 1]\n")
+out({"type": "user", "session_id": sid, "message": {"content": [{"type": "tool_result",
+     "tool_use_id": "t1", "content": "ok " + os.environ["ANTHROPIC_API_KEY"], "is_error": False}]}})
+sys.stdout.write('{"type": "assistant", "message": {"content": [{"type": "text", "text": "sp')
+sys.stdout.flush()
+time.sleep(0.1)
+print('lit"}]}}', flush=True)
+out({"type": "future_line", "x": 1})
+print("this is not json", flush=True)
+out({"type": "result", "subtype": "success", "is_error": False, "result": "Done",
+     "total_cost_usd": 0.0123, "duration_ms": 1500, "duration_api_ms": 1200, "num_turns": 2,
+     "session_id": sid})
+"""
+
+
+@pytest.fixture
+def claude_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[ServerProcess]:
+    env = {
+        **server_env,
+        "ANTHROPIC_API_KEY": KEY,
+        "CLAUDE_COMMAND": "python3 .agent.py",
+        "CLAUDE_TIME_LIMIT_SECONDS": "30",
+    }
+    server = start_server(env, tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def real_cli_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[ServerProcess]:
+    env = {**server_env, "ANTHROPIC_API_KEY": KEY, "CLAUDE_TIME_LIMIT_SECONDS": "6"}
+    server = start_server(env, tmp_path)
+    yield server
+    server.stop()
+
+
+class Client:
+    def __init__(self, server: ServerProcess, account: Account) -> None:
+        self.server, self.account = server, account
+        self.http = httpx.AsyncClient(base_url=server.url, timeout=60)
+
+    async def __call__(
+        self, query: str, variables: dict[str, Any], token: str = "candidateToken"
+    ) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {self.account[token]}"}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables}, headers=headers
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+    async def start(self, agent: str | None = STAND_IN) -> None:
+        s = self.account["sessionId"]
+        await self(START, {"s": s})
+        if agent is not None:
+            await self(WRITE, {"s": s, "p": ".agent.py", "c": agent})
+
+
+async def transcript(
+    server: ServerProcess, account: Account, run_id: str, token: str = "interviewerToken"
+) -> list[dict[str, Any]]:
+    """claudeOutput from the start until it completes."""
+    ws = await GraphQLWS.connect(server.ws_url, account[token])
+    await ws.subscribe(CLAUDE_OUTPUT, {"r": run_id})
+    events: list[dict[str, Any]] = []
+    async with asyncio.timeout(60):
+        async for message in ws.messages():
+            if message["type"] == "complete":
+                break
+            assert message["type"] == "next", message
+            events += message["payload"]["data"]["claudeOutput"]["events"]
+    await ws.close()
+    return events
+
+
+async def test_transcript_streams_typed_and_edits_are_recorded(
+    claude_server: ServerProcess, account: Account, api: Api
+) -> None:
+    client = Client(claude_server, account)
+    await client.start()
+    asked = await client(ASK, {"s": account["sessionId"], "p": "fix my code"})
+    run_id = asked["data"]["askClaude"]["id"]
+    events = await transcript(claude_server, account, run_id)
+    types = [e["type"] for e in events]
+    assert types == [
+        "claude.started",
+        "claude.init",
+        "claude.text",
+        "claude.tool_use",
+        "claude.tool_result",
+        "claude.text",
+        "claude.raw",
+        "claude.error",
+        "claude.result",
+        "claude.finished",
+    ]
+    assert events[0]["prompt"] == "fix my code"
+    assert events[1]["conversationId"] == "conv-123"
+    assert events[2]["text"] == "resume="
+    assert events[3] == {**events[3], "toolName": "Edit", "toolInput": {"file_path": "solution.py"}}
+    assert events[4]["content"] == "ok [redacted]"
+    assert events[5]["text"] == "split"
+    assert events[6]["details"] == {"type": "future_line", "x": 1}
+    assert events[7]["line"] == "this is not json"
+    assert events[8]["costUsd"] == 0.0123
+    assert events[-1]["claudeStatus"] == "SUCCEEDED"
+    # The agent's edit is in the workspace and in the recording.
+    file = await client(
+        'query($s: ID!) { file(sessionId: $s, path: "solution.py") { content } }',
+        {"s": account["sessionId"]},
+    )
+    assert file["data"]["file"]["content"].endswith("return [0, 1]\n")
+    recording = await client(
+        "query($s: ID!) { recording(sessionId: $s, first: 1000) { events { type"
+        " ... on FileEvent { path source } } } }",
+        {"s": account["sessionId"]},
+        "atsToken",
+    )
+    edits = [
+        e
+        for e in recording["data"]["recording"]["events"]
+        if e["type"] == "file.written" and e["path"] == "solution.py"
+    ]
+    assert edits[-1]["source"] == "agent"
+    # The key is nowhere in what was recorded.
+    everything = await client(
+        "query($s: ID!) { recording(sessionId: $s, first: 1000) {"
+        " events { __typename ... on ClaudeToolResultEvent { content } } } }",
+        {"s": account["sessionId"]},
+        "interviewerToken",
+    )
+    assert KEY not in str(everything)
+    # A follow-up prompt resumes the conversation.
+    again = await client(ASK, {"s": account["sessionId"], "p": "and now?"})
+    follow_up = await transcript(claude_server, account, again["data"]["askClaude"]["id"])
+    assert follow_up[2]["text"] == "resume=conv-123"
+
+
+async def test_candidate_commands_never_see_the_key(
+    claude_server: ServerProcess, account: Account
+) -> None:
+    client = Client(claude_server, account)
+    await client.start()
+    env = await client(RUN, {"s": account["sessionId"], "c": "env; cat /proc/*/environ", "t": 10})
+    assert KEY not in str(env)
+    assert "ANTHROPIC" not in env["data"]["runCommand"]["stdout"]
+
+
+async def test_second_ask_conflicts_and_cancel_kills_the_agent(
+    claude_server: ServerProcess, account: Account
+) -> None:
+    client = Client(claude_server, account)
+    await client.start()
+    asked = await client(ASK, {"s": account["sessionId"], "p": "sleep"})
+    run_id = asked["data"]["askClaude"]["id"]
+    second = await client(ASK, {"s": account["sessionId"], "p": "hello"}, "interviewerToken")
+    assert second["errors"][0]["extensions"]["code"] == "CONFLICT"
+    for _ in range(100):
+        if (
+            subprocess.run(
+                ["pgrep", "-f", "python3 .agent.py"], capture_output=True, check=False
+            ).returncode
+            == 0
+        ):
+            break
+        await asyncio.sleep(0.05)
+    cancelled = await client(CANCEL, {"r": run_id}, "interviewerToken")
+    assert cancelled["data"]["cancelClaude"]["status"] == "CANCELLED"
+    events = await transcript(claude_server, account, run_id)
+    assert events[-1]["claudeStatus"] == "CANCELLED"
+    gone = subprocess.run(["pgrep", "-f", "python3 .agent.py"], capture_output=True, check=False)
+    assert gone.returncode != 0
+    again = await client(CANCEL, {"r": run_id})
+    assert again["errors"][0]["extensions"]["code"] == "CONFLICT"
+
+
+async def test_no_key_configured_is_a_clear_error(api: Api, account: Account) -> None:
+    await api(START, {"s": account["sessionId"]}, token=account["candidateToken"])
+    result = await api(ASK, {"s": account["sessionId"], "p": "hi"}, token=account["candidateToken"])
+    assert result.codes == ["SANDBOX_UNAVAILABLE"]
+    assert "ANTHROPIC_API_KEY" in result.errors[0]["message"]
+
+
+async def test_real_cli_without_a_usable_key_fails_cleanly(
+    real_cli_server: ServerProcess, account: Account
+) -> None:
+    client = Client(real_cli_server, account)
+    await client.start(agent=None)
+    asked = await client(ASK, {"s": account["sessionId"], "p": "hello"})
+    run_id = asked["data"]["askClaude"]["id"]
+    events = await transcript(real_cli_server, account, run_id, token="candidateToken")
+    types = [e["type"] for e in events]
+    assert "claude.init" in types  # the real CLI started...
+    retries = [e for e in events if e["type"] == "claude.system"]
+    assert retries
+    assert retries[0]["subtype"] == "api_retry"  # ...and could not reach the API
+    final = events[-1]
+    assert final["type"] == "claude.finished"
+    assert final["claudeStatus"] == "FAILED"
+    assert final["error"] == "time limit of 6 s reached"
+    assert KEY not in str(events)
+    run = await client("query($r: ID!) { claudeRun(id: $r) { status error } }", {"r": run_id})
+    assert run["data"]["claudeRun"]["status"] == "FAILED"
