@@ -14,18 +14,19 @@ the error and the traceback can all contain the case's inputs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import keyword
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from modal_app import harness
-from modal_app.base import ExecHandle, Language, SandboxBackend
+from modal_app.base import ExecHandle, ExitStatus, Language, OutputChunk, SandboxBackend
 from modal_app.paths import normalize_workspace_path, workspace_abspath
 
 Status = Literal["OK", "RUNTIME_ERROR", "TIMEOUT", "MEMORY_LIMIT"]
@@ -159,41 +160,64 @@ async def run_harness(
         ["python3", "-I", "-S", "-c", harness.BOOTSTRAP],
         timeout_s=total_timeout_s + limits.exec_grace_s,
     )
-    finished = False
+    output = aiter(handle.output())
+    stderr = bytearray()
     try:
         await handle.write_stdin(json.dumps(document).encode())
         await handle.close_stdin()
-        stderr = await _consume(handle, state, nonce, on_outcome)
-        status = await handle.wait()
-        finished = True
-    finally:
-        if not finished:
-            with contextlib.suppress(Exception):
-                await handle.kill()
-    if not state.done and state.harness_error is None:
-        if status.timed_out:
-            state.harness_error = f"the test run exceeded its time limit of {total_timeout_s:g} s"
-        else:
-            how = (
-                f"killed by signal {status.signal}"
-                if status.signal is not None
-                else f"exit status {status.exit_code}"
-            )
-            tail = stderr.decode("utf-8", "replace").strip()
-            state.harness_error = f"the test harness stopped unexpectedly ({how})" + (
-                f": {tail}" if tail else ""
-            )
+        await _consume(output, state, nonce, on_outcome, stderr)
+        status = None if state.done else await handle.wait()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await handle.kill()
+        raise
+    if status is None:
+        # Every result is in; the supervisor is exiting.  Reap it without making
+        # the caller wait for the sandbox's teardown.
+        _finish_in_background(handle, output)
+    elif state.harness_error is None:
+        state.harness_error = _stopped(status, bytes(stderr), total_timeout_s)
     if state.compile_error is None:
-        await _fill_missing(state, timed_out=status.timed_out, on_outcome=on_outcome)
+        timed_out = status is not None and status.timed_out
+        await _fill_missing(state, timed_out=timed_out, on_outcome=on_outcome)
     return HarnessRun(
         compile_error=state.compile_error,
-        outcomes=[]
-        if state.compile_error is not None
-        else [state.outcomes[c.index] for c in cases],
+        outcomes=[] if state.compile_error else [state.outcomes[case.index] for case in cases],
         harness_error=state.harness_error,
         compile_ms=state.compile_ms,
         total_ms=int((time.monotonic() - started) * 1000),
     )
+
+
+def _stopped(status: ExitStatus, stderr: bytes, total_timeout_s: float) -> str:
+    """Why the harness ended without finishing."""
+    if status.timed_out:
+        return f"the test run exceeded its time limit of {total_timeout_s:g} s"
+    if status.signal is not None:
+        how = f"killed by signal {status.signal}"
+    else:
+        how = f"exit status {status.exit_code}"
+    tail = stderr.decode("utf-8", "replace").strip()
+    return f"the test harness stopped unexpectedly ({how})" + (f": {tail}" if tail else "")
+
+
+_FINISHING: set[asyncio.Task[None]] = set()
+
+
+def _finish_in_background(handle: ExecHandle, output: AsyncIterator[OutputChunk]) -> None:
+    async def finish() -> None:
+        try:
+            async with asyncio.timeout(10):
+                async for _ in output:
+                    pass
+                await handle.wait()
+        except Exception:
+            with contextlib.suppress(Exception):
+                await handle.kill()
+
+    task = asyncio.create_task(finish())
+    _FINISHING.add(task)
+    task.add_done_callback(_FINISHING.discard)
 
 
 def _mode(cases: Sequence[CaseInput]) -> Mode:
@@ -271,16 +295,20 @@ def _caps(limits: HarnessLimits, mode: Mode) -> dict[str, int]:
 
 
 async def _consume(
-    handle: ExecHandle,
+    output: AsyncIterator[OutputChunk],
     state: _State,
     nonce: str,
     on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
-) -> bytes:
-    """Read the command's output to the end; act on every valid frame; return stderr's tail."""
+    stderr: bytearray,
+) -> None:
+    """Act on every valid frame until the done frame or the end of the output.
+
+    Keeps the tail of stderr (the supervisor's own; candidate output never
+    reaches it) for the error message of a harness that died.
+    """
     prefix = f"{harness.FRAME_PREFIX}{nonce}>>".encode()
     pending = bytearray()
-    stderr = bytearray()
-    async for chunk in handle.output():
+    async for chunk in output:
         if chunk.stream == "stderr":
             stderr += chunk.data
             del stderr[:-_STDERR_TAIL]
@@ -293,9 +321,10 @@ async def _consume(
                 outcome = _apply(state, line[len(prefix) :])
                 if outcome is not None and on_outcome is not None:
                     await on_outcome(outcome)
+                if state.done:
+                    return
         if len(pending) > _MAX_FRAME_BYTES:
             pending.clear()
-    return bytes(stderr)
 
 
 def _apply(state: _State, payload: bytes) -> CaseOutcome | None:

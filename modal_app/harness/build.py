@@ -17,10 +17,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from modal_app.harness.proc import Child
@@ -28,30 +26,34 @@ from modal_app.harness.proc import Child
 GO_MAIN_FILE = "ilm_harness_main.go"
 
 
-@dataclass
 class Plan:
     """How the cases run: ``argv`` is a case-loop worker (``loop``) or a program."""
 
-    argv: list[str] = field(default_factory=list)
-    loop: bool = True
-    compile_error: str | None = None
+    def __init__(
+        self, argv: list[str] | None = None, *, loop: bool = True, compile_error: str | None = None
+    ) -> None:
+        self.argv = argv or []
+        self.loop = loop
+        self.compile_error = compile_error
 
 
-@dataclass
 class Builder:
-    language: str
-    mode: str
-    entry: str
-    solution: str
-    cwd: str
-    env: dict[str, str]
-    tmp: str
-    files: dict[str, str]
-    compile_cap: int
-    compile_timeout_s: float
-    deadline: float
-    rewrites: list[tuple[str, str]] = field(default_factory=list)
-    """(private path, the candidate's path) pairs for reported text."""
+    """The compile step of one run (plain classes: dataclasses cost an import of inspect)."""
+
+    def __init__(self, document: dict[str, Any], *, env: dict[str, str], tmp: str) -> None:
+        self.language: str = document["language"]
+        self.mode: str = document["mode"]
+        self.entry: str = document["entrypoint"]
+        self.solution: str = document["solution"]
+        self.files: dict[str, str] = document["files"]
+        self.compile_cap: int = document["caps"]["compile"]
+        self.compile_timeout_s = float(document["compile_timeout_s"])
+        self.deadline = time.monotonic() + float(document["budget_s"])
+        self.cwd = os.getcwd()
+        self.env = env
+        self.tmp = tmp
+        self.rewrites: list[tuple[str, str]] = []
+        """(private path, the candidate's path) pairs for reported text."""
 
     def path(self, name: str) -> str:
         return os.path.join(self.tmp, name)
@@ -136,28 +138,26 @@ class Builder:
             shutil.copyfile(self.solution, os.path.join(build, name))
         except OSError as exc:
             return Plan(compile_error=f"cannot read the solution {self.solution}: {exc.strerror}")
-        files = [name]
-        self.rewrites.append((os.path.join(build, name), self.solution))
+        files = [os.path.join(build, name)]
+        self.rewrites.append((files[0], self.solution))
         if self.function:
             main = self.files["harness_go.go"].replace("ILM_ENTRYPOINT", self.entry)
-            with open(os.path.join(build, GO_MAIN_FILE), "w", encoding="utf-8") as fh:
+            files.append(os.path.join(build, GO_MAIN_FILE))
+            with open(files[1], "w", encoding="utf-8") as fh:
                 fh.write(main)
-            files.append(GO_MAIN_FILE)
         binary = os.path.join(build, "solution.bin")
-        argv = [self.which("go"), "build", "-o", binary, *files]
-        ok, output = self.tool(argv, "go build", cwd=build)
+        ok, output = self.tool([self.which("go"), "build", "-o", binary, *files], "go build")
         if not ok:
-            return Plan(compile_error=self.go_errors(output, name))
+            return Plan(compile_error=self.go_errors(output, files[0]))
         return Plan([binary], loop=self.function)
 
-    def tool(self, argv: list[str], what: str, cwd: str | None = None) -> tuple[bool, str]:
+    def tool(self, argv: list[str], what: str) -> tuple[bool, str]:
         """Run one compiler step: (succeeded, its stdout if so, else all its output)."""
         budget = max(0.0, min(self.compile_timeout_s, self.deadline - time.monotonic()))
         child = Child(
             argv,
-            cwd=cwd or self.cwd,
             env=self.env,
-            stdin=subprocess.DEVNULL,
+            stdin=None,
             out_cap=self.compile_cap,
             err_cap=self.compile_cap,
             channel=False,
@@ -172,17 +172,16 @@ class Builder:
         finally:
             child.close()
 
-    def go_errors(self, output: str, name: str) -> str:
+    def go_errors(self, output: str, copy: str) -> str:
         """``go build`` output in terms of the candidate's file, without the generated main."""
         solution, entry = self.solution, self.entry
-        shown = (
-            os.path.relpath(solution, self.cwd) if solution.startswith(self.cwd + "/") else solution
-        )
+        inside = solution.startswith(self.cwd + "/")
+        shown = os.path.relpath(solution, self.cwd) if inside else solution
         lines = []
         for raw in output.splitlines():
             if raw.startswith("# "):
                 continue
-            line = raw.replace(f"./{name}:", f"{shown}:")
+            line = raw.replace(f"{copy}:", f"{shown}:")
             if GO_MAIN_FILE in line:
                 if f"undefined: {entry}" in line:
                     line = f"{shown}: no top-level function {entry} is defined"

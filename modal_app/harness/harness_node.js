@@ -145,6 +145,10 @@ function worker(config, ctlFd, resFd) {
   } catch (e) {
     // not fatal: the OOM killer may pick another process first
   }
+  // Reopened through /proc: the new fds are close-on-exec, so the candidate's
+  // child processes do not inherit the harness's pipes.
+  ctlFd = cloexec(ctlFd, 'r');
+  resFd = cloexec(resFd, 'w');
   const send = (message) => {
     const data = Buffer.from(JSON.stringify(message) + '\n');
     let offset = 0;
@@ -173,6 +177,16 @@ function worker(config, ctlFd, resFd) {
     }
   });
   input.on('end', () => queue.then(() => process.exit(0)));
+}
+
+function cloexec(fd, flags) {
+  try {
+    const reopened = fs.openSync(`/proc/self/fd/${fd}`, flags);
+    fs.closeSync(fd);
+    return reopened;
+  } catch (e) {
+    return fd;
+  }
 }
 
 function load(config) {

@@ -189,10 +189,8 @@ def _feed_stdin(data: bytes) -> None:
     try:
         fd = os.memfd_create("stdin", 0)
     except (AttributeError, OSError):
-        import tempfile
-
-        fd, name = tempfile.mkstemp(prefix="ilm-stdin-")
-        os.unlink(name)
+        tmp = os.environ.get("TMPDIR") or "/tmp"  # noqa: S108 - the sandbox's private tmpfs
+        fd = os.open(tmp, os.O_TMPFILE | os.O_RDWR, 0o600)
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

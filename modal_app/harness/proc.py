@@ -13,8 +13,6 @@ import os
 import re
 import selectors
 import signal
-import subprocess
-import tempfile
 import time
 from collections import deque
 from typing import Any
@@ -85,15 +83,17 @@ class Child:
     argv: the worker reads cases from the first and writes JSON-line messages
     to the second.  Its stdout and stderr are separate pipes, so nothing the
     candidate prints can reach the message pipe or the supervisor's stdout.
+    Started with ``posix_spawn`` in a new session (its own process group, so
+    ``kill`` reaches its children); every other fd of the supervisor is
+    close-on-exec and stays behind.  ``stdin`` None is /dev/null.
     """
 
     def __init__(
         self,
         argv: list[str],
         *,
-        cwd: str,
         env: dict[str, str],
-        stdin: int,
+        stdin: int | None,
         out_cap: int,
         err_cap: int,
         channel: bool,
@@ -102,39 +102,38 @@ class Child:
         self.err = Capped(err_cap)
         self.messages: deque[Message] = deque()
         self.returncode: int | None = None
-        self.killed = False
         self._closed = False
         self._lines = bytearray()
         self._outbox = bytearray()
         self._sel = selectors.DefaultSelector()
-        self._ctl_w = -1
+        self._ctl_w = res_r = -1
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        child_fds = [out_w, err_w]
-        res_r = -1
+        null = os.open(os.devnull, os.O_RDONLY) if stdin is None else -1
+        passed: list[int] = []
         if channel:
             ctl_r, self._ctl_w = os.pipe()
             res_r, res_w = os.pipe()
-            child_fds += [ctl_r, res_w]
+            passed = [ctl_r, res_w]
             argv = [*argv, str(ctl_r), str(res_w)]
+        actions = [
+            (os.POSIX_SPAWN_DUP2, stdin if stdin is not None else null, 0),
+            (os.POSIX_SPAWN_DUP2, out_w, 1),
+            (os.POSIX_SPAWN_DUP2, err_w, 2),
+        ]
         try:
-            self.popen = subprocess.Popen(
-                argv,
-                stdin=stdin,
-                stdout=out_w,
-                stderr=err_w,
-                pass_fds=tuple(child_fds[2:]),
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-            )
+            for fd in passed:
+                os.set_inheritable(fd, True)
+            self.pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
         except BaseException:
-            for fd in (out_r, err_r, res_r, self._ctl_w, *child_fds):
+            for fd in (out_r, err_r, res_r, self._ctl_w):
                 if fd >= 0:
                     os.close(fd)
             raise
-        for fd in child_fds:
-            os.close(fd)
+        finally:
+            for fd in (out_w, err_w, null, *passed):
+                if fd >= 0:
+                    os.close(fd)
         self._watch(out_r, self.out.add)
         self._watch(err_r, self.err.add)
         if res_r >= 0:
@@ -143,8 +142,10 @@ class Child:
             os.set_blocking(self._ctl_w, False)
         self._pidfd = -1
         with contextlib.suppress(AttributeError, OSError):
-            self._pidfd = os.pidfd_open(self.popen.pid)
+            self._pidfd = os.pidfd_open(self.pid)
             self._sel.register(self._pidfd, selectors.EVENT_READ, "exit")
+        self._polling = self._pidfd < 0
+        """No pidfd (old kernel): poll for the exit every 10 ms instead."""
 
     def _watch(self, fd: int, sink: Any) -> None:
         os.set_blocking(fd, False)
@@ -192,7 +193,7 @@ class Child:
     def pump(self, deadline: float) -> None:
         """Handle whatever I/O is ready, waiting at most until ``deadline``."""
         timeout = max(0.0, deadline - time.monotonic())
-        if self._pidfd < 0:
+        if self._polling:
             timeout = min(timeout, 0.01)
         for key, _ in self._sel.select(timeout):
             if key.data == "exit":
@@ -201,8 +202,8 @@ class Child:
                 self._flush_outbox()
             else:
                 self._read(key.fd, key.data)
-        if self._pidfd < 0 and self.popen.poll() is not None:
-            self._reap()
+        if self._polling and not self.exited:
+            self._reap(block=False)
 
     def _read(self, fd: int, sink: Any) -> None:
         try:
@@ -237,10 +238,16 @@ class Child:
                     break
                 key.data(chunk)
 
-    def _reap(self) -> None:
-        if self._pidfd >= 0 and self._pidfd in self._sel.get_map():
-            self._sel.unregister(self._pidfd)
-        self.returncode = self.popen.wait()
+    def _reap(self, block: bool = True) -> None:
+        pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+        if pid == 0:
+            return
+        self.returncode = os.waitstatus_to_exitcode(status)
+        if self._pidfd >= 0:
+            if self._pidfd in self._sel.get_map():
+                self._sel.unregister(self._pidfd)
+            os.close(self._pidfd)
+            self._pidfd = -1
         self.drain()
 
     def next_message(self, deadline: float) -> Message | None:
@@ -259,11 +266,9 @@ class Child:
     def kill(self) -> None:
         """SIGKILL the child's whole process group and release everything."""
         if not self.exited:
-            self.killed = True
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.popen.pid, signal.SIGKILL)
-            self.returncode = self.popen.wait()
-            self.drain()
+                os.killpg(self.pid, signal.SIGKILL)
+            self._reap()
         self.close()
 
     def close(self) -> None:
@@ -271,9 +276,9 @@ class Child:
             return
         self._closed = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)
         if self.returncode is None:
-            self.returncode = self.popen.wait()
+            self._reap()
         for key in list(self._sel.get_map().values()):
             self._sel.unregister(key.fd)
             if key.data != "write":
@@ -319,8 +324,8 @@ def stdin_file(text: str) -> int:
     try:
         fd = os.memfd_create("stdin", 0)
     except (AttributeError, OSError):
-        fd, name = tempfile.mkstemp(prefix="ilm-stdin-")
-        os.unlink(name)
+        tmp = os.environ.get("TMPDIR") or "/tmp"  # noqa: S108 - the sandbox's private tmpfs
+        fd = os.open(tmp, os.O_TMPFILE | os.O_RDWR, 0o600)
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

@@ -21,10 +21,7 @@ import ctypes
 import os
 import shutil
 import signal
-import subprocess
-import tempfile
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from modal_app.harness.build import Builder
@@ -38,7 +35,7 @@ def main(document: dict[str, Any]) -> None:
     _make_private()
     frames = Frames(str(document["nonce"]))
     started = time.monotonic()
-    tmp = tempfile.mkdtemp(prefix="ilm-harness-")
+    tmp = _private_dir()
     try:
         compile_ms = Run(document, frames, tmp).execute()
         frames.emit({"t": "done", "compile_ms": compile_ms, "total_ms": ms_since(started)})
@@ -62,12 +59,20 @@ def _make_private() -> None:
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
 
 
-@dataclass
+def _private_dir() -> str:
+    """A fresh 0700 directory under $TMPDIR (``tempfile`` costs milliseconds to import)."""
+    base = os.environ.get("TMPDIR") or "/tmp"  # noqa: S108 - the sandbox's private tmpfs
+    path = os.path.join(base, f"ilm-harness-{os.urandom(8).hex()}")
+    os.mkdir(path, 0o700)
+    return path
+
+
 class LoadFailure:
     """Why a worker could not load the solution: a compile error, or every case's outcome."""
 
-    compile_error: str | None = None
-    fields: Message = field(default_factory=dict)
+    def __init__(self, compile_error: str | None = None, fields: Message | None = None) -> None:
+        self.compile_error = compile_error
+        self.fields = fields or {}
 
 
 class Run:
@@ -79,24 +84,12 @@ class Run:
         self.mode: str = document["mode"]
         self.cases: list[Message] = list(document["cases"])
         self.caps: dict[str, int] = document["caps"]
-        self.deadline = time.monotonic() + float(document["budget_s"])
         env = dict(os.environ)
         for name, source in document["files"].items():
             with open(os.path.join(tmp, name), "w", encoding="utf-8") as fh:
                 fh.write(source)
-        self.builder = Builder(
-            language=document["language"],
-            mode=self.mode,
-            entry=document["entrypoint"],
-            solution=document["solution"],
-            cwd=os.getcwd(),
-            env=env,
-            tmp=tmp,
-            files=document["files"],
-            compile_cap=self.caps["compile"],
-            compile_timeout_s=float(document["compile_timeout_s"]),
-            deadline=self.deadline,
-        )
+        self.builder = Builder(document, env=env, tmp=tmp)
+        self.deadline = self.builder.deadline
         # Workers flush per line themselves; unbuffered would cost a write per print.
         self.worker_env = {k: v for k, v in env.items() if k != "PYTHONUNBUFFERED"}
 
@@ -151,10 +144,9 @@ class Run:
             return "the test run's time limit was reached"
         return f"timed out after {case['timeout_ms']} ms"
 
-    def spawn(self, argv: list[str], *, channel: bool, stdin: int) -> Child:
+    def spawn(self, argv: list[str], *, channel: bool, stdin: int | None) -> Child:
         return Child(
             argv,
-            cwd=self.builder.cwd,
             env=self.worker_env,
             stdin=stdin,
             out_cap=self.caps["stdout"],
@@ -190,7 +182,7 @@ class Run:
 
     def start_worker(self, argv: list[str]) -> tuple[Child | None, LoadFailure | None]:
         """A worker that has loaded the solution, or why every remaining case fails."""
-        worker = self.spawn(argv, channel=True, stdin=subprocess.DEVNULL)
+        worker = self.spawn(argv, channel=True, stdin=None)
         limit = max(0.0, min(float(self.doc["load_timeout_s"]), self.deadline - time.monotonic()))
         deadline = time.monotonic() + limit
         fields: Message
