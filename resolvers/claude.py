@@ -74,6 +74,7 @@ class ClaudeAgent:
 
     async def ask(self, principal: Principal, session_id: str, prompt: str) -> ClaudeRun:
         text = check.text("prompt", prompt, max_length=20_000)
+        await get_session(principal, session_id, log=self.log)  # who may ask, first
         if not self.config.api_key:
             raise SandboxUnavailable(
                 "Claude is not configured on this server: set ANTHROPIC_API_KEY"

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from models.claude import ClaudeRun, ClaudeRunStatus
 from tests.conftest import Account, random_email
 from tests.support import Api
 
@@ -129,6 +130,21 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
         lambda a: {"id": a["runId"]},
         "object",
     ),
+    "askClaude": (
+        'mutation($id: ID!) { askClaude(sessionId: $id, prompt: "hi") { id } }',
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "claudeRun": (
+        "query($id: ID!) { claudeRun(id: $id) { id prompt } }",
+        lambda a: {"id": a["claudeRunId"]},
+        "object",
+    ),
+    "cancelClaude": (
+        "mutation($id: ID!) { cancelClaude(runId: $id) { id } }",
+        lambda a: {"id": a["claudeRunId"]},
+        "object",
+    ),
     "revokeApiToken": (
         "mutation($id: ID!) { revokeApiToken(id: $id) { id } }",
         lambda a: {"id": a["tokenId"]},
@@ -138,11 +154,16 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
 
 
 START_SANDBOX = "mutation($id: ID!) { startSandbox(sessionId: $id) { id } }"
+CLAUDE_FIELDS = {"claudeRun", "cancelClaude"}
 TERMINAL_FIELDS = {"terminalInput", "resizeTerminal", "closeTerminal", "testRun"}
 
 
 async def _victim(
-    api: Api, make_account: Callable[[], Awaitable[Account]], *, with_terminal: bool = False
+    api: Api,
+    make_account: Callable[[], Awaitable[Account]],
+    *,
+    with_terminal: bool = False,
+    with_claude_run: bool = False,
 ) -> Account:
     victim = await make_account()
     tokens = (await api("{ apiTokens { id scope } }", token=victim["interviewerToken"])).ok()
@@ -154,11 +175,20 @@ async def _victim(
         victim["terminalId"] = opened.ok()["openTerminal"]["id"]
         ran = await api(BATTERY["runTests"][0], {"id": victim["sessionId"]}, token=staff)
         victim["runId"] = ran.ok()["runTests"]["id"]
+    if with_claude_run:
+        # This app has no Anthropic key, so the victim's run is made directly.
+        run = await ClaudeRun.create(
+            session_id=victim["sessionId"],
+            prompt="secret plan",
+            owner="test",
+            status=ClaudeRunStatus.RUNNING,
+        )
+        victim["claudeRunId"] = str(run.id)
     return victim
 
 
 def _victim_ids(victim: Account) -> list[str]:
-    keys = ("accountId", "sessionId", "questionId", "tokenId", "terminalId", "runId")
+    keys = ("accountId", "sessionId", "questionId", "tokenId", "terminalId", "runId", "claudeRunId")
     return [victim[k] for k in keys if k in victim]
 
 
@@ -174,7 +204,12 @@ async def test_battery_covers_every_root_field(api: Api, account: Account) -> No
 async def test_other_account_gets_nothing(
     api: Api, account_factory: Callable[[], Awaitable[Account]], field: str, intruder: str
 ) -> None:
-    victim = await _victim(api, account_factory, with_terminal=field in TERMINAL_FIELDS)
+    victim = await _victim(
+        api,
+        account_factory,
+        with_terminal=field in TERMINAL_FIELDS,
+        with_claude_run=field in CLAUDE_FIELDS,
+    )
     attacker = await account_factory()
     operation, variables, kind = BATTERY[field]
     result = await api(operation, variables(victim), token=attacker[intruder])
