@@ -33,6 +33,7 @@ from resolvers.sessions import get_session
 
 logger = logging.getLogger("interviewlm.testruns")
 OUTPUT_LIMIT = 64 * 1024
+Judged = tuple[TestCase, int, Verdict, CaseOutcome | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +141,15 @@ class TestRuns:
             },
         )
         tally = {"passed": 0, "failed": 0}
+        # Judged cases are recorded by a writer task in batches, so a fast
+        # harness never waits for the database between cases.
+        queue: asyncio.Queue[Judged | None] = asyncio.Queue()
+        writer = asyncio.create_task(self._write_results(run, queue))
 
         async def on_outcome(outcome: CaseOutcome) -> None:
             case = cases[outcome.index]
             verdict = judge(outcome, case, tolerance=question.float_tolerance)
-            await self._record(run, case, outcome.index, verdict, outcome)
+            queue.put_nowait((case, outcome.index, verdict, outcome))
             tally["passed" if verdict is Verdict.PASSED else "failed"] += 1
 
         inputs = [
@@ -165,12 +170,16 @@ class TestRuns:
                 total_timeout_s=self.run_timeout_s,
             )
         except SandboxError as exc:
+            queue.put_nowait(None)
+            await writer
             await self._finish(run, status=TestRunStatus.ERROR, error=f"sandbox: {exc}")
             return
         if result.compile_error is not None:
             for i, case in enumerate(cases):
-                await self._record(run, case, i, Verdict.COMPILE_ERROR, None)
+                queue.put_nowait((case, i, Verdict.COMPILE_ERROR, None))
             tally["failed"] = len(cases)
+        queue.put_nowait(None)
+        await writer
         await self._finish(
             run,
             status=TestRunStatus.FINISHED,
@@ -180,52 +189,26 @@ class TestRuns:
             duration_ms=int((datetime.now(UTC) - started).total_seconds() * 1000),
         )
 
-    async def _record(
-        self,
-        run: TestRun,
-        case: TestCase,
-        index: int,
-        verdict: Verdict,
-        outcome: CaseOutcome | None,
-    ) -> None:
-        error = None
-        if outcome is not None and outcome.error:
-            error = outcome.error + (f"\n{outcome.traceback}" if outcome.traceback else "")
-        actual = None
-        if outcome is not None:
-            actual = outcome.stdout if case.expected_stdout is not None else outcome.value_json
-        printed = None
-        if outcome is not None:
-            printed = outcome.stderr if case.expected_stdout is not None else outcome.stdout
-        await TestCaseResult.create(
-            run_id=run.id,
-            case_id=case.id,
-            position=index,
-            name=case.name,
-            hidden=case.hidden,
-            verdict=verdict,
-            duration_ms=outcome.duration_ms if outcome else None,
-            actual=_cap(actual),
-            output=_cap(printed),
-            error=_cap(error),
-            signal=outcome.signal if outcome else None,
-        )
-        passed = verdict is Verdict.PASSED
-        payload: dict[str, Any] = {
-            "runId": str(run.id),
-            "index": index,
-            "name": case.name,
-            "verdict": verdict.value,
-            "passed": passed,
-            "durationMs": outcome.duration_ms if outcome else None,
-            "error": _cap(error, 2000),
-        }
-        if case.hidden:
-            payload |= {
-                "hidden": True,
-                "public": {"runId": str(run.id), "index": index, "passed": passed},
-            }
-        await self.log.append(run.session_id, "testrun.case", payload)
+    async def _record(self, run: TestRun, judged: list[Judged]) -> None:
+        """Store a batch of judged cases and log them: one insert, one log append."""
+        rows, items = [], []
+        for case, index, verdict, outcome in judged:
+            row, payload = _result_row(run, case, index, verdict, outcome)
+            rows.append(row)
+            items.append(("testrun.case", payload))
+        await TestCaseResult.bulk_create(rows)
+        await self.log.append_many(run.session_id, items)
+
+    async def _write_results(self, run: TestRun, queue: asyncio.Queue[Judged | None]) -> None:
+        done = False
+        while not done:
+            batch = [await queue.get()]
+            while not queue.empty():
+                batch.append(queue.get_nowait())
+            done = batch[-1] is None
+            judged = [item for item in batch if item is not None]
+            if judged:
+                await self._record(run, judged)
 
     async def _finish(self, run: TestRun, *, status: TestRunStatus, **fields: Any) -> None:
         now = datetime.now(UTC)
@@ -265,6 +248,48 @@ class TestRuns:
     async def close(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+
+def _result_row(
+    run: TestRun, case: TestCase, index: int, verdict: Verdict, outcome: CaseOutcome | None
+) -> tuple[TestCaseResult, dict[str, Any]]:
+    error = actual = printed = None
+    if outcome is not None:
+        if outcome.error:
+            error = outcome.error + (f"\n{outcome.traceback}" if outcome.traceback else "")
+        program = case.expected_stdout is not None
+        actual = outcome.stdout if program else outcome.value_json
+        printed = outcome.stderr if program else outcome.stdout
+    duration = outcome.duration_ms if outcome else None
+    row = TestCaseResult(
+        run_id=run.id,
+        case_id=case.id,
+        position=index,
+        name=case.name,
+        hidden=case.hidden,
+        verdict=verdict,
+        duration_ms=duration,
+        actual=_cap(actual),
+        output=_cap(printed),
+        error=_cap(error),
+        signal=outcome.signal if outcome else None,
+    )
+    passed = verdict is Verdict.PASSED
+    payload: dict[str, Any] = {
+        "runId": str(run.id),
+        "index": index,
+        "name": case.name,
+        "verdict": verdict.value,
+        "passed": passed,
+        "durationMs": duration,
+        "error": _cap(error, 2000),
+    }
+    if case.hidden:
+        payload |= {
+            "hidden": True,
+            "public": {"runId": str(run.id), "index": index, "passed": passed},
+        }
+    return row, payload
 
 
 def _cap(text: str | None, limit: int = OUTPUT_LIMIT) -> str | None:
