@@ -2,11 +2,11 @@
 
 The runner (``modal_app.testrun.run_harness``) starts one command per test run,
 ``python3 -I -S -c BOOTSTRAP``, and writes one JSON document to its stdin:
-the supervisor's source, the worker sources the language needs, the run's
+the supervisor's modules, the worker sources the language needs, the run's
 nonce and the case *inputs* (arguments or stdin, and timeouts).  Expected
 values never enter the sandbox; comparing is the server's job.  Nothing is
 written into ``/workspace``: the supervisor keeps its files in a private
-temporary directory.
+temporary directory (the sandbox's own /tmp).
 
 Processes::
 
@@ -34,7 +34,9 @@ Framing and why candidate output cannot forge results:
   stdin document (never in argv, environment or files); the runner ignores
   every other line and accepts one outcome per requested case index.
 * Candidate code never shares that stdout: workers and programs get their own
-  pipes, with ``close_fds``.  The supervisor makes itself non-dumpable
+  pipes (``posix_spawn``; every other supervisor fd is close-on-exec, and the
+  workers mark their two protocol pipes close-on-exec for the candidate's
+  own subprocesses).  The supervisor makes itself non-dumpable
   (``prctl(PR_SET_DUMPABLE, 0)``), so a same-uid process cannot open
   ``/proc/<supervisor>/fd/1`` or read its memory for the nonce.
 * Printing something that looks like a result (framed or worker-protocol
@@ -43,15 +45,33 @@ Framing and why candidate output cannot forge results:
   as its own case's result (the supervisor takes the first message for the
   case it asked for) -- no more than returning that value.
 
+Durations: a worker measures the call itself (the supervisor bounds it by
+what it saw); a program's duration is its process's wall time, start-up
+included.  A case's timeout includes everything from sending it.
+
+Entry points.  Python: a top-level function of the module (imported once,
+``__name__`` is not ``"__main__"``).  JavaScript/TypeScript: the solution runs
+as a CommonJS function body with a trailer capturing the top-level binding
+of that name, so exporting is optional (``module.exports``/``exports``/
+``export``/``export default`` are looked at next); ES module syntax in a .js
+function solution is transpiled to CommonJS with the TypeScript compiler.
+JavaScript *programs* run as they are with ``node`` (which detects module
+syntax); their syntax is checked by ``node --check`` and, for module syntax,
+by the compiler's syntactic diagnostics.  Go: ``package main`` without
+``main``; the generated main decodes each argument into the parameter's type.
+
 TypeScript: a type error is a COMPILE_ERROR, as in Go.  The solution is
 compiled once with the TypeScript compiler API (``typescript`` package, no
 ``tsc`` process): ``strict`` off (implicit any and loose null checks are
 allowed), target ES2022, CommonJS, ``moduleDetection: force`` (a solution
 without imports is still a module, so its names do not clash with globals),
-``lib: es2022`` plus ``@types/node`` when it sits next to the compiler (else
-a small declaration shim of the Node globals).  Every error diagnostic
-fails the run with the formatted diagnostics as ``compile_error``.  The
-compiler is found at ``$INTERVIEWLM_TYPESCRIPT``, ``$NODE_PATH/typescript``,
+``lib: es2022``, source maps (stack traces show .ts lines).  Node's types:
+``@types/node`` when it sits next to the compiler *and* the solution uses
+Node (``require``, ``process``, imports, ...; loading it costs about a
+second), else a declaration shim: the Node globals and built-in modules
+(``fs``, ``readline``, ...) typed ``any``.  Every error diagnostic fails the
+run with the formatted diagnostics as ``compile_error``.  The compiler is
+found at ``$INTERVIEWLM_TYPESCRIPT``, ``$NODE_PATH/typescript``,
 ``/opt/interviewlm/toolchain/node_modules/typescript`` (the local backend's
 toolchain mount), the global ``node_modules`` (Modal images), or next to
 ``tsc`` on ``PATH``.

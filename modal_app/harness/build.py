@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -93,7 +94,29 @@ class Builder:
             return self.node_worker(self.solution)
         node = self.which("node")
         ok, output = self.tool([node, "--check", self.solution], "node --check")
+        if ok and _looks_like_module(self.solution):
+            config = {
+                "solution": self.solution,
+                "cwd": self.cwd,
+                "typescript": find_typescript(self.env),
+            }
+            argv = [node, self.path("harness_node.js"), "check-module", json.dumps(config)]
+            report = self.report(argv, "the JavaScript syntax check")
+            ok, output = not isinstance(report, str), str(report)
         return Plan([node, self.solution], loop=False, compile_error=None if ok else output)
+
+    def report(self, argv: list[str], what: str) -> dict[str, Any] | str:
+        """The JSON report of a harness_node.js step, or the compile error text."""
+        ok, output = self.tool(argv, what)
+        if not ok:
+            return output
+        try:
+            report: dict[str, Any] = json.loads(output)
+        except ValueError:
+            return f"{what} failed: {output[:2000]}"
+        if not report.get("ok"):
+            return str(report.get("message") or f"{what} failed")
+        return report
 
     def typescript(self) -> Plan:
         typescript = find_typescript(self.env)
@@ -113,15 +136,9 @@ class Builder:
             "shim": self.path("ilm-node-shim.d.ts"),
         }
         argv = [self.which("node"), self.path("harness_node.js"), "compile", json.dumps(config)]
-        ok, output = self.tool(argv, "the TypeScript compiler")
-        if not ok:
-            return Plan(compile_error=output)
-        try:
-            report: dict[str, Any] = json.loads(output)
-        except ValueError:
-            return Plan(compile_error=f"the TypeScript compiler step failed: {output[:2000]}")
-        if not report.get("ok"):
-            return Plan(compile_error=str(report.get("message") or "TypeScript compilation failed"))
+        report = self.report(argv, "the TypeScript compiler")
+        if isinstance(report, str):
+            return Plan(compile_error=report)
         compiled = str(report["file"])
         self.rewrites.append((compiled, self.solution))
         if self.function:
@@ -194,6 +211,17 @@ class Builder:
                 )
             lines.append(line)
         return "\n".join(lines).strip() or output
+
+
+_MODULE_SYNTAX = re.compile(r"^\s*(import|export)\b", re.MULTILINE)
+
+
+def _looks_like_module(path: str) -> bool:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return bool(_MODULE_SYNTAX.search(fh.read()))
+    except OSError:
+        return False
 
 
 def find_typescript(env: dict[str, str]) -> str | None:

@@ -8,6 +8,10 @@
 //       {"ok": true, "file": compiled.js} or {"ok": false, "message": text}.
 //       No candidate code runs in this step.
 //
+//   node harness_node.js check-module CONFIG_JSON
+//       Syntax-check a JavaScript *program* that uses ES module syntax (Node
+//       runs it as a module, but `node --check` misses its syntax errors).
+//
 //   node harness_node.js worker CONFIG_JSON CTL_FD RES_FD
 //       Load the solution once and call its entry point per case: one case
 //       per line on CTL_FD, one JSON message per line on RES_FD.  The
@@ -34,6 +38,8 @@ function main() {
   const config = JSON.parse(configText);
   if (command === 'compile') {
     process.stdout.write(JSON.stringify(compileTypeScript(config)) + '\n');
+  } else if (command === 'check-module') {
+    process.stdout.write(JSON.stringify(checkModule(config)) + '\n');
   } else if (command === 'worker') {
     worker(config, Number(ctlFd), Number(resFd));
   } else {
@@ -202,11 +208,15 @@ function load(config) {
     body = compile(source, config);
   } catch (e) {
     if (!(e instanceof SyntaxError)) throw e;
-    const transpiled = /^\s*(import|export)\b/m.test(source) && transpile(source, config);
+    const transpiled = ESM_SYNTAX.test(source) ? transpile(source, config) : null;
     if (!transpiled) {
       return { error: { kind: 'compile', error: syntaxError(source, config, e) } };
     }
-    body = compile(transpiled, config);
+    if (transpiled.errors) return { error: { kind: 'compile', error: transpiled.errors } };
+    transpiled.map.sources = [config.solution];
+    transpiled.map.sourceRoot = '';
+    usePositions(config, transpiled.map);
+    body = compile(transpiled.code, config);
   }
   const module = { exports: {}, filename: config.solution, id: '.', loaded: false };
   let captured;
@@ -266,18 +276,58 @@ function compile(source, config) {
   }
 }
 
+// ES module syntax (import/export) in a .js solution, to CommonJS; null without
+// the compiler.  Returns {code, map, errors}: syntax errors as formatted text.
 function transpile(source, config) {
   if (!config.typescript) return null;
   const ts = require(config.typescript);
   const result = ts.transpileModule(source, {
     fileName: config.solution,
+    reportDiagnostics: true,
     compilerOptions: {
       module: ts.ModuleKind.CommonJS,
       target: ts.ScriptTarget.ES2022,
       esModuleInterop: true,
+      sourceMap: true,
+      allowJs: true,
     },
   });
-  return result.outputText;
+  const errors = result.diagnostics.filter((d) => d.category === ts.DiagnosticCategory.Error);
+  const host = {
+    getCanonicalFileName: (f) => f,
+    getCurrentDirectory: () => config.cwd,
+    getNewLine: () => '\n',
+  };
+  const code = result.outputText.replace(/\n\/\/# sourceMappingURL=.*\s*$/, '\n');
+  return {
+    code,
+    map: JSON.parse(result.sourceMapText),
+    errors: errors.length ? ts.formatDiagnostics(errors, host).trim() : null,
+  };
+}
+
+const ESM_SYNTAX = /^\s*(import|export)\b/m;
+
+// Programs using ES module syntax run as they are (Node 20.19+ and 22+ detect
+// module syntax), but `node --check` does not report their syntax errors: the
+// compiler's syntactic diagnostics do.  No candidate code runs.
+function checkModule(config) {
+  const source = fs.readFileSync(config.solution, 'utf8');
+  if (!ESM_SYNTAX.test(source) || !config.typescript) return { ok: true };
+  const ts = require(config.typescript);
+  const result = ts.transpileModule(source, {
+    fileName: config.solution,
+    reportDiagnostics: true,
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  });
+  const errors = result.diagnostics.filter((d) => d.category === ts.DiagnosticCategory.Error);
+  if (errors.length === 0) return { ok: true };
+  const host = {
+    getCanonicalFileName: (f) => f,
+    getCurrentDirectory: () => config.cwd,
+    getNewLine: () => '\n',
+  };
+  return { ok: false, message: ts.formatDiagnostics(errors, host).trim() };
 }
 
 function syntaxError(source, config, error) {
@@ -355,11 +405,11 @@ let positions = null;
 
 // TypeScript: stack positions in the compiled JavaScript, mapped back to the
 // candidate's .ts lines through the source map the compile step wrote.
-function usePositions(config) {
+function usePositions(config, payload) {
   const mapFile = config.file + '.map';
-  if (config.file === config.solution || !fs.existsSync(mapFile)) return;
+  if (!payload && (config.file === config.solution || !fs.existsSync(mapFile))) return;
   try {
-    const map = new Module.SourceMap(JSON.parse(fs.readFileSync(mapFile, 'utf8')));
+    const map = new Module.SourceMap(payload || JSON.parse(fs.readFileSync(mapFile, 'utf8')));
     const escaped = config.solution.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
     const pattern = new RegExp(escaped + ':(\\d+):(\\d+)', 'g');
     positions = (text) =>

@@ -152,7 +152,7 @@ class Worker:
 
     def _program(self, stdin: str) -> dict[str, Any]:
         assert self.code is not None
-        _feed_stdin(stdin.encode("utf-8", "surrogateescape"))
+        _feed_stdin(stdin.encode("utf-8", "surrogatepass"))
         namespace: dict[str, Any] = {
             "__name__": "__main__",
             "__file__": self.solution,

@@ -154,7 +154,7 @@ class Child:
     # -- messages ------------------------------------------------------------------
 
     def send(self, message: Message) -> None:
-        self._outbox += json.dumps(message, ensure_ascii=False).encode() + b"\n"
+        self._outbox += json.dumps(message).encode() + b"\n"
         self._flush_outbox()
 
     def _flush_outbox(self) -> None:
@@ -320,7 +320,7 @@ def _summary(stderr: str) -> str:
 
 def stdin_file(text: str) -> int:
     """A readable fd positioned at the start of ``text`` (a memfd, or an unlinked temp file)."""
-    data = text.encode("utf-8", "surrogateescape")
+    data = text.encode("utf-8", "surrogatepass")
     try:
         fd = os.memfd_create("stdin", 0)
     except (AttributeError, OSError):

@@ -269,3 +269,34 @@ async def test_python_crash_of_the_worker_is_reported_and_recovered(
     assert crashed.status == "RUNTIME_ERROR"
     assert crashed.error == "exit status 7"
     assert (after.status, after.value_json) == ("OK", "0")
+
+
+async def test_javascript_es_module_program_and_traces(boxes: dict[Language, Box]) -> None:
+    if toolchain_dir() is None:
+        pytest.skip("ES module syntax in .js is transpiled with the TypeScript toolchain")
+    program = """import { readFileSync } from "fs";
+
+const text = readFileSync(0, "utf8").trim();
+if (text === "boom") {
+  throw new TypeError("boom at line 5");
+}
+console.log(text.toUpperCase());
+"""
+    run = await boxes[JS].run(program, [CaseInput(0, stdin="héllo\n"), CaseInput(1, stdin="boom")])
+    assert run.compile_error is None
+    ok, boom = run.outcomes
+    assert (ok.status, ok.stdout) == ("OK", "HÉLLO\n")
+    assert boom.status == "RUNTIME_ERROR"
+    assert boom.error is not None
+    assert "TypeError: boom at line 5" in boom.error
+    assert ":5:" in boom.stderr
+
+    function = 'import os from "os";\n\nexport function solve() {\n  throw new Error(os.EOL);\n}\n'
+    run = await boxes[JS].run(function, [CaseInput(0, [])])
+    assert run.outcomes[0].status == "RUNTIME_ERROR"
+    assert ":4:" in (run.outcomes[0].traceback or "")
+
+    broken = 'import { x } from "fs";\nconst y = ;\n'
+    run = await boxes[JS].run(broken, [CaseInput(0, stdin="")])
+    assert run.compile_error is not None
+    assert "(2,11): error TS1109: Expression expected." in run.compile_error
