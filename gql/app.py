@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             retention_s=settings.workspace_retention_s,
             max_file_bytes=settings.max_file_bytes,
         ),
+        secrets=tuple(s for s in (settings.anthropic_api_key, settings.modal_token_secret) if s),
     )
     live = LiveHub(bus, log)
     terminals = Terminals(sandboxes, bus)

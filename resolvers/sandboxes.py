@@ -68,7 +68,9 @@ class Sandboxes:
         policy: SandboxPolicy,
         breaker: CircuitBreaker | None = None,
         owner: str | None = None,
+        secrets: tuple[str, ...] = (),
     ) -> None:
+        self.secrets = tuple(s.encode() for s in secrets if s)
         self.backend = backend
         self.log = log
         self.policy = policy
@@ -81,6 +83,12 @@ class Sandboxes:
     ) -> T:
         """Every backend call goes through the breaker (and its deadline)."""
         return await self.breaker.call(operation, deadline_s=deadline_s)
+
+    def redact(self, data: bytes) -> bytes:
+        """Server secrets never enter the recording, whatever wrote them."""
+        for secret in self.secrets:
+            data = data.replace(secret, b"[redacted]")
+        return data
 
     async def live(self, session_id: uuid.UUID) -> SandboxRecord | None:
         return await SandboxRecord.get_or_none(session_id=session_id, state__in=LIVE)

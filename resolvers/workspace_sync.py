@@ -6,8 +6,10 @@ workspace is listed and compared with the session's snapshot; what differs
 becomes ``file.written`` / ``file.deleted`` events with ``source: "sandbox"``.
 
 Not recorded: tool caches and dependencies (any directory whose name starts
-with a dot, ``node_modules``, ``__pycache__``) and files over the file size
-limit (recorded as ``file.skipped`` with their size, so the gap is visible).
+with a dot, but for the agent's config dir; ``node_modules``, ``__pycache__``)
+and files over the file size limit (recorded as ``file.skipped`` with their
+size, so the gap is visible). Server secrets found in a file (the agent could
+write its API key somewhere) are replaced before anything is stored.
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ if TYPE_CHECKING:
 IGNORED_DIRS = frozenset({"node_modules", "__pycache__"})
 
 
+# The agent's config dir (its conversations, for --resume) is kept with the
+# workspace, so it survives a sandbox restart like the candidate's files.
+KEPT_DIRS = (".interviewlm/claude/",)
+
+
 def tracked(path: str) -> bool:
+    if path.startswith(KEPT_DIRS):
+        return True
     directories = path.split("/")[:-1]
     return not any(d.startswith(".") or d in IGNORED_DIRS for d in directories)
 
@@ -46,7 +55,7 @@ async def sync_workspace(
                     session_id, "file.skipped", {"path": path, "size": entry.size}
                 )
             continue
-        data = await sandboxes.call(partial(backend.read_file, sandbox_id, path))
+        data = sandboxes.redact(await sandboxes.call(partial(backend.read_file, sandbox_id, path)))
         old = known.get(path)
         if old is None or old.sha256 != sha256_hex(data):
             await sandboxes.files.written(session_id, path, data, source=source)

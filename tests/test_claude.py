@@ -10,6 +10,7 @@ Code CLI installed from npm, with a key that cannot work.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,6 +47,11 @@ def out(o):
     print(json.dumps(o), flush=True)
     time.sleep(0.02)
 sid = "conv-123"
+conversations = os.environ["CLAUDE_CONFIG_DIR"] + "/projects"
+os.makedirs(conversations, exist_ok=True)
+with open(conversations + "/conv-123.jsonl", "a") as f:
+    f.write(json.dumps({"prompt": os.environ["CLAUDE_PROMPT"],
+                        "env": os.environ["ANTHROPIC_API_KEY"]}) + "\n")
 if os.environ.get("CLAUDE_PROMPT") == "sleep":
     time.sleep(120)
 out({"type": "system", "subtype": "init", "session_id": sid, "model": "stand-in",
@@ -189,6 +195,18 @@ async def test_transcript_streams_typed_and_edits_are_recorded(
     again = await client(ASK, {"s": account["sessionId"], "p": "and now?"})
     follow_up = await transcript(claude_server, account, again["data"]["askClaude"]["id"])
     assert follow_up[2]["text"] == "resume=conv-123"
+    # The agent's conversations survive a sandbox restart (secrets scrubbed).
+    s = account["sessionId"]
+    await client("mutation($s: ID!) { terminateSandbox(sessionId: $s) { state } }", {"s": s})
+    await client(START, {"s": s})
+    kept = await client(
+        RUN, {"s": s, "c": "cat .interviewlm/claude/projects/conv-123.jsonl", "t": 10}
+    )
+    lines = kept["data"]["runCommand"]["stdout"].splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {"prompt": "fix my code", "env": "[redacted]"},
+        {"prompt": "and now?", "env": "[redacted]"},
+    ]
 
 
 async def test_candidate_commands_never_see_the_key(

@@ -6,11 +6,14 @@ import asyncio
 import hashlib
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import Account
+from tests.server import ServerProcess
 from tests.support import Api
-from tests.workspace_support import WRITE, events, start
+from tests.workspace_support import START, WRITE, events, start
+from tests.wsclient import GraphQLWS, collect_events
 
 RUN_TESTS = """mutation($s: ID!, $l: Language) {
   runTests(sessionId: $s, language: $l) { id status total }
@@ -221,3 +224,65 @@ async def test_candidates_never_see_hidden_case_details(api: Api, account: Accou
     started = next(e for e in staff_log if e["type"] == "testrun.started")
     assert started["payload"]["files"]["solution.py"] == sha
     assert sha == hashlib.sha256(b"def two_sum(nums, target):\n    return [0, 1]\n").hexdigest()
+
+
+SESSION_CASES = """subscription($s: ID!, $a: Int!) { sessionEvents(sessionId: $s, afterSeq: $a) {
+  lastSeq events { seq type ... on TestCaseEvent { hidden name verdict durationMs error } }
+} }"""
+PROGRESS = """subscription($r: ID!) { testRunProgress(runId: $r) { events {
+  seq type
+  ... on TestCaseEvent { index hidden passed name verdict durationMs error }
+  ... on TestRunEvent { runStatus passedCount total }
+} } }"""
+
+
+async def test_hidden_cases_stay_hidden_in_live_streams(
+    live_server: ServerProcess, account: Account
+) -> None:
+    headers = {"authorization": f"Bearer {account['candidateToken']}"}
+    async with httpx.AsyncClient(base_url=live_server.url, headers=headers, timeout=60) as http:
+
+        async def call(query: str, **variables: object) -> dict[str, Any]:
+            response = await http.post("/graphql", json={"query": query, "variables": variables})
+            return response.json()["data"]  # type: ignore[no-any-return]
+
+        s = account["sessionId"]
+        await call(START, s=s)
+        await call(WRITE, s=s, p="solution.py", c="def two_sum(nums, target):\n    return [0, 1]\n")
+        watcher = await GraphQLWS.connect(live_server.ws_url, account["candidateToken"])
+        await watcher.subscribe(SESSION_CASES, {"s": s, "a": 0})
+        run_id = (await call(RUN_TESTS, s=s))["runTests"]["id"]
+        progress = await GraphQLWS.connect(live_server.ws_url, account["candidateToken"])
+        await progress.subscribe(PROGRESS, {"r": run_id})
+        events: list[dict[str, Any]] = []
+        async with asyncio.timeout(60):
+            async for message in progress.messages():
+                if message["type"] == "complete":
+                    break
+                events += message["payload"]["data"]["testRunProgress"]["events"]
+        assert events[0]["type"] == "testrun.started"
+        assert events[-1]["type"] == "testrun.finished"
+        cases = [e for e in events if e["type"] == "testrun.case"]
+        assert len(cases) == 5
+        for case in cases:
+            if case["hidden"]:
+                assert {k for k, v in case.items() if v is not None} == {
+                    "seq",
+                    "type",
+                    "index",
+                    "hidden",
+                    "passed",
+                }
+            else:
+                assert case["name"]
+                assert case["verdict"]
+        finished_seq = events[-1]["seq"]
+        live = await collect_events(watcher, until_seq=finished_seq)
+        hidden = [e for e in live if e.get("hidden")]
+        assert len(hidden) == 2
+        for case in hidden:
+            assert case["name"] is None
+            assert case["verdict"] is None
+            assert case["durationMs"] is None
+        await watcher.close()
+        await progress.close()
