@@ -332,4 +332,3 @@ async def run(
         truncated=truncated,
         signal=status.signal,
     )
-
