@@ -18,6 +18,21 @@ def batch_of(session_id: strawberry.ID, batch: Batch) -> SessionEventBatch:
     )
 
 
+async def _session_batches(
+    info: Info, session_id: strawberry.ID, after_seq: int, *, terminal_only: bool
+) -> AsyncGenerator[SessionEventBatch, None]:
+    batches = await follow_session(
+        info.context.live,
+        info.context.log,
+        await principal_of(info),
+        session_id,
+        after_seq=after_seq,
+        terminal_only=terminal_only,
+    )
+    async for batch in batches:
+        yield batch_of(session_id, batch)
+
+
 @strawberry.type
 class Subscription:
     @strawberry.subscription(
@@ -26,27 +41,12 @@ class Subscription:
     async def session_events(
         self, info: Info, session_id: strawberry.ID, after_seq: int = 0
     ) -> AsyncGenerator[SessionEventBatch, None]:
-        batches = await follow_session(
-            info.context.live,
-            info.context.log,
-            await principal_of(info),
-            session_id,
-            after_seq=after_seq,
-        )
-        async for batch in batches:
-            yield batch_of(session_id, batch)
+        async for batch in _session_batches(info, session_id, after_seq, terminal_only=False):
+            yield batch
 
     @strawberry.subscription(description="Like sessionEvents, only terminal and command events.")
     async def terminal_output(
         self, info: Info, session_id: strawberry.ID, after_seq: int = 0
     ) -> AsyncGenerator[SessionEventBatch, None]:
-        batches = await follow_session(
-            info.context.live,
-            info.context.log,
-            await principal_of(info),
-            session_id,
-            after_seq=after_seq,
-            terminal_only=True,
-        )
-        async for batch in batches:
-            yield batch_of(session_id, batch)
+        async for batch in _session_batches(info, session_id, after_seq, terminal_only=True):
+            yield batch

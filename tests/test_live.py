@@ -8,6 +8,7 @@ import httpx
 
 from tests.conftest import Account
 from tests.server import ServerProcess
+from tests.workspace_support import RUN, START
 from tests.wsclient import SESSION_EVENTS, GraphQLWS, collect_seqs
 
 NOTE = "mutation($s: ID!, $t: String!) { addNote(sessionId: $s, text: $t) { seq } }"
@@ -114,3 +115,37 @@ async def test_candidates_do_not_see_interviewer_notes(
     assert [e["type"] for e in events] == ["session.created"]
     await candidate.close()
     await staff.close()
+
+
+TERMINAL_OUTPUT = """subscription($s: ID!, $a: Int!) { terminalOutput(sessionId: $s, afterSeq: $a) {
+  lastSeq events { seq type ... on CommandOutputEvent { data } ... on CommandEvent { exitCode } }
+} }"""
+
+
+async def test_terminal_output_carries_only_terminal_and_command_events(
+    live_server: ServerProcess, account: Account
+) -> None:
+    await add_notes(live_server, account, 2)
+    client = await GraphQLWS.connect(live_server.ws_url, account["candidateToken"])
+    await client.subscribe(TERMINAL_OUTPUT, {"s": account["sessionId"], "a": 0})
+    headers = {"authorization": f"Bearer {account['candidateToken']}"}
+    async with httpx.AsyncClient(base_url=live_server.url, headers=headers, timeout=30) as http:
+        await http.post("/graphql", json={"query": START, "variables": {"s": account["sessionId"]}})
+        await http.post(
+            "/graphql",
+            json={
+                "query": RUN,
+                "variables": {"s": account["sessionId"], "c": "echo one; echo two", "t": 10},
+            },
+        )
+    events: list[dict[str, object]] = []
+    async with asyncio.timeout(20):
+        async for message in client.messages():
+            events += message["payload"]["data"]["terminalOutput"]["events"]
+            if events[-1]["type"] == "command.exited":
+                break
+    await client.close()
+    types = {str(e["type"]) for e in events}
+    assert types <= {"command.started", "terminal.output", "command.exited"}
+    assert "".join(str(e.get("data", "")) for e in events) == "one\ntwo\n"
+    assert events[-1]["exitCode"] == 0
