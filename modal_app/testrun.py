@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args
 
 from modal_app import harness
 from modal_app.base import ExecHandle, ExitStatus, Language, OutputChunk, SandboxBackend
+from modal_app.harness.build import python_worker_config
 from modal_app.paths import normalize_workspace_path, workspace_abspath
 
 Status = Literal["OK", "RUNTIME_ERROR", "TIMEOUT", "MEMORY_LIMIT"]
@@ -149,16 +150,17 @@ async def run_harness(
         cases=cases,
         nonce=nonce,
         budget_s=total_timeout_s,
+        limits=limits,
     )
-    document["caps"] = _caps(limits, mode)
-    document["compile_timeout_s"] = limits.compile_timeout_s
-    document["load_timeout_s"] = limits.load_timeout_s
     state = _State(wanted={case.index: case for case in cases})
     started = time.monotonic()
+    command = ["python3", "-I", "-S", "-c", harness.BOOTSTRAP]
+    if language is Language.PYTHON:
+        # The bootstrap starts the worker before it reads the document.
+        config = python_worker_config(solution, entrypoint, mode)
+        command += [harness.source(harness.PYTHON_WORKER), config]
     handle = await backend.exec(
-        sandbox_id,
-        ["python3", "-I", "-S", "-c", harness.BOOTSTRAP],
-        timeout_s=total_timeout_s + limits.exec_grace_s,
+        sandbox_id, command, timeout_s=total_timeout_s + limits.exec_grace_s
     )
     output = aiter(handle.output())
     stderr = bytearray()
@@ -262,6 +264,7 @@ def _document(
     cases: Sequence[CaseInput],
     nonce: str,
     budget_s: float,
+    limits: HarnessLimits,
 ) -> dict[str, Any]:
     """The stdin document of the supervisor: sources and inputs, never expected values."""
     return {
@@ -273,6 +276,9 @@ def _document(
         "entrypoint": entrypoint,
         "solution": solution,
         "budget_s": budget_s,
+        "caps": _caps(limits, mode),
+        "compile_timeout_s": limits.compile_timeout_s,
+        "load_timeout_s": limits.load_timeout_s,
         "cases": [
             {
                 "index": case.index,

@@ -91,15 +91,33 @@ FRAME_PREFIX = "<<ILM:"
 """Frames are ``FRAME_PREFIX + nonce + ">>" + json``, one per line."""
 
 BOOTSTRAP = (
-    "import sys,json,types\n"
+    "import os,sys,ctypes\n"
+    "try:ctypes.CDLL(None).prctl(4,0,0,0,0)\n"  # PR_SET_DUMPABLE 0, before any worker runs
+    "except Exception:pass\n"
+    "w=None\n"
+    "if len(sys.argv)>1:\n"  # a Python worker's source and config: start it right away
+    " e={k:v for k,v in os.environ.items() if k!='PYTHONUNBUFFERED'}\n"
+    " o=os.pipe();r=os.pipe();c=os.pipe();s=os.pipe();n=os.open(os.devnull,os.O_RDONLY)\n"
+    " os.set_inheritable(c[0],True);os.set_inheritable(s[1],True)\n"
+    " a=[sys.executable,'-c',*sys.argv[1:]]\n"
+    " d=os.POSIX_SPAWN_DUP2\n"
+    " p=os.posix_spawn(a[0],a+[str(c[0]),str(s[1])],e,"
+    "file_actions=[(d,n,0),(d,o[1],1),(d,r[1],2)],setsid=True)\n"
+    " for f in(o[1],r[1],c[0],s[1],n):os.close(f)\n"
+    " w=[a,p,o[0],r[0],c[1],s[0]]\n"
+    "import json,types\n"
     "d=json.loads(sys.stdin.buffer.read())\n"
+    "d['prespawned']=w\n"
     "for n,s in d.pop('modules'):\n"
     " m=types.ModuleType(n);sys.modules[n]=m\n"
     " exec(compile(s,n.replace('.','/')+'.py','exec'),m.__dict__)\n"
     "m.main(d)\n"
 )
-"""The ``python3 -c`` program: registers the supervisor modules under their
-package names (so their imports of each other resolve), then runs the last."""
+"""The ``python3 -I -S -c`` program.  It makes the process non-dumpable, starts
+the Python worker given in its arguments at once (the worker's interpreter
+start-up then overlaps the supervisor's; ``proc.spawn`` does the same), reads
+the stdin document, registers the supervisor modules under their package
+names (so their imports of each other resolve) and runs the last."""
 
 
 @cache

@@ -65,8 +65,9 @@ class Builder:
 
     def prepare(self) -> Plan:
         if self.language == "PYTHON":
-            config = {"solution": self.solution, "entry": self.entry, "mode": self.mode}
-            return Plan([sys.executable, self.path("harness_python.py"), json.dumps(config)])
+            source = self.files["harness_python.py"]
+            config = python_worker_config(self.solution, self.entry, self.mode)
+            return Plan([sys.executable, "-c", source, config])
         if self.language == "JAVASCRIPT":
             return self.javascript()
         if self.language == "TYPESCRIPT":
@@ -211,6 +212,11 @@ class Builder:
                 )
             lines.append(line)
         return "\n".join(lines).strip() or output
+
+
+def python_worker_config(solution: str, entry: str, mode: str) -> str:
+    """The Python worker's config argument (the runner passes the same to the bootstrap)."""
+    return json.dumps({"solution": solution, "entry": entry, "mode": mode})
 
 
 _MODULE_SYNTAX = re.compile(r"^\s*(import|export)\b", re.MULTILINE)

@@ -1,6 +1,6 @@
 """Python worker of the test harness (standard library only; runs inside the sandbox).
 
-``python3 harness_python.py CONFIG_JSON CTL_FD RES_FD``: loads the solution
+``python3 -c SOURCE CONFIG_JSON CTL_FD RES_FD``: loads the solution
 once, then reads one case per line from CTL_FD and writes one JSON message
 per line to RES_FD (see ``modal_app.harness``).  stdout and stderr are pipes
 the supervisor attributes to the running case; the candidate's code writes
@@ -48,6 +48,10 @@ def main() -> None:
         with os.fdopen(ctl, "rb") as cases:
             for line in cases:
                 worker.run(json.loads(line))
+
+
+_HERE = main.__code__.co_filename
+"""This file's name in tracebacks ("<string>" when run with ``python3 -c``)."""
 
 
 def _prefer_as_oom_victim() -> None:
@@ -222,7 +226,7 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     """("Type: message", the traceback without this file's frames)."""
     error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
     tb = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+    while tb is not None and tb.tb_frame.f_code.co_filename == _HERE:
         tb = tb.tb_next
     trace = "".join(traceback.format_exception(type(exc), exc, tb))
     return error, trace

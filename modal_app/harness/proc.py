@@ -76,6 +76,45 @@ class Capped:
         self.total = 0
 
 
+Started = tuple[int, int, int, int, int]
+"""(pid, stdout read end, stderr read end, control write end, result read end); -1: none."""
+
+
+def spawn(argv: list[str], *, env: dict[str, str], stdin: int | None, channel: bool) -> Started:
+    """``posix_spawn`` a child in a new session with piped stdio (+ the two message pipes).
+
+    Mirrored by ``modal_app.harness.BOOTSTRAP``, which starts the Python
+    worker this way before the supervisor is even loaded.
+    """
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    null = os.open(os.devnull, os.O_RDONLY) if stdin is None else -1
+    ctl_r = ctl_w = res_r = res_w = -1
+    if channel:
+        ctl_r, ctl_w = os.pipe()
+        res_r, res_w = os.pipe()
+        argv = [*argv, str(ctl_r), str(res_w)]
+        os.set_inheritable(ctl_r, True)
+        os.set_inheritable(res_w, True)
+    actions = [
+        (os.POSIX_SPAWN_DUP2, stdin if stdin is not None else null, 0),
+        (os.POSIX_SPAWN_DUP2, out_w, 1),
+        (os.POSIX_SPAWN_DUP2, err_w, 2),
+    ]
+    try:
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+    except BaseException:
+        for fd in (out_r, err_r, ctl_w, res_r):
+            if fd >= 0:
+                os.close(fd)
+        raise
+    finally:
+        for fd in (out_w, err_w, null, ctl_r, res_w):
+            if fd >= 0:
+                os.close(fd)
+    return pid, out_r, err_r, ctl_w, res_r
+
+
 class Child:
     """A child process: stdout/stderr into capped buffers, optional message pipes.
 
@@ -85,7 +124,8 @@ class Child:
     candidate prints can reach the message pipe or the supervisor's stdout.
     Started with ``posix_spawn`` in a new session (its own process group, so
     ``kill`` reaches its children); every other fd of the supervisor is
-    close-on-exec and stays behind.  ``stdin`` None is /dev/null.
+    close-on-exec and stays behind.  ``stdin`` None is /dev/null.  ``started``
+    adopts a child started already (by the bootstrap) instead.
     """
 
     def __init__(
@@ -97,6 +137,7 @@ class Child:
         out_cap: int,
         err_cap: int,
         channel: bool,
+        started: Started | None = None,
     ) -> None:
         self.out = Capped(out_cap)
         self.err = Capped(err_cap)
@@ -106,34 +147,9 @@ class Child:
         self._lines = bytearray()
         self._outbox = bytearray()
         self._sel = selectors.DefaultSelector()
-        self._ctl_w = res_r = -1
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        null = os.open(os.devnull, os.O_RDONLY) if stdin is None else -1
-        passed: list[int] = []
-        if channel:
-            ctl_r, self._ctl_w = os.pipe()
-            res_r, res_w = os.pipe()
-            passed = [ctl_r, res_w]
-            argv = [*argv, str(ctl_r), str(res_w)]
-        actions = [
-            (os.POSIX_SPAWN_DUP2, stdin if stdin is not None else null, 0),
-            (os.POSIX_SPAWN_DUP2, out_w, 1),
-            (os.POSIX_SPAWN_DUP2, err_w, 2),
-        ]
-        try:
-            for fd in passed:
-                os.set_inheritable(fd, True)
-            self.pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
-        except BaseException:
-            for fd in (out_r, err_r, res_r, self._ctl_w):
-                if fd >= 0:
-                    os.close(fd)
-            raise
-        finally:
-            for fd in (out_w, err_w, null, *passed):
-                if fd >= 0:
-                    os.close(fd)
+        if started is None:
+            started = spawn(argv, env=env, stdin=stdin, channel=channel)
+        self.pid, out_r, err_r, self._ctl_w, res_r = started
         self._watch(out_r, self.out.add)
         self._watch(err_r, self.err.add)
         if res_r >= 0:

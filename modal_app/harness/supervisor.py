@@ -92,6 +92,7 @@ class Run:
         self.deadline = self.builder.deadline
         # Workers flush per line themselves; unbuffered would cost a write per print.
         self.worker_env = {k: v for k, v in env.items() if k != "PYTHONUNBUFFERED"}
+        self.prespawned: list[Any] | None = document.get("prespawned")
 
     def execute(self) -> int:
         """Compile, run the cases, return the compile time in ms."""
@@ -104,6 +105,8 @@ class Run:
             self.run_loop(plan.argv)
         else:
             self.run_each(plan.argv)
+        if self.prespawned is not None:  # not adopted: nothing ran in a worker
+            self.adopt([])
         return compile_ms
 
     # -- reporting -----------------------------------------------------------------
@@ -182,7 +185,7 @@ class Run:
 
     def start_worker(self, argv: list[str]) -> tuple[Child | None, LoadFailure | None]:
         """A worker that has loaded the solution, or why every remaining case fails."""
-        worker = self.spawn(argv, channel=True, stdin=None)
+        worker = self.adopt(argv) or self.spawn(argv, channel=True, stdin=None)
         limit = max(0.0, min(float(self.doc["load_timeout_s"]), self.deadline - time.monotonic()))
         deadline = time.monotonic() + limit
         fields: Message
@@ -209,6 +212,26 @@ class Run:
             fields = {"status": "TIMEOUT", "error": error}
         worker.kill()
         return None, LoadFailure(fields=fields)
+
+    def adopt(self, argv: list[str]) -> Child | None:
+        """The worker the bootstrap started, if it is the one wanted (see BOOTSTRAP)."""
+        prespawned, self.prespawned = self.prespawned, None
+        if prespawned is None:
+            return None
+        started = (prespawned[1], prespawned[2], prespawned[3], prespawned[4], prespawned[5])
+        child = Child(
+            argv,
+            env=self.worker_env,
+            stdin=None,
+            out_cap=self.caps["stdout"],
+            err_cap=self.caps["stderr"],
+            channel=True,
+            started=started,
+        )
+        if prespawned[0] == argv:
+            return child
+        child.kill()
+        return None
 
     @staticmethod
     def output(child: Child) -> Message:
