@@ -163,19 +163,28 @@ class Run:
         """Cases one after another in a worker, replaced after a hang, crash or memory error."""
         worker: Child | None = None
         failure: LoadFailure | None = None
+        reported = False
         try:
             for case in self.cases:
                 if self.out_of_budget(case):
+                    reported = True
                     continue
                 if worker is None and failure is None:
                     worker, failure = self.start_worker(argv)
-                if failure is not None:
-                    if failure.compile_error is not None:
+                if failure is not None and failure.compile_error is not None:
+                    if not reported:
                         self.compile_error(failure.compile_error)
                         return
+                    # The file changed under a later worker: no compile error
+                    # after results, the remaining cases fail instead.
+                    error = f"while loading the solution again: {failure.compile_error}"
+                    failure = LoadFailure(fields={"status": "RUNTIME_ERROR", "error": error})
+                if failure is not None:
                     self.emit_case(case, **failure.fields)
+                    reported = True
                     continue
                 assert worker is not None
+                reported = True
                 if self.run_in_worker(worker, case):
                     worker.close()
                     worker = None

@@ -300,3 +300,26 @@ console.log(text.toUpperCase());
     run = await boxes[JS].run(broken, [CaseInput(0, stdin="")])
     assert run.compile_error is not None
     assert "(2,11): error TS1109: Expression expected." in run.compile_error
+
+
+async def test_python_solution_broken_after_a_restart_fails_the_remaining_cases(
+    boxes: dict[Language, Box],
+) -> None:
+    source = """
+def solve(n):
+    if n == 0:
+        with open(__file__, "a") as fh:
+            fh.write("\\ndef broken(:\\n")
+        while True:
+            pass
+    return n
+"""
+    cases = [CaseInput(0, [0], timeout_ms=300), CaseInput(1, [1])]
+    run = await boxes[PY].run(source, cases)
+    assert run.compile_error is None
+    hung, after = run.outcomes
+    assert hung.status == "TIMEOUT"
+    assert after.status == "RUNTIME_ERROR"
+    assert after.error is not None
+    assert after.error.startswith("while loading the solution again: ")
+    assert "SyntaxError" in after.error
