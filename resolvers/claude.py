@@ -38,6 +38,7 @@ from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.bus import EventBus, follow_channel
 from resolvers.errors import Conflict, NotFound, SandboxUnavailable
+from resolvers.events import without_nul
 from resolvers.sandboxes import Sandboxes
 from resolvers.sessions import get_session
 
@@ -222,6 +223,8 @@ class ClaudeAgent:
         self, run: ClaudeRun, sandbox: SandboxRecord, outcome: dict[str, Any]
     ) -> None:
         status: ClaudeRunStatus = outcome.pop("status")
+        if outcome.get("error"):
+            outcome["error"] = without_nul(outcome["error"])
         await ClaudeRun.filter(id=run.id).update(
             status=status, live_key=None, finished_at=datetime.now(UTC), **outcome
         )

@@ -61,6 +61,17 @@ class EventRecord:
         )
 
 
+def without_nul(value: Any) -> Any:
+    """PostgreSQL text and JSON cannot hold NUL: program output can. U+FFFD stands in."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {k: without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def channel_for(session_id: uuid.UUID) -> str:
     return f"session:{session_id}"
 
@@ -162,7 +173,7 @@ class EventLog:
                 .update(last_seq=session.last_seq + len(items))
             )
             records = [
-                EventRecord(session_id, first + i, type_, now, payload)
+                EventRecord(session_id, first + i, type_, now, without_nul(payload))
                 for i, (type_, payload) in enumerate(items)
             ]
             await Event.bulk_create(

@@ -8,6 +8,7 @@ starter files and a README.md with the prompt.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
@@ -102,7 +103,7 @@ class Sandboxes:
             raise Conflict(f"session is {session.status.value}; it cannot start a sandbox")
         existing = await self.live(session.id)
         if existing is not None:
-            return existing
+            return await self._settled(existing)
         running = await SandboxRecord.filter(account_id=session.account_id, state__in=LIVE).count()
         if running >= self.policy.quota:
             raise RateLimited(
@@ -124,7 +125,7 @@ class Sandboxes:
             raced = await self.live(session.id)
             if raced is None:
                 raise Conflict("the sandbox is changing state; retry") from None
-            return raced
+            return await self._settled(raced)
         try:
             await self._provision(session, record)
         except BaseException as exc:
@@ -132,6 +133,18 @@ class Sandboxes:
             if isinstance(exc, SandboxError):
                 raise SandboxUnavailable(f"could not start the sandbox: {exc}") from exc
             raise
+        return record
+
+    async def _settled(self, record: SandboxRecord) -> SandboxRecord:
+        """Wait out another request's (or replica's) start of the same sandbox."""
+        deadline = asyncio.get_running_loop().time() + self.breaker.call_timeout
+        while record.state is SandboxState.STARTING:
+            if asyncio.get_running_loop().time() > deadline:
+                raise SandboxUnavailable("the sandbox is still starting; retry")
+            await asyncio.sleep(0.05)
+            record = await SandboxRecord.get(id=record.id)
+        if record.state is not SandboxState.RUNNING:
+            raise SandboxUnavailable(f"the sandbox could not start: {record.end_reason}")
         return record
 
     async def _provision(self, session: InterviewSession, record: SandboxRecord) -> None:

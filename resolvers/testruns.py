@@ -26,6 +26,7 @@ from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
 from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.errors import BadUserInput, Conflict, NotFound
+from resolvers.events import without_nul
 from resolvers.judging import judge
 from resolvers.languages import language_info
 from resolvers.sandboxes import Sandboxes
@@ -293,6 +294,7 @@ def _result_row(
 
 
 def _cap(text: str | None, limit: int = OUTPUT_LIMIT) -> str | None:
-    if text is None or len(text) <= limit:
-        return text
-    return text[:limit] + "\n[truncated]"
+    if text is None:
+        return None
+    text = without_nul(text)
+    return text if len(text) <= limit else text[:limit] + "\n[truncated]"

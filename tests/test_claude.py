@@ -216,6 +216,7 @@ async def test_candidate_commands_never_see_the_key(
     await client.start()
     env = await client(RUN, {"s": account["sessionId"], "c": "env; cat /proc/*/environ", "t": 10})
     assert KEY not in str(env)
+    assert env.get("data"), env
     assert "ANTHROPIC" not in env["data"]["runCommand"]["stdout"]
 
 

@@ -125,6 +125,8 @@ async def test_run_command_streams_events_and_records_file_changes(
     assert result["stdout"] == "hello\n"
     assert result["stderr"] == "oops\n"
     assert result["timedOut"] is False
+    nul = await run(api, account, "printf 'a\\0b'")  # NUL cannot go into PostgreSQL text
+    assert nul["stdout"] == "a\x00b"
     log = await events(api, account)
     mine = [e for e in log if (e.get("payload") or {}).get("commandId") == result["commandId"]]
     assert mine[0]["type"] == "command.started"
