@@ -2,7 +2,9 @@
 
 Every measurement is from ``run_harness`` being called to its return (every
 result in hand), in a local bubblewrap sandbox per language, on a warm
-sandbox (the first run, which warms Go's build cache, is not counted).
+sandbox (the first run, which warms Go's build cache, is not counted).  Runs
+are 200 ms apart (all variants alike), so one run's sandbox teardown does not
+land in the next one's measurement.
 
 Baselines for Python, same 20 cases and solution:
 
@@ -36,6 +38,7 @@ from modal_app.testrun import CaseInput, run_harness
 
 REPO = Path(__file__).resolve().parents[1]
 CASES = 20
+PAUSE_S = 0.2
 SOLUTIONS = {
     Language.PYTHON: ("solution.py", "solve", "def solve(a, b):\n    return [a + b, str(a)]\n"),
     Language.JAVASCRIPT: (
@@ -62,6 +65,9 @@ async def timed(runs: int, once: Callable[[], Awaitable[None]]) -> list[float]:
     await once()  # warm-up (Go's build cache, page cache)
     timings = []
     for _ in range(runs):
+        # run_harness returns at the last result and the sandbox command exits
+        # just after: let that teardown finish outside the next measurement.
+        await asyncio.sleep(PAUSE_S)
         started = time.perf_counter()
         await once()
         timings.append((time.perf_counter() - started) * 1000)

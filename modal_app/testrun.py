@@ -269,6 +269,7 @@ def _document(
     """The stdin document of the supervisor: sources and inputs, never expected values."""
     return {
         "modules": harness.supervisor_modules(),
+        "compiled": harness.compiled_modules(),
         "files": {name: harness.source(name) for name in _WORKERS[language]},
         "nonce": nonce,
         "language": language.value,

@@ -79,6 +79,9 @@ toolchain mount), the global ``node_modules`` (Modal images), or next to
 
 from __future__ import annotations
 
+import base64
+import marshal
+import sys
 from functools import cache
 from importlib import resources
 
@@ -108,16 +111,22 @@ BOOTSTRAP = (
     "import json,types\n"
     "d=json.loads(sys.stdin.buffer.read())\n"
     "d['prespawned']=w\n"
-    "for n,s in d.pop('modules'):\n"
+    "c=d.pop('compiled');p=c['tag']==sys.implementation.cache_tag\n"
+    "if p:import binascii,marshal\n"
+    "for i,(n,s) in enumerate(d.pop('modules')):\n"
     " m=types.ModuleType(n);sys.modules[n]=m\n"
-    " exec(compile(s,n.replace('.','/')+'.py','exec'),m.__dict__)\n"
+    " exec(marshal.loads(binascii.a2b_base64(c['code'][i]))if p else "
+    "compile(s,n.replace('.','/')+'.py','exec'),m.__dict__)\n"
     "m.main(d)\n"
 )
 """The ``python3 -I -S -c`` program.  It makes the process non-dumpable, starts
 the Python worker given in its arguments at once (the worker's interpreter
 start-up then overlaps the supervisor's; ``proc.spawn`` does the same), reads
 the stdin document, registers the supervisor modules under their package
-names (so their imports of each other resolve) and runs the last."""
+names (so their imports of each other resolve) and runs the last.  The
+modules come as source and as code compiled by the server's interpreter,
+used when the sandbox's has the same bytecode (``cache_tag``): compiling
+them costs more than the rest of the supervisor's start-up."""
 
 
 @cache
@@ -131,6 +140,19 @@ def supervisor_modules() -> list[tuple[str, str]]:
     return [(f"{__name__}.{name}", source(f"{name}.py")) for name in SUPERVISOR_MODULES]
 
 
+@cache
+def compiled_modules() -> dict[str, str | list[str]]:
+    """The supervisor modules compiled by this interpreter (for BOOTSTRAP, see there)."""
+    code = [
+        compile(text, name.replace(".", "/") + ".py", "exec", dont_inherit=True, optimize=0)
+        for name, text in supervisor_modules()
+    ]
+    return {
+        "tag": sys.implementation.cache_tag or "",
+        "code": [base64.b64encode(marshal.dumps(c)).decode("ascii") for c in code],
+    }
+
+
 __all__ = [
     "BOOTSTRAP",
     "FRAME_PREFIX",
@@ -138,6 +160,7 @@ __all__ = [
     "NODE_WORKER",
     "PYTHON_WORKER",
     "SUPERVISOR_MODULES",
+    "compiled_modules",
     "source",
     "supervisor_modules",
 ]

@@ -26,8 +26,11 @@ import sys
 import time
 import traceback
 import types
-from collections.abc import Callable
-from typing import Any, BinaryIO
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, BinaryIO
 
 
 def main() -> None:

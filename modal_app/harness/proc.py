@@ -15,7 +15,10 @@ import selectors
 import signal
 import time
 from collections import deque
-from typing import Any
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
+if TYPE_CHECKING:
+    from typing import Any
 
 READ_CHUNK = 1 << 16
 MEMORY_PATTERNS = (
@@ -30,7 +33,7 @@ MEMORY_PATTERNS = (
 _SUMMARY_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
 _FATAL_PREFIXES = ("fatal error:", "panic:", "FATAL ERROR:")
 
-Message = dict[str, Any]
+Message = dict[str, "Any"]
 
 
 def ms_since(started: float) -> int:

@@ -19,13 +19,15 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import shutil
 import signal
 import time
-from typing import Any
 
 from modal_app.harness.build import Builder
 from modal_app.harness.proc import Child, Frames, Message, death, ms_since, stdin_file
+
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs milliseconds
+if TYPE_CHECKING:
+    from typing import Any
 
 PR_SET_DUMPABLE = 4
 
@@ -43,6 +45,8 @@ def main(document: dict[str, Any]) -> None:
         frames.emit({"t": "harness_error", "message": f"{type(exc).__name__}: {exc}"})
         raise
     finally:
+        import shutil  # after the results: it costs a millisecond to import
+
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -174,3 +174,14 @@ async def test_twenty_python_cases_are_fast(boxes: dict[Language, Box]) -> None:
         timings.append(time.monotonic() - started)
         assert [o.value_json for o in run.outcomes] == [str(2 * i) for i in range(20)]
     assert statistics.median(timings) < 1.0, timings
+
+
+async def test_supervisor_compiles_its_source_when_the_bytecode_does_not_fit(
+    boxes: dict[Language, Box], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bytecode shipped with the harness is for the server's Python; Modal's may differ."""
+    from modal_app import harness
+
+    monkeypatch.setattr(harness, "compiled_modules", lambda: {"tag": "other-999", "code": []})
+    run = await boxes[PY].run("def solve(n):\n    return n * 2\n", [CaseInput(0, [21])])
+    assert [(o.status, o.value_json) for o in run.outcomes] == [("OK", "42")]
