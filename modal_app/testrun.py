@@ -233,7 +233,7 @@ def _mode(cases: Sequence[CaseInput]) -> Mode:
         seen.add(case.index)
         if (case.args is None) == (case.stdin is None):
             raise ValueError(f"case {case.index} must have exactly one of args and stdin")
-        if isinstance(case.args, str | bytes):
+        if case.args is not None and not isinstance(case.args, list | tuple):
             raise ValueError(f"case {case.index}: args must be a list of JSON values")
         if not isinstance(case.timeout_ms, int) or case.timeout_ms <= 0:
             raise ValueError(f"case {case.index}: timeout_ms must be a positive integer")

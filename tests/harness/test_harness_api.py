@@ -119,6 +119,7 @@ async def test_program_output_cap_is_separate(boxes: dict[Language, Box]) -> Non
         ({"cases": [CaseInput(0, [1]), CaseInput(0, [2])]}, "duplicate case index 0"),
         ({"cases": [CaseInput(0, [1]), CaseInput(1, stdin="")]}, "all be function mode"),
         ({"cases": [CaseInput(0, [1], stdin="x")]}, "exactly one of args and stdin"),
+        ({"cases": [CaseInput(0, {"a": 1})]}, "args must be a list"),  # type: ignore[arg-type]
         ({"cases": [CaseInput(0, [1], timeout_ms=0)]}, "positive integer"),
         ({"entrypoint": "solve; import os"}, "not a valid PYTHON function name"),
         ({"entrypoint": "class"}, "not a valid PYTHON function name"),
