@@ -24,7 +24,9 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        ws="websockets",
+        # The sans-I/O implementation: uvicorn's legacy one compresses every
+        # frame for every watcher with costly zlib defaults (bench/stream.py).
+        ws="websockets-sansio",
         lifespan="on",
         proxy_headers=True,
     )
