@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
 import strawberry
+from graphql import ExecutionResult, OperationDefinitionNode
 from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
@@ -24,7 +26,7 @@ from gql.types.account import (
     User,
     ViewerKind,
 )
-from gql.types.event import EVENT_TYPES, NoteEvent, Recording, event_of
+from gql.types.event import EVENT_TYPES, NoteEvent, Recording, SessionEventBatch, event_of
 from gql.types.question import CreateQuestionInput, LanguageInfo, Question
 from gql.types.session import (
     CreateSessionInput,
@@ -206,6 +208,36 @@ class PerEventMemoExecutionContext(StrawberryGraphQLCoreExecutionContext):
         executor = super().build_per_event_executor(payload)
         executor._relevant_sub_fields = {}
         return executor
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        """Render one event batch once for every watcher asking the same thing.
+
+        Watchers given the same ``SessionEventBatch`` object (same events, same
+        visibility: see gql.subscriptions.batch_of) with the same document and
+        variables get the same result; its fields are plain data, independent
+        of the caller. Anything else executes as usual.
+        """
+        payload = self.root_value
+        if not isinstance(payload, SessionEventBatch):
+            return super().execute_operation(serially)
+        key = (id(payload), _document_key(self.operation), repr(self.variable_values))
+        hit = _SHARED.get(key)
+        if hit is not None and hit[0] is payload:
+            return hit[1]
+        result = super().execute_operation(serially)
+        if isinstance(result, ExecutionResult) and not result.errors:
+            _SHARED[key] = (payload, result)
+            if len(_SHARED) > 1024:
+                _SHARED.popitem(last=False)
+        return result
+
+
+_SHARED: OrderedDict[tuple[int, str, str], tuple[Any, ExecutionResult]] = OrderedDict()
+
+
+def _document_key(operation: OperationDefinitionNode) -> str:
+    source = operation.loc.source.body if operation.loc else None
+    return source if source is not None else str(id(operation))
 
 
 def build_schema(*, max_depth: int = 12, max_aliases: int = 30) -> ApiSchema:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 
 import strawberry
@@ -11,11 +12,22 @@ from gql.types.event import SessionEventBatch, event_of
 from resolvers.live import Batch
 from resolvers.watching import follow_session
 
+_RENDERED: OrderedDict[int, tuple[Batch, SessionEventBatch]] = OrderedDict()
+_RENDERED_MAX = 512
+
 
 def batch_of(session_id: strawberry.ID, batch: Batch) -> SessionEventBatch:
-    return SessionEventBatch(
+    """The GraphQL value of a batch, built once for every watcher given the same list."""
+    hit = _RENDERED.get(id(batch))
+    if hit is not None and hit[0] is batch:  # the list is held, so its id is not reused
+        return hit[1]
+    value = SessionEventBatch(
         session_id=session_id, events=[event_of(r) for r in batch], last_seq=batch[-1].seq
     )
+    _RENDERED[id(batch)] = (batch, value)
+    if len(_RENDERED) > _RENDERED_MAX:
+        _RENDERED.popitem(last=False)
+    return value
 
 
 async def _session_batches(

@@ -205,14 +205,14 @@ class LiveHub:
                         if shown := _kept(page, keep):
                             yield shown
                     continue
-                batch = [r for r in await watcher.queue.get() if r.seq > last]
+                batch = _after(await watcher.queue.get(), last)
                 if not batch:
                     continue
                 if batch[0].seq > last + 1:
                     async for page in replay(up_to=batch[0].seq - 1):
                         if shown := _kept(page, keep):
                             yield shown
-                    batch = [r for r in batch if r.seq > last]
+                    batch = _after(batch, last)
                     if not batch:
                         continue
                 last = batch[-1].seq
@@ -220,5 +220,17 @@ class LiveHub:
                     yield shown
 
 
+def _after(batch: Batch, seq: int) -> Batch:
+    """The events past ``seq``; the very list when all are (batches are in seq order)."""
+    if batch and batch[0].seq > seq:
+        return batch
+    return [r for r in batch if r.seq > seq]
+
+
 def _kept(batch: Batch, keep: Callable[[EventRecord], EventRecord | None]) -> Batch:
-    return [r for r in (keep(record) for record in batch) if r is not None]
+    kept = [r for r in (keep(record) for record in batch) if r is not None]
+    # Unchanged, the hub's own list goes on: every watcher that sees the same
+    # events then holds the same object, and the GraphQL layer renders it once.
+    if len(kept) == len(batch) and all(a is b for a, b in zip(kept, batch, strict=True)):
+        return batch
+    return kept
