@@ -60,7 +60,7 @@ if str(ROOT) not in sys.path:
 PG_ADMIN = os.environ.get("BENCH_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/postgres")
 REDIS_HOST = "redis://127.0.0.1:6379"
 WORKERS = 2
-CHUNK_BYTES = 16 * 1024  # the server's coalescer flushes at 16 KiB (or 25 ms)
+CHUNK_BYTES = 16 * 1024  # the server's coalescer flushes at 16 KiB (or 10 ms)
 LINE_INTERVAL_S = 0.01
 
 SUBSCRIPTION = """subscription($s: ID!, $a: Int!) {
@@ -799,7 +799,7 @@ class Bench:
                 f"{o.us_per_delivery('B'):>13.0f} {b.us_per_delivery('relay'):>6.0f}{flag}"
             )
         print(
-            "  ours split at the event's `at`: sandbox->event = pipe, 25 ms coalescer, commit "
+            "  ours split at the event's `at`: sandbox->event = pipe, 10 ms coalescer, commit "
             "queue on A;\n  event->watcher = commit, Redis, replica B (hub, Strawberry, "
             "WebSocket), watcher.\n  us/delivery = CPU of replica B (of the baseline relay) per "
             "output event delivered to one watcher."
