@@ -40,7 +40,7 @@ from resolvers.bus import EventBus, follow_channel
 from resolvers.errors import Conflict, NotFound, SandboxUnavailable
 from resolvers.events import without_nul
 from resolvers.sandboxes import Sandboxes
-from resolvers.sessions import get_session
+from resolvers.sessions import get_session, require_session_access
 
 logger = logging.getLogger("interviewlm.claude")
 CONFIG_DIR = "/workspace/.interviewlm/claude"
@@ -258,10 +258,7 @@ class ClaudeAgent:
         run = await ClaudeRun.get_or_none(id=rid)
         if run is None:
             raise NotFound("Claude run")
-        try:
-            await get_session(principal, str(run.session_id), log=self.log)
-        except NotFound:
-            raise NotFound("Claude run") from None
+        await require_session_access(principal, run.session_id, kind="Claude run", log=self.log)
         return run
 
     async def cancel(self, principal: Principal, run_id: str) -> ClaudeRun:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -115,6 +116,17 @@ async def get_session(principal: Principal, session_id: str, *, log: EventLog) -
     if session is None:
         raise NotFound("session")
     return await expire_if_due(session, log=log)
+
+
+async def require_session_access(
+    principal: Principal, session_id: uuid.UUID, *, kind: str, log: EventLog
+) -> None:
+    """For objects reached by their own id (runs, terminals): through their session,
+    hence through the caller's account; answered as NOT_FOUND of that ``kind``."""
+    try:
+        await get_session(principal, str(session_id), log=log)
+    except NotFound:
+        raise NotFound(kind) from None
 
 
 async def expire_if_due(session: InterviewSession, *, log: EventLog) -> InterviewSession:

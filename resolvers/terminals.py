@@ -27,7 +27,7 @@ from resolvers.bus import EventBus, follow_channel
 from resolvers.errors import BadUserInput, Conflict, NotFound, SandboxUnavailable
 from resolvers.output import OutputCoalescer
 from resolvers.sandboxes import Sandboxes
-from resolvers.sessions import get_session
+from resolvers.sessions import require_session_access
 
 logger = logging.getLogger("interviewlm.terminals")
 MAX_INPUT_BYTES = 64 * 1024
@@ -149,11 +149,7 @@ class Terminals:
         record = await TerminalRecord.get_or_none(id=tid)
         if record is None:
             raise NotFound("terminal")
-        # Through the session, hence through the caller's account.
-        try:
-            await get_session(principal, str(record.session_id), log=self.log)
-        except NotFound:
-            raise NotFound("terminal") from None
+        await require_session_access(principal, record.session_id, kind="terminal", log=self.log)
         return record
 
     async def _send(self, record: TerminalRecord, op: dict[str, Any]) -> None:

@@ -30,7 +30,7 @@ from resolvers.events import without_nul
 from resolvers.judging import judge
 from resolvers.languages import language_info
 from resolvers.sandboxes import Sandboxes
-from resolvers.sessions import get_session
+from resolvers.sessions import require_session_access
 
 logger = logging.getLogger("interviewlm.testruns")
 OUTPUT_LIMIT = 64 * 1024
@@ -237,10 +237,7 @@ class TestRuns:
         run = await TestRun.get_or_none(id=rid)
         if run is None:
             raise NotFound("test run")
-        try:
-            await get_session(principal, str(run.session_id), log=self.log)
-        except NotFound:
-            raise NotFound("test run") from None
+        await require_session_access(principal, run.session_id, kind="test run", log=self.log)
         return run
 
     async def results(self, run: TestRun) -> list[TestCaseResult]:
