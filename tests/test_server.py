@@ -66,3 +66,16 @@ async def test_legacy_protocol_reports_rejection(live_server: ServerProcess) -> 
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         message = json.loads(await ws.recv())
         assert message["type"] == "connection_error"
+
+
+async def test_cross_origin_websockets_are_refused(live_server: ServerProcess) -> None:
+    # Browsers send Origin on WebSocket handshakes and apply no CORS to them: an
+    # origin not in CORS_ORIGINS (none here) must not get a socket.
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        async with websockets.connect(
+            live_server.ws_url,
+            subprotocols=["graphql-transport-ws"],  # type: ignore[list-item]
+            origin="https://evil.example",  # type: ignore[arg-type]
+        ):
+            pass
+    assert refused.value.response.status_code == 403
