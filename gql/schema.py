@@ -15,7 +15,7 @@ from strawberry.tools import merge_types
 from gql.claude_ops import ClaudeMutation, ClaudeQuery, ClaudeSubscription
 from gql.context import Info, principal_of
 from gql.errors import ApiSchema
-from gql.subscriptions import Subscription
+from gql.subscriptions import SHARED_RENDERINGS, Subscription
 from gql.terminal_ops import TerminalMutation
 from gql.testrun_ops import TestRunMutation, TestRunQuery, TestRunSubscription
 from gql.types.account import (
@@ -227,7 +227,7 @@ class PerEventMemoExecutionContext(StrawberryGraphQLCoreExecutionContext):
         result = super().execute_operation(serially)
         if isinstance(result, ExecutionResult) and not result.errors:
             _SHARED[key] = (payload, result)
-            if len(_SHARED) > 1024:
+            if len(_SHARED) > SHARED_RENDERINGS:
                 _SHARED.popitem(last=False)
         return result
 

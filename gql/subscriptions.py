@@ -13,7 +13,9 @@ from resolvers.live import Batch
 from resolvers.watching import follow_session
 
 _RENDERED: OrderedDict[int, tuple[Batch, SessionEventBatch]] = OrderedDict()
-_RENDERED_MAX = 512
+# Watchers render a batch within moments of each other, so a few recent
+# batches are all that sharing needs; more would pin large output in memory.
+SHARED_RENDERINGS = 16
 
 
 def batch_of(session_id: strawberry.ID, batch: Batch) -> SessionEventBatch:
@@ -25,7 +27,7 @@ def batch_of(session_id: strawberry.ID, batch: Batch) -> SessionEventBatch:
         session_id=session_id, events=[event_of(r) for r in batch], last_seq=batch[-1].seq
     )
     _RENDERED[id(batch)] = (batch, value)
-    if len(_RENDERED) > _RENDERED_MAX:
+    if len(_RENDERED) > SHARED_RENDERINGS:
         _RENDERED.popitem(last=False)
     return value
 

@@ -13,6 +13,7 @@ from strawberry.types.unset import UnsetType
 
 from gql.context import Context, Services
 from gql.http import GraphQLHTTP
+from gql.subscriptions import SHARED_RENDERINGS
 from resolvers.errors import ApiError
 
 
@@ -61,6 +62,6 @@ def _encoded(value: object) -> str:
         return hit[1]
     text = json.dumps(value, separators=(",", ":"))
     _ENCODED[id(value)] = (value, text)
-    if len(_ENCODED) > 256:
+    if len(_ENCODED) > SHARED_RENDERINGS:
         _ENCODED.popitem(last=False)
     return text
