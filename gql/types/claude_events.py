@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
-from gql.types.event_base import SessionEvent
+from gql.types.event_base import SessionEvent, meta
 from resolvers.events import EventRecord
 
 
@@ -92,12 +92,7 @@ class ClaudeErrorEvent(ClaudeEvent):
 
 
 def _base(record: EventRecord, payload: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "seq": record.seq,
-        "at": record.at,
-        "type": record.type,
-        "run_id": strawberry.ID(payload["runId"]),
-    }
+    return {**meta(record), "run_id": strawberry.ID(payload["runId"])}
 
 
 def _claude_run(record: EventRecord, payload: dict[str, Any]) -> ClaudeRunEvent:

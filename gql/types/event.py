@@ -9,7 +9,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from gql.types.claude_events import CLAUDE_BUILDERS, CLAUDE_EVENT_TYPES
-from gql.types.event_base import SessionEvent
+from gql.types.event_base import SessionEvent, meta
 from models.session import SessionStatus
 from models.testrun import TestRunStatus, Verdict
 from resolvers.events import EventRecord
@@ -133,31 +133,23 @@ class GenericSessionEvent(SessionEvent):
 
 
 _BUILDERS: dict[str, Callable[[EventRecord, dict[str, Any]], SessionEvent]] = {
-    "session": lambda r, p: SessionLifecycleEvent(
-        seq=r.seq, at=r.at, type=r.type, status=SessionStatus(p["status"])
-    ),
+    "session": lambda r, p: SessionLifecycleEvent(**meta(r), status=SessionStatus(p["status"])),
     "sandbox": lambda r, p: SandboxEvent(
-        seq=r.seq,
-        at=r.at,
-        type=r.type,
+        **meta(r),
         sandbox_id=strawberry.ID(p["sandboxId"]),
         backend=p.get("backend"),
         reason=p.get("reason"),
         restored_files=p.get("restoredFiles"),
     ),
     "file": lambda r, p: FileEvent(
-        seq=r.seq,
-        at=r.at,
-        type=r.type,
+        **meta(r),
         path=p["path"],
         size=p.get("size"),
         sha256=p.get("sha256"),
         source=p.get("source"),
     ),
     "command": lambda r, p: CommandEvent(
-        seq=r.seq,
-        at=r.at,
-        type=r.type,
+        **meta(r),
         command_id=strawberry.ID(p["commandId"]),
         command=p.get("command"),
         exit_code=p.get("exitCode"),
@@ -169,26 +161,20 @@ _BUILDERS: dict[str, Callable[[EventRecord, dict[str, Any]], SessionEvent]] = {
     ),
     "terminal.output": lambda r, p: (
         CommandOutputEvent(
-            seq=r.seq,
-            at=r.at,
-            type=r.type,
+            **meta(r),
             command_id=strawberry.ID(p["commandId"]),
             stream=p["stream"],
             data=p["data"],
         )
         if p.get("commandId")
         else TerminalOutputEvent(
-            seq=r.seq,
-            at=r.at,
-            type=r.type,
+            **meta(r),
             terminal_id=strawberry.ID(p["terminalId"]),
             data=p["data"],
         )
     ),
     "terminal": lambda r, p: TerminalEvent(
-        seq=r.seq,
-        at=r.at,
-        type=r.type,
+        **meta(r),
         terminal_id=strawberry.ID(p["terminalId"]),
         input=p.get("data"),
         cols=p.get("cols"),
@@ -196,9 +182,7 @@ _BUILDERS: dict[str, Callable[[EventRecord, dict[str, Any]], SessionEvent]] = {
         exit_code=p.get("exitCode"),
     ),
     "testrun.case": lambda r, p: TestCaseEvent(
-        seq=r.seq,
-        at=r.at,
-        type=r.type,
+        **meta(r),
         run_id=strawberry.ID(p["runId"]),
         index=p["index"],
         hidden=bool(p.get("hidden")),
@@ -209,9 +193,7 @@ _BUILDERS: dict[str, Callable[[EventRecord, dict[str, Any]], SessionEvent]] = {
         error=p.get("error"),
     ),
     "testrun": lambda r, p: TestRunEvent(
-        seq=r.seq,
-        at=r.at,
-        type=r.type,
+        **meta(r),
         run_id=strawberry.ID(p["runId"]),
         run_status=TestRunStatus(p["status"]) if p.get("status") else None,
         language=p.get("language"),
@@ -223,9 +205,7 @@ _BUILDERS: dict[str, Callable[[EventRecord, dict[str, Any]], SessionEvent]] = {
         error=p.get("error"),
         files=p.get("files"),
     ),
-    "note": lambda r, p: NoteEvent(
-        seq=r.seq, at=r.at, type=r.type, text=p["text"], author=p.get("author")
-    ),
+    "note": lambda r, p: NoteEvent(**meta(r), text=p["text"], author=p.get("author")),
 }
 
 
@@ -236,9 +216,7 @@ def event_of(record: EventRecord) -> SessionEvent:
     builder = _BUILDERS.get(record.type) or _BUILDERS.get(record.type.split(".", 1)[0])
     if builder is not None:
         return builder(record, record.payload)
-    return GenericSessionEvent(
-        seq=record.seq, at=record.at, type=record.type, payload=cast(JSON, record.payload)
-    )
+    return GenericSessionEvent(**meta(record), payload=cast(JSON, record.payload))
 
 
 @strawberry.type
