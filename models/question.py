@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 from tortoise import fields
 from tortoise.models import Model
 
+from models.jsonvalue import JSONValueField, JSONValueModel
+
 if TYPE_CHECKING:
     from models.account import Account
 
@@ -30,7 +32,7 @@ class Question(Model):
         table = "question"
 
 
-class QuestionLanguage(Model):
+class QuestionLanguage(JSONValueModel):
     id = fields.IntField(primary_key=True)
     question: fields.ForeignKeyRelation[Question] = fields.ForeignKeyField(
         "models.Question", related_name="languages", on_delete=fields.CASCADE
@@ -40,14 +42,14 @@ class QuestionLanguage(Model):
     entrypoint = fields.CharField(max_length=200)
     solution_path = fields.CharField(max_length=500)
     # [{"path": str, "content": str}, ...]
-    starter_files: fields.JSONField[list[dict[str, str]]] = fields.JSONField(default=list)
+    starter_files: Any = JSONValueField(default=list)
 
     class Meta:
         table = "question_language"
         unique_together = (("question", "language"),)
 
 
-class TestCase(Model):
+class TestCase(JSONValueModel):
     id = fields.IntField(primary_key=True)
     question: fields.ForeignKeyRelation[Question] = fields.ForeignKeyField(
         "models.Question", related_name="test_cases", on_delete=fields.CASCADE
@@ -58,8 +60,9 @@ class TestCase(Model):
     hidden = fields.BooleanField(default=False)
     timeout_ms = fields.IntField(default=2000)
     # Function mode: JSON list of positional args and the JSON value expected.
-    input: fields.JSONField[Any] = fields.JSONField(null=True)
-    expected: fields.JSONField[Any] = fields.JSONField(null=True)
+    # Any JSON value, a string included (see models.jsonvalue).
+    input: Any = JSONValueField(null=True)
+    expected: Any = JSONValueField(null=True)
     # Program mode: stdin and the stdout expected.
     stdin = fields.TextField(null=True)
     expected_stdout = fields.TextField(null=True)

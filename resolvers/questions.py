@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 MAX_TEST_CASES = 200
 MAX_STARTER_FILES = 50
 MAX_CASE_JSON = 64 * 1024
+MAX_JSON_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +105,33 @@ def _check_language(i: int, spec: LanguageSpec, max_file_bytes: int) -> dict[str
     }
 
 
+def _storable(text: str) -> bool:
+    # PostgreSQL's jsonb (and text) cannot hold NUL, and no UTF-8 encoder takes
+    # an unpaired surrogate: refused here, on every database alike.
+    return "\x00" not in text and not any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
+def _check_json(field: str, value: Any) -> None:
+    """Every JSON value is accepted (strings included) except what no database stores
+    losslessly: NaN/Infinity, NUL characters, unpaired surrogates, absurd nesting."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise BadUserInput(field, f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, float) and not math.isfinite(item):
+            raise BadUserInput(field, "numbers must be finite (no NaN or Infinity)")
+        if isinstance(item, str) and not _storable(item):
+            raise BadUserInput(field, "strings must not contain NUL or unpaired surrogates")
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str) or not _storable(key):
+                    raise BadUserInput(field, "object keys must be text without NUL")
+                stack.append((child, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+
+
 def _check_case(i: int, spec: TestCaseSpec) -> dict[str, Any]:
     at = f"input.testCases[{i}]"
     name = check.text(f"{at}.name", spec.name, max_length=200)
@@ -125,6 +154,7 @@ def _check_case(i: int, spec: TestCaseSpec) -> dict[str, Any]:
         if not spec.has_expected:
             raise BadUserInput(f"{at}.expected", "is required")
         for name_, value in (("input", spec.input), ("expected", spec.expected)):
+            _check_json(f"{at}.{name_}", value)
             if len(json.dumps(value)) > MAX_CASE_JSON:
                 raise BadUserInput(f"{at}.{name_}", f"over {MAX_CASE_JSON} bytes of JSON")
     return {
