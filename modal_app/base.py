@@ -237,11 +237,18 @@ class SandboxBackend(Protocol):
         env: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
         network: NetworkPolicy | None = None,
+        private: bool = False,
     ) -> ExecHandle:
         """Start a command: a sequence is an argv, a string runs under ``sh -c``.
 
         ``network`` widens the sandbox's network for this command only (the
         Claude agent's API host); candidate commands never pass it.
+
+        ``private`` (test runs, which see hidden inputs): the command sees the
+        workspace as a read-only snapshot taken when it starts (no sockets,
+        FIFOs or devices), a fresh empty home and fresh /tmp and /dev/shm,
+        and shares nothing writable with the sandbox's other commands;
+        everything it writes is discarded with it.  It never has network.
         """
 
     async def open_pty(

@@ -170,6 +170,8 @@ class LocalSandboxBackend(WorkspaceFiles):
             toolchain=self._toolchain,
             tmp_size_mb=self._tmp_size_mb,
             allow_network=self._allow_network,
+            snapshot_max_bytes=self._quota.max_bytes,
+            snapshot_max_files=self._quota.max_inodes,
         )
         self._watchdog = asyncio.create_task(self._watch())
 
@@ -336,6 +338,7 @@ class LocalSandboxBackend(WorkspaceFiles):
         env: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
         network: NetworkPolicy | None = None,
+        private: bool = False,
     ) -> LocalExecHandle:
         argv = command_argv(command)
         if timeout_s is not None and not timeout_s > 0:
@@ -349,6 +352,7 @@ class LocalSandboxBackend(WorkspaceFiles):
             timeout_s=timeout_s,
             network=network,
             on_exit=self._exited(live),
+            private=private,
         )
         self._track(live, handle)
         return handle

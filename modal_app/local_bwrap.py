@@ -102,6 +102,9 @@ class Invocation:
     pty: bool = False
     tmp_size_mb: int = 256
     toolchain_dir: Path | None = None
+    private: bool = False
+    """``workspace`` is a private snapshot, bound read-only, and home is a fresh
+    tmpfs: the command can write nothing that outlives it (see ``local_private``)."""
 
 
 def prlimit_args(tools: Tools, limits: Limits) -> list[str]:
@@ -175,13 +178,12 @@ def bwrap_args(tools: Tools, inv: Invocation) -> list[str]:
         tmp_size,
         "--tmpfs",
         "/dev/shm",  # noqa: S108 - the sandbox's own fresh tmpfs
-        "--bind",
-        str(inv.workspace),
-        "/workspace",
-        "--bind",
-        str(inv.home),
-        SANDBOX_HOME,
     ]
+    if inv.private:
+        args += ["--ro-bind", str(inv.workspace), "/workspace"]
+        args += ["--perms", "0700", "--size", tmp_size, "--tmpfs", SANDBOX_HOME]
+    else:
+        args += ["--bind", str(inv.workspace), "/workspace", "--bind", str(inv.home), SANDBOX_HOME]
     if inv.toolchain_dir is not None:
         args += ["--ro-bind", str(inv.toolchain_dir), TOOLCHAIN_MOUNT]
     # The root and /dev are tmpfs without a size bound; read-only they cannot

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modal_app.base import BackendUnavailable, FileNotFoundInSandbox, InvalidSpec, NetworkPolicy
@@ -15,6 +15,7 @@ from modal_app.local_cgroup import Cgroups
 from modal_app.local_exec import LocalExecHandle
 from modal_app.local_files import stat_path
 from modal_app.local_meta import MetaStore, SandboxMeta
+from modal_app.local_private import make_snapshot, remove_snapshot
 from modal_app.local_pty import LocalPtyHandle, set_winsize
 from modal_app.local_spec import NETWORK_REFUSED, check_env
 from modal_app.paths import normalize_workspace_path, workspace_abspath
@@ -34,6 +35,8 @@ class Runner:
     toolchain: Path | None
     tmp_size_mb: int
     allow_network: bool
+    snapshot_max_bytes: int = 1 << 30
+    snapshot_max_files: int = 100_000
 
     async def exec(
         self,
@@ -45,8 +48,21 @@ class Runner:
         timeout_s: float | None,
         network: NetworkPolicy | None,
         on_exit: Callable[[Handle], None],
+        private: bool = False,
     ) -> LocalExecHandle:
         inv = await self._invocation(meta, cwd=cwd, env=env, network=network, pty=False)
+        if private:
+            # A snapshot instead of the live workspace (see local_private).
+            snapshot = await asyncio.to_thread(
+                make_snapshot,
+                inv.workspace,
+                self.store.sandbox_dir(meta.id) / "private",
+                uid=meta.uid,
+                max_bytes=self.snapshot_max_bytes,
+                max_files=self.snapshot_max_files,
+            )
+            inv = replace(inv, workspace=snapshot, private=True)
+            on_exit = _removing(snapshot, on_exit)
         try:
             spawned = await spawn(
                 self.tools,
@@ -58,8 +74,12 @@ class Runner:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
-        except OSError as exc:
-            raise BackendUnavailable(f"could not start a sandboxed process: {exc}") from exc
+        except BaseException as exc:
+            if inv.private:
+                await asyncio.to_thread(remove_snapshot, inv.workspace)
+            if isinstance(exc, OSError):
+                raise BackendUnavailable(f"could not start a sandboxed process: {exc}") from exc
+            raise
         return LocalExecHandle(spawned, timeout_s=timeout_s, on_exit=on_exit)
 
     async def pty(
@@ -134,3 +154,13 @@ class Runner:
             tmp_size_mb=self.tmp_size_mb,
             toolchain_dir=self.toolchain,
         )
+
+
+def _removing(snapshot: Path, on_exit: Callable[[Handle], None]) -> Callable[[Handle], None]:
+    """``on_exit``, then the private snapshot is deleted (off the event loop)."""
+
+    def done(handle: Handle) -> None:
+        on_exit(handle)
+        asyncio.get_running_loop().run_in_executor(None, remove_snapshot, snapshot)
+
+    return done

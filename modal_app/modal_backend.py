@@ -71,6 +71,7 @@ from modal_app.base import (
 from modal_app.modal_errors import translate_errors
 from modal_app.modal_files import ModalFiles
 from modal_app.modal_images import ImageCatalog
+from modal_app.modal_private import private_argv
 from modal_app.modal_process import ModalExecHandle, ModalPtyHandle
 from modal_app.modal_refs import SandboxRef, SandboxRefs, status_from_returncode
 from modal_app.modal_shell import STATE_DIR, exec_wrapper_argv
@@ -348,8 +349,13 @@ class ModalSandboxBackend:
         env: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
         network: NetworkPolicy | None = None,
+        private: bool = False,
     ) -> ExecHandle:
         argv = _argv(command)
+        if private:
+            if network is not None and not network.blocked:
+                raise InvalidSpec("a private command has no network")
+            argv = private_argv(argv)  # best effort on Modal: see modal_private
         workdir = None if cwd is None else sandbox_workdir(cwd)
         check_env(env or {})
         backstop = _modal_timeout(timeout_s)

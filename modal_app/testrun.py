@@ -10,6 +10,16 @@ never sees expected values and judges nothing: comparing ``value_json`` or
 Outcomes hold raw candidate output and error text.  For hidden cases the
 server must not show them to the candidate as they are: the printed output,
 the error and the traceback can all contain the case's inputs.
+
+Hidden inputs stay in the run (issue 9):
+
+* the command is a ``private`` exec: candidate code sees a read-only
+  snapshot of the workspace, a fresh home and /tmp, nothing it writes
+  outlives the run, and nothing is shared with the candidate's terminals;
+* hidden cases run after every visible case, so nothing a later visible
+  case prints can carry a hidden input stashed in memory or in /tmp;
+* what the run reports about itself (``harness_error`` aside, which is for
+  the server's log only) is fixed text, never candidate-influenced output.
 """
 
 from __future__ import annotations
@@ -57,6 +67,8 @@ class CaseInput:
     """The positional arguments, JSON values."""
     stdin: str | None = None
     timeout_ms: int = 2000
+    hidden: bool = False
+    """Hidden cases run after all visible ones (see the module doc)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +96,10 @@ class HarnessRun:
     """One per input case, in input order (unless ``compile_error``)."""
     harness_error: str | None = None
     """The harness itself failed or was stopped; cases it did not report are
-    filled in (TIMEOUT if the run's time limit was reached, else RUNTIME_ERROR)."""
+    filled in (TIMEOUT if the run's time limit was reached, else RUNTIME_ERROR).
+    For the server's log: it may hold what the sandbox wrote to stderr."""
+    timed_out: bool = False
+    """The run's time limit was reached (the command was killed)."""
     compile_ms: int = 0
     total_ms: int = 0
 
@@ -114,6 +129,8 @@ class _State:
     harness_error: str | None = None
     done: bool = False
     compile_ms: int = 0
+    hidden_wanted: bool = False
+    hidden_sent: bool = False
 
 
 async def run_harness(
@@ -136,6 +153,10 @@ async def run_harness(
     request and the backend's SandboxError if the command cannot start.
     """
     mode = _mode(cases)
+    # Visible cases first: once a hidden input is in the sandbox, nothing the
+    # candidate sees may be produced (sorted() is stable: order is kept within each).
+    visible = [case for case in cases if not case.hidden]
+    hidden = [case for case in cases if case.hidden]
     if mode == "function":
         _check_entrypoint(language, entrypoint)
     if not total_timeout_s > 0:
@@ -147,11 +168,13 @@ async def run_harness(
         mode=mode,
         entrypoint=entrypoint,
         solution=solution,
-        cases=cases,
+        cases=visible,
         nonce=nonce,
         budget_s=total_timeout_s,
         limits=limits,
     )
+    document["hidden_count"] = len(hidden)
+    hidden_line = json.dumps([_case_json(case) for case in hidden]).encode() + b"\n"
     state = _State(wanted={case.index: case for case in cases})
     started = time.monotonic()
     command = ["python3", "-I", "-S", "-c", harness.BOOTSTRAP]
@@ -160,14 +183,20 @@ async def run_harness(
         config = python_worker_config(solution, entrypoint, mode)
         command += [harness.source(harness.PYTHON_WORKER), config]
     handle = await backend.exec(
-        sandbox_id, command, timeout_s=total_timeout_s + limits.exec_grace_s
+        sandbox_id, command, timeout_s=total_timeout_s + limits.exec_grace_s, private=True
     )
     output = aiter(handle.output())
     stderr = bytearray()
     try:
-        await handle.write_stdin(json.dumps(document).encode())
-        await handle.close_stdin()
-        await _consume(output, state, nonce, on_outcome, stderr)
+        await handle.write_stdin(json.dumps(document).encode() + b"\n")
+        if not hidden:
+            await handle.close_stdin()
+
+        async def send_hidden() -> None:
+            await handle.write_stdin(hidden_line)
+            await handle.close_stdin()
+
+        await _consume(output, state, nonce, on_outcome, stderr, send_hidden=send_hidden)
         status = None if state.done else await handle.wait()
     except BaseException:
         with contextlib.suppress(Exception):
@@ -179,8 +208,8 @@ async def run_harness(
         _finish_in_background(handle, output)
     elif state.harness_error is None:
         state.harness_error = _stopped(status, bytes(stderr), total_timeout_s)
+    timed_out = status is not None and status.timed_out
     if state.compile_error is None:
-        timed_out = status is not None and status.timed_out
         await _fill_missing(state, timed_out=timed_out, on_outcome=on_outcome)
     return HarnessRun(
         compile_error=state.compile_error,
@@ -188,6 +217,7 @@ async def run_harness(
         harness_error=state.harness_error,
         compile_ms=state.compile_ms,
         total_ms=int((time.monotonic() - started) * 1000),
+        timed_out=timed_out,
     )
 
 
@@ -280,15 +310,16 @@ def _document(
         "caps": _caps(limits, mode),
         "compile_timeout_s": limits.compile_timeout_s,
         "load_timeout_s": limits.load_timeout_s,
-        "cases": [
-            {
-                "index": case.index,
-                "args": list(case.args) if case.args is not None else None,
-                "stdin": case.stdin,
-                "timeout_ms": case.timeout_ms,
-            }
-            for case in cases
-        ],
+        "cases": [_case_json(case) for case in cases],
+    }
+
+
+def _case_json(case: CaseInput) -> dict[str, Any]:
+    return {
+        "index": case.index,
+        "args": list(case.args) if case.args is not None else None,
+        "stdin": case.stdin,
+        "timeout_ms": case.timeout_ms,
     }
 
 
@@ -307,6 +338,8 @@ async def _consume(
     nonce: str,
     on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
     stderr: bytearray,
+    *,
+    send_hidden: Callable[[], Awaitable[None]],
 ) -> None:
     """Act on every valid frame until the done frame or the end of the output.
 
@@ -326,6 +359,9 @@ async def _consume(
             del pending[: end + 1]
             if line.startswith(prefix):
                 outcome = _apply(state, line[len(prefix) :])
+                if state.hidden_wanted:
+                    state.hidden_wanted = False
+                    await send_hidden()
                 if outcome is not None and on_outcome is not None:
                     await on_outcome(outcome)
                 if state.done:
@@ -349,7 +385,11 @@ def _apply(state: _State, payload: bytes) -> CaseOutcome | None:
             return None
         state.outcomes[outcome.index] = outcome
         return outcome
-    if kind == "compile_error":
+    if kind == "hidden":
+        # Once: every visible case is reported, the hidden ones may enter.
+        state.hidden_wanted = not state.hidden_sent
+        state.hidden_sent = True
+    elif kind == "compile_error":
         state.compile_error = str(frame.get("message") or "compilation failed")
     elif kind == "done":
         state.done = True
@@ -389,7 +429,11 @@ async def _fill_missing(
     timed_out: bool,
     on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
 ) -> None:
-    reason = state.harness_error or "the test harness reported no result"
+    # Fixed text: harness_error may quote the sandbox's stderr.
+    if timed_out:
+        reason = "the test run's time limit was reached"
+    else:
+        reason = "the test harness stopped before reporting it"
     status: Status = "TIMEOUT" if timed_out else "RUNTIME_ERROR"
     for index in state.wanted:
         if index in state.outcomes:

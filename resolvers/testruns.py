@@ -7,6 +7,14 @@ so it holds across replicas). The log gets ``testrun.started`` (with the
 hashes of the files tested), one ``testrun.case`` per case as it finishes, and
 ``testrun.finished``. Hidden cases' events carry ``hidden: true`` and only
 ``{runId, index, passed}`` as public fields (see resolvers.visibility).
+
+Hidden inputs never reach the candidate (issue 9): the harness runs as a
+private exec with the hidden cases last (``modal_app.testrun``); their
+results are recorded together once the harness has finished, so a
+candidate cannot time one hidden case from its event; a candidate sees of
+them only ``passed`` (interviewers see everything). A run's ``error`` is one
+of a few fixed sentences, never an exception's text: the details go to the
+server's log.
 """
 
 from __future__ import annotations
@@ -19,7 +27,14 @@ from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
-from modal_app.base import Language, SandboxError
+from modal_app.base import (
+    Language,
+    QuotaExceeded,
+    SandboxError,
+    SandboxNotFound,
+    SandboxTerminated,
+)
+from modal_app.local_private import SnapshotTooLarge
 from modal_app.testrun import CaseInput, CaseOutcome, HarnessRun, run_harness
 from models.question import Question, QuestionLanguage, TestCase
 from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
@@ -118,9 +133,9 @@ class TestRuns:
     async def _execute(self, run: TestRun, backend_id: str) -> None:
         try:
             await self._run(run, backend_id)
-        except Exception as exc:
+        except Exception:
             logger.exception("test run %s failed", run.id)
-            await self._finish(run, status=TestRunStatus.ERROR, error=f"the run failed: {exc}")
+            await self._finish(run, status=TestRunStatus.ERROR, error=ERROR_INTERNAL)
 
     async def _run(self, run: TestRun, backend_id: str) -> None:
         session_id = run.session_id
@@ -147,16 +162,26 @@ class TestRuns:
         queue: asyncio.Queue[Judged | None] = asyncio.Queue()
         writer = asyncio.create_task(self._write_results(run, queue))
 
+        # Hidden results wait for the end of the run: logged one by one as
+        # they finish, their events' times would say how long each one took.
+        deferred: list[Judged] = []
+
         async def on_outcome(outcome: CaseOutcome) -> None:
             case = cases[outcome.index]
             verdict = judge(outcome, case, tolerance=question.float_tolerance)
-            queue.put_nowait((case, outcome.index, verdict, outcome))
+            judged = (case, outcome.index, verdict, outcome)
+            if case.hidden:
+                deferred.append(judged)
+            else:
+                queue.put_nowait(judged)
             tally["passed" if verdict is Verdict.PASSED else "failed"] += 1
 
         inputs = [
-            CaseInput(index=i, args=c.input, stdin=c.stdin, timeout_ms=c.timeout_ms)
+            CaseInput(
+                index=i, args=c.input, stdin=c.stdin, timeout_ms=c.timeout_ms, hidden=c.hidden
+            )
             if c.expected_stdout is None
-            else CaseInput(index=i, stdin=c.stdin or "", timeout_ms=c.timeout_ms)
+            else CaseInput(index=i, stdin=c.stdin or "", timeout_ms=c.timeout_ms, hidden=c.hidden)
             for i, c in enumerate(cases)
         ]
         try:
@@ -171,10 +196,16 @@ class TestRuns:
                 total_timeout_s=self.run_timeout_s,
             )
         except SandboxError as exc:
+            logger.warning("test run %s: the sandbox failed: %r", run.id, exc)
             queue.put_nowait(None)
             await writer
-            await self._finish(run, status=TestRunStatus.ERROR, error=f"sandbox: {exc}")
+            await self._finish(run, status=TestRunStatus.ERROR, error=sandbox_error(exc))
             return
+        for judged in sorted(deferred, key=lambda item: item[1]):
+            queue.put_nowait(judged)
+        if result.harness_error is not None:
+            # May quote the sandbox's stderr: the log gets it, the run a fixed sentence.
+            logger.warning("test run %s: %s", run.id, result.harness_error)
         if result.compile_error is not None:
             for i, case in enumerate(cases):
                 queue.put_nowait((case, i, Verdict.COMPILE_ERROR, None))
@@ -187,6 +218,7 @@ class TestRuns:
             compile_error=result.compile_error,
             passed=tally["passed"],
             failed=tally["failed"],
+            error=run_error(result),
             duration_ms=int((datetime.now(UTC) - started).total_seconds() * 1000),
         )
 
@@ -288,6 +320,28 @@ def _result_row(
             "public": {"runId": str(run.id), "index": index, "passed": passed},
         }
     return row, payload
+
+
+ERROR_INTERNAL = "the test run failed because of an internal error; please run the tests again"
+ERROR_TIME_LIMIT = "the test run reached its time limit; cases not run by then failed"
+ERROR_HARNESS = "the test run stopped unexpectedly; cases not run by then failed"
+
+
+def sandbox_error(exc: SandboxError) -> str:
+    """What a client is told when the sandbox could not run the tests (no internals)."""
+    if isinstance(exc, SandboxTerminated | SandboxNotFound):
+        return "the sandbox has ended; start it again to run the tests"
+    if isinstance(exc, QuotaExceeded):
+        return "the sandbox is at its process limit; stop some processes and try again"
+    if isinstance(exc, SnapshotTooLarge):
+        return "the workspace is too large to test; delete some files and try again"
+    return "the sandbox could not run the tests; please try again"
+
+
+def run_error(result: HarnessRun) -> str | None:
+    if result.harness_error is None:
+        return None
+    return ERROR_TIME_LIMIT if result.timed_out else ERROR_HARNESS
 
 
 def _cap(text: str | None, limit: int = OUTPUT_LIMIT) -> str | None:

@@ -1,9 +1,13 @@
 """The in-sandbox test harness: sources shipped into a sandbox for a test run.
 
 The runner (``modal_app.testrun.run_harness``) starts one command per test run,
-``python3 -I -S -c BOOTSTRAP``, and writes one JSON document to its stdin:
-the supervisor's modules, the worker sources the language needs, the run's
-nonce and the case *inputs* (arguments or stdin, and timeouts).  Expected
+``python3 -I -S -c BOOTSTRAP``, as a *private* exec (a read-only snapshot of
+the workspace, a fresh home and /tmp, nothing written outlives it), and
+writes one JSON document line to its stdin: the supervisor's modules, the
+worker sources the language needs, the run's nonce and the *visible* cases'
+inputs (arguments or stdin, and timeouts).  The hidden cases follow as a
+second line only when the supervisor asks for them, after every visible case
+is reported (see ``supervisor``).  Expected
 values never enter the sandbox; comparing is the server's job.  Nothing is
 written into ``/workspace``: the supervisor keeps its files in a private
 temporary directory (the sandbox's own /tmp).
@@ -109,7 +113,7 @@ BOOTSTRAP = (
     " for f in(o[1],r[1],c[0],s[1],n):os.close(f)\n"
     " w=[a,p,o[0],r[0],c[1],s[0]]\n"
     "import json,types\n"
-    "d=json.loads(sys.stdin.buffer.read())\n"
+    "d=json.loads(sys.stdin.buffer.readline())\n"
     "d['prespawned']=w\n"
     "c=d.pop('compiled');p=c['tag']==sys.implementation.cache_tag\n"
     "if p:import binascii,marshal\n"

@@ -12,12 +12,19 @@ The supervisor never runs candidate code itself.  It compiles once
 JavaScript/TypeScript/Go programs, one process per case, enforces each case's
 timeout, and writes one frame per event to its own stdout.  See
 ``modal_app.harness`` for the framing and isolation design.
+
+Hidden cases are not in the document: once every visible case is reported,
+the supervisor asks for them (a ``hidden`` frame) and reads them as a second
+line of stdin.  So while a visible case runs, no hidden input is anywhere in
+the sandbox, and after the first hidden input arrives nothing visible is
+produced any more.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import signal
 import time
@@ -97,21 +104,49 @@ class Run:
         # Workers flush per line themselves; unbuffered would cost a write per print.
         self.worker_env = {k: v for k, v in env.items() if k != "PYTHONUNBUFFERED"}
         self.prespawned: list[Any] | None = document.get("prespawned")
+        self.worker: Child | None = None
+        """The case-loop worker, kept from the visible cases to the hidden ones."""
+        self.failure: LoadFailure | None = None
+        self.reported = False
+        """A case was reported: a compile error can no longer be."""
+        self.stopped = False
+        """A compile error was reported: nothing more runs."""
 
     def execute(self) -> int:
-        """Compile, run the cases, return the compile time in ms."""
+        """Compile, run the visible cases, then the hidden ones; return the compile time in ms."""
         started = time.monotonic()
         plan = self.builder.prepare()
         compile_ms = ms_since(started)
         if plan.compile_error is not None:
             self.compile_error(plan.compile_error)
-        elif plan.loop:
-            self.run_loop(plan.argv)
         else:
-            self.run_each(plan.argv)
+            try:
+                self.run_cases(plan)
+                if int(self.doc.get("hidden_count") or 0) > 0 and not self.stopped:
+                    self.cases = self.hidden_cases()
+                    self.run_cases(plan)
+            finally:
+                if self.worker is not None:
+                    self.worker.close()
+                    self.worker = None
         if self.prespawned is not None:  # not adopted: nothing ran in a worker
             self.adopt([])
         return compile_ms
+
+    def run_cases(self, plan: Any) -> None:
+        if plan.loop:
+            self.run_loop(plan.argv)
+        else:
+            self.run_each(plan.argv)
+
+    def hidden_cases(self) -> list[Message]:
+        """Ask the runner for the hidden cases and read them (one JSON line on stdin)."""
+        import sys
+
+        self.frames.emit({"t": "hidden"})
+        line = sys.stdin.buffer.readline()
+        cases = json.loads(line) if line.strip() else []
+        return list(cases)
 
     # -- reporting -----------------------------------------------------------------
 
@@ -165,36 +200,31 @@ class Run:
 
     def run_loop(self, argv: list[str]) -> None:
         """Cases one after another in a worker, replaced after a hang, crash or memory error."""
-        worker: Child | None = None
-        failure: LoadFailure | None = None
-        reported = False
-        try:
-            for case in self.cases:
-                if self.out_of_budget(case):
-                    reported = True
-                    continue
-                if worker is None and failure is None:
-                    worker, failure = self.start_worker(argv)
-                if failure is not None and failure.compile_error is not None:
-                    if not reported:
-                        self.compile_error(failure.compile_error)
-                        return
-                    # The file changed under a later worker: no compile error
-                    # after results, the remaining cases fail instead.
-                    error = f"while loading the solution again: {failure.compile_error}"
-                    failure = LoadFailure(fields={"status": "RUNTIME_ERROR", "error": error})
-                if failure is not None:
-                    self.emit_case(case, **failure.fields)
-                    reported = True
-                    continue
-                assert worker is not None
-                reported = True
-                if self.run_in_worker(worker, case):
-                    worker.close()
-                    worker = None
-        finally:
-            if worker is not None:
-                worker.close()
+        for case in self.cases:
+            if self.out_of_budget(case):
+                self.reported = True
+                continue
+            if self.worker is None and self.failure is None:
+                self.worker, self.failure = self.start_worker(argv)
+            failure = self.failure
+            if failure is not None and failure.compile_error is not None:
+                if not self.reported:
+                    self.compile_error(failure.compile_error)
+                    self.stopped = True
+                    return
+                # The file changed under a later worker: no compile error
+                # after results, the remaining cases fail instead.
+                error = f"while loading the solution again: {failure.compile_error}"
+                self.failure = LoadFailure(fields={"status": "RUNTIME_ERROR", "error": error})
+            if self.failure is not None:
+                self.emit_case(case, **self.failure.fields)
+                self.reported = True
+                continue
+            assert self.worker is not None
+            self.reported = True
+            if self.run_in_worker(self.worker, case):
+                self.worker.close()
+                self.worker = None
 
     def start_worker(self, argv: list[str]) -> tuple[Child | None, LoadFailure | None]:
         """A worker that has loaded the solution, or why every remaining case fails."""
