@@ -38,6 +38,16 @@ class ClaudeRun(Model):
     cost_usd = fields.FloatField(null=True)
     num_turns = fields.IntField(null=True)
     duration_ms = fields.IntField(null=True)
+    # The agent's per-run API token (issue 9): only its SHA-256 is stored, so
+    # any replica's proxy can check it; cleared when the run ends, which is
+    # what makes the token useless afterwards.
+    token_hash = fields.CharField(max_length=64, null=True, unique=True)
+    token_expires_at = fields.DatetimeField(null=True)
+    # Usage as the proxy saw it in the API's answers (authoritative: the
+    # agent's own report is written by a process the candidate can influence).
+    api_requests = fields.IntField(default=0)
+    input_tokens = fields.BigIntField(default=0)
+    output_tokens = fields.BigIntField(default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     finished_at = fields.DatetimeField(null=True)
 
