@@ -17,6 +17,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from gql.backends import build_backend
 from gql.context import Services
+from gql.parsing import DocumentLimits
 from gql.schema import build_schema
 from gql.settings import Settings
 from gql.view import GraphQLView
@@ -26,6 +27,7 @@ from resolvers.database import close_database, open_database, ping_database
 from resolvers.events import EventLog
 from resolvers.live import LiveHub
 from resolvers.reaper import reaper_running, reconcile
+from resolvers.revocations import Revocations
 from resolvers.sandboxes import Sandboxes, SandboxPolicy
 from resolvers.terminals import Terminals
 from resolvers.testruns import TestRuns
@@ -71,10 +73,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 time_limit_s=settings.claude_time_limit_s,
             ),
         ),
+        revocations=Revocations(bus),
     )
     view = GraphQLView(
-        build_schema(max_depth=settings.max_query_depth),
+        build_schema(
+            max_depth=settings.max_query_depth,
+            limits=DocumentLimits(
+                max_tokens=settings.max_query_tokens,
+                anon_max_tokens=settings.anon_max_query_tokens,
+            ),
+        ),
         max_body_bytes=settings.max_body_bytes,
+        # GraphiQL only where GRAPHIQL says so (scripts/serve, for development).
+        graphql_ide="graphiql" if settings.graphiql else None,
         keep_alive=True,
         keep_alive_interval=15,
         connection_init_wait_timeout=timedelta(seconds=10),
@@ -106,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 ("test runs", test_runs.close),
                 ("terminals", terminals.close_all),
                 ("live hubs", live.close),
+                ("token revocations", services.revocations.close),
                 ("sandbox backend", backend.aclose),
                 ("event bus", bus.disconnect),
                 ("database", close_database),

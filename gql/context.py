@@ -1,7 +1,16 @@
-"""Per-request context: the services, and the caller's principal, authenticated lazily.
+"""Per-request context: the services, and the caller's principal.
 
-Over HTTP the token comes from ``Authorization: Bearer``; over WebSocket from
-the ``connection_init`` payload's ``authorization`` (checked once, at connect).
+Over HTTP the token comes from ``Authorization: Bearer`` and is checked before
+the body is read (gql.view); a request without one is anonymous, and every
+field but ``languages`` and introspection answers UNAUTHENTICATED. Over
+WebSocket it comes from the ``connection_init`` payload's ``authorization``,
+checked at connect and again at every subscribe (gql.ws).
+
+``principal_of`` is what resolvers call. In a mutation it also refuses the
+candidate of a session that has ended (CONFLICT): after endSession (or expiry)
+the candidate keeps read-only access to their session until their token
+expires, and can change nothing -- no file, command, terminal, test run, Claude
+run or sandbox.
 """
 
 from __future__ import annotations
@@ -9,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from graphql import OperationType
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
@@ -21,6 +31,7 @@ from resolvers.claude import ClaudeAgent
 from resolvers.errors import Unauthenticated
 from resolvers.events import EventLog
 from resolvers.live import LiveHub
+from resolvers.revocations import Revocations
 from resolvers.sandboxes import Sandboxes
 from resolvers.terminals import Terminals
 from resolvers.testruns import TestRuns
@@ -38,6 +49,7 @@ class Services:
     terminals: Terminals
     test_runs: TestRuns
     claude: ClaudeAgent
+    revocations: Revocations
 
 
 @dataclass(slots=True)
@@ -77,6 +89,16 @@ class Context:
     def sandboxes(self) -> Sandboxes:
         return self.services.sandboxes
 
+    @property
+    def authenticated(self) -> bool:
+        """Whether a valid token came with the request (or the WebSocket's init), before
+        anything was parsed: it picks the parse limits (gql.parsing)."""
+        return self._principal is not None
+
+    @property
+    def connection_principal(self) -> Principal | None:
+        return self._principal
+
     async def principal(self) -> Principal:
         if self._principal is None:
             token = parse_bearer(self.authorization)
@@ -97,4 +119,7 @@ Info = StrawberryInfo[Context, None]
 
 
 async def principal_of(info: Info) -> Principal:
-    return await info.context.principal()
+    principal = await info.context.principal()
+    if info.operation.operation is OperationType.MUTATION:
+        principal.require_writable()
+    return principal

@@ -26,8 +26,10 @@ and ``get_root_value`` are inherited. Spec decisions, by section:
   carries (UNAUTHENTICATED 401, FORBIDDEN 403, RATE_LIMITED 429, INTERNAL 500, ...). An
   executed operation gets 200, even with ``data: null``.
 - Appendix A, application/json: 200 for every well-formed request, request errors included.
-- Bodies over ``max_body_bytes`` get 413: on a larger ``Content-Length`` before reading,
-  otherwise as soon as the counted stream passes the limit.
+- Bodies over the request's limit get 413: on a larger ``Content-Length`` before reading,
+  otherwise as soon as the counted stream passes the limit. The limit is what ``admit``
+  returns (``max_body_bytes`` by default); ``admit`` runs before anything is read or
+  parsed, so a subclass can authenticate there and refuse cheaply (see gql.view).
 - Every error has ``extensions.code`` (an existing one is kept): request errors default to
   BAD_USER_INPUT (INTERNAL when caused by a non-GraphQL exception), field errors to INTERNAL.
 """
@@ -84,11 +86,19 @@ RootT = TypeVar("RootT", default=None)
 class GraphQLHTTPError(Exception):
     """A request answered without executing it, with a GraphQL-shaped error body."""
 
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+        *,
+        code: str | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = dict(headers or {})
+        self.code = code
 
 
 def depth_limit_rule(max_depth: int) -> Callable[[], SchemaExtension]:
@@ -192,8 +202,13 @@ class GraphQLHTTP(GraphQL[ContextT, RootT]):
     """Strawberry's ASGI view, conforming to GraphQL over HTTP (see the module docstring).
 
     Takes the keyword arguments of ``strawberry.asgi.GraphQL`` plus ``max_body_bytes``.
-    Override ``get_context(request, response)`` / ``get_root_value(request)`` as usual.
+    Override ``get_context(request, response)`` / ``get_root_value(request)`` as usual,
+    and ``admit(request)`` to refuse requests before their body is read.
     """
+
+    checks_operation_name = True
+    """Parse a document once more to refuse several operations without ``operationName``
+    (Strawberry would run the first). False when the schema does it on its own parse."""
 
     def __init__(self, schema: BaseSchema, *, max_body_bytes: int = 1 << 20, **options: Any):
         super().__init__(schema, **options)
@@ -228,24 +243,30 @@ class GraphQLHTTP(GraphQL[ContextT, RootT]):
         ):
             message = f"Acceptable response media types: {GRAPHQL_RESPONSE_JSON}, {JSON}."
             raise GraphQLHTTPError(406, message)
+        limit = await self.admit(request)
         if request.method == "POST":
-            body = await self._read_body(request)
+            body = await self._read_body(request, limit)
             request = Request(request.scope, _replay(body, request.receive))
         return await self.run(request)
 
-    async def _read_body(self, request: Request) -> bytes:
-        too_large = GraphQLHTTPError(413, f"The request body exceeds {self.max_body_bytes} bytes.")
+    async def admit(self, request: Request) -> int:
+        """Runs before the body is read: raise GraphQLHTTPError to refuse the request,
+        or return the body size limit for it."""
+        return self.max_body_bytes
+
+    async def _read_body(self, request: Request, limit: int) -> bytes:
+        too_large = GraphQLHTTPError(413, f"The request body exceeds {limit} bytes.")
         declared = request.headers.get("content-length")
         if declared is not None and not declared.isdigit():
             raise GraphQLHTTPError(400, "Invalid Content-Length header.")
-        if declared is not None and int(declared) > self.max_body_bytes:
+        if declared is not None and int(declared) > limit:
             raise too_large
         chunks: list[bytes] = []
         size = 0
         async with aclosing(request.stream()) as stream:
             async for chunk in stream:
                 size += len(chunk)
-                if size > self.max_body_bytes:
+                if size > limit:
                     raise too_large
                 chunks.append(chunk)
         return b"".join(chunks)
@@ -260,7 +281,7 @@ class GraphQLHTTP(GraphQL[ContextT, RootT]):
         return response
 
     def _error_response(self, error: GraphQLHTTPError, media: str | None) -> Response:
-        code = {404: "NOT_FOUND", 500: "INTERNAL"}.get(error.status, "BAD_USER_INPUT")
+        code = error.code or {404: "NOT_FOUND", 500: "INTERNAL"}.get(error.status, "BAD_USER_INPUT")
         body = {"errors": [{"message": error.message, "extensions": {"code": code}}]}
         return self._json_response(body, error.status, media or JSON, error.headers)
 
@@ -286,7 +307,7 @@ class GraphQLHTTP(GraphQL[ContextT, RootT]):
             return value or None
         try:
             return self.decode_json(value)
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:
             raise GraphQLHTTPError(400, f"`{name}` must be JSON-encoded.") from error
 
     async def _parse_post_body(self, request: AsyncHTTPRequestAdapter) -> object:
@@ -297,7 +318,7 @@ class GraphQLHTTP(GraphQL[ContextT, RootT]):
             raise GraphQLHTTPError(415, "POST bodies must be application/json in UTF-8.")
         try:
             return self.decode_json((await request.get_body()).decode("utf-8"))
-        except ValueError as error:  # UnicodeDecodeError and JSONDecodeError
+        except (ValueError, RecursionError) as error:  # Unicode/JSONDecodeError, deep nesting
             raise GraphQLHTTPError(400, "The request body is not valid JSON.") from error
 
     async def execute_single(  # noqa: PLR0917
@@ -313,7 +334,11 @@ class GraphQLHTTP(GraphQL[ContextT, RootT]):
         allowed = {OperationType.QUERY, OperationType.MUTATION}
         if method == "GET":
             allowed = {OperationType.QUERY} if self.allow_queries_via_get else set()
-        if request_data.operation_name is None and _lacks_operation_name(request_data.query or ""):
+        if (
+            self.checks_operation_name
+            and request_data.operation_name is None
+            and _lacks_operation_name(request_data.query or "")
+        ):
             message = "Must provide operation name if query contains multiple operations."
             return PreExecutionError(None, [GraphQLError(message)])
         try:

@@ -15,6 +15,7 @@ from strawberry.tools import merge_types
 from gql.claude_ops import ClaudeMutation, ClaudeQuery, ClaudeSubscription
 from gql.context import Info, principal_of
 from gql.errors import ApiSchema
+from gql.parsing import BoundedDocuments, DocumentLimits
 from gql.subscriptions import SHARED_RENDERINGS, Subscription
 from gql.terminal_ops import TerminalMutation
 from gql.testrun_ops import TestRunMutation, TestRunQuery, TestRunSubscription
@@ -180,7 +181,10 @@ class Mutation:
 
     @strawberry.mutation
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiToken:
-        return ApiToken.of(await accounts.revoke_api_token(await principal_of(info), id))
+        revoked = await accounts.revoke_api_token(
+            await principal_of(info), id, revocations=info.context.services.revocations
+        )
+        return ApiToken.of(revoked)
 
 
 RootQuery = merge_types("Query", (Query, WorkspaceQuery, TestRunQuery, ClaudeQuery))
@@ -240,7 +244,10 @@ def _document_key(operation: OperationDefinitionNode) -> str:
     return source if source is not None else str(id(operation))
 
 
-def build_schema(*, max_depth: int = 12, max_aliases: int = 30) -> ApiSchema:
+def build_schema(
+    *, max_depth: int = 12, max_aliases: int = 30, limits: DocumentLimits | None = None
+) -> ApiSchema:
+    limits = limits or DocumentLimits()
     return ApiSchema(
         query=RootQuery,
         mutation=RootMutation,
@@ -248,6 +255,7 @@ def build_schema(*, max_depth: int = 12, max_aliases: int = 30) -> ApiSchema:
         execution_context_class=PerEventMemoExecutionContext,
         types=EVENT_TYPES,
         extensions=[
+            lambda: BoundedDocuments(limits),
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
         ],

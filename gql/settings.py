@@ -70,6 +70,10 @@ class Settings:
     claude_time_limit_s: int = 600
     candidate_token_ttl_s: int = 7 * 24 * 3600
     max_body_bytes: int = 4 << 20
+    anon_max_body_bytes: int = 64 << 10
+    max_query_tokens: int = 10_000
+    anon_max_query_tokens: int = 1_000
+    graphiql: bool = False
     max_query_depth: int = 12
     max_file_bytes: int = 1 << 20
     log_level: str = "INFO"
@@ -117,6 +121,10 @@ class Settings:
             claude_time_limit_s=_int(env, "CLAUDE_TIME_LIMIT_SECONDS", d.claude_time_limit_s),
             candidate_token_ttl_s=_int(env, "CANDIDATE_TOKEN_TTL_SECONDS", d.candidate_token_ttl_s),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", d.max_body_bytes),
+            anon_max_body_bytes=_int(env, "ANON_MAX_BODY_BYTES", d.anon_max_body_bytes),
+            max_query_tokens=_int(env, "MAX_QUERY_TOKENS", d.max_query_tokens),
+            anon_max_query_tokens=_int(env, "ANON_MAX_QUERY_TOKENS", d.anon_max_query_tokens),
+            graphiql=_bool(env, "GRAPHIQL", d.graphiql),
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", d.max_query_depth),
             max_file_bytes=_int(env, "MAX_FILE_BYTES", d.max_file_bytes),
             log_level=(env.get("LOG_LEVEL", "").strip() or d.log_level).upper(),

@@ -1,4 +1,14 @@
-"""The GraphQL endpoint of this app: HTTP per the GraphQL-over-HTTP spec, plus WebSockets."""
+"""The GraphQL endpoint of this app: HTTP per the GraphQL-over-HTTP spec, plus WebSockets.
+
+Refusing costs little: the bearer token is checked before the body is read. A
+request with a bad one (malformed, unknown, revoked, expired) gets 401
+UNAUTHENTICATED -- under either response media type, it is refused at the HTTP
+layer -- and nothing is read or parsed. A request without a token may still ask
+for introspection and ``languages`` (GraphiQL loads the schema that way), with a
+small body limit (``ANON_MAX_BODY_BYTES``) and a small token limit
+(``ANON_MAX_QUERY_TOKENS``, gql.parsing); with a valid token the limits are
+``MAX_BODY_BYTES`` and ``MAX_QUERY_TOKENS``.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +22,33 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
 
 from gql.context import Context, Services
-from gql.http import GraphQLHTTP
+from gql.http import GraphQLHTTP, GraphQLHTTPError
 from gql.subscriptions import SHARED_RENDERINGS
+from gql.ws import LegacyWSHandler, TransportWSHandler
+from resolvers.auth import Principal, authenticate, parse_bearer
 from resolvers.errors import ApiError
+
+_PRINCIPAL = "interviewlm_principal"  # request.state attribute: set by admit, read by get_context
 
 
 class GraphQLView(GraphQLHTTP[Context, None]):
     services: Services
+    checks_operation_name = False  # gql.parsing does it on the one parse
+    graphql_transport_ws_handler_class = TransportWSHandler
+    graphql_ws_handler_class = LegacyWSHandler
+
+    async def admit(self, request: Request) -> int:
+        header = request.headers.get("authorization")
+        if not header:
+            return self.services.settings.anon_max_body_bytes
+        try:
+            principal = await authenticate(parse_bearer(header) or "")
+        except ApiError as exc:
+            raise GraphQLHTTPError(
+                401, exc.message, {"WWW-Authenticate": "Bearer"}, code="UNAUTHENTICATED"
+            ) from None
+        setattr(request.state, _PRINCIPAL, principal)
+        return self.max_body_bytes
 
     def encode_json(self, data: object) -> str | bytes:
         """Serialize a subscription result once for all the watchers that share it.
@@ -38,11 +68,13 @@ class GraphQLView(GraphQLHTTP[Context, None]):
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> Context:
+        principal = getattr(request.state, _PRINCIPAL, None)
         return Context(
             services=self.services,
             request=request,
             response=response if isinstance(response, Response) else None,
             authorization=request.headers.get("authorization"),
+            _principal=principal if isinstance(principal, Principal) else None,
         )
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:

@@ -11,6 +11,7 @@ from models.token import ApiToken, TokenScope
 from resolvers import validation as check
 from resolvers.auth import Principal, new_token
 from resolvers.errors import BadUserInput, Conflict, NotFound
+from resolvers.revocations import Revocations
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,11 @@ async def create_api_token(
     )
 
 
-async def revoke_api_token(principal: Principal, token_id: str) -> ApiToken:
+async def revoke_api_token(
+    principal: Principal, token_id: str, *, revocations: Revocations
+) -> ApiToken:
+    """Revoke at once: HTTP requests are refused from now on, and the token's open
+    WebSockets are closed on every replica."""
     principal.require_interviewer()
     tid = check.object_id("id", token_id)
     api_token = await ApiToken.get_or_none(id=tid, account_id=principal.account_id)
@@ -101,6 +106,7 @@ async def revoke_api_token(principal: Principal, token_id: str) -> ApiToken:
         raise Conflict("token is already revoked")
     api_token.revoked_at = datetime.now(UTC)
     await api_token.save(update_fields=["revoked_at"])
+    await revocations.revoke(api_token.id)
     return api_token
 
 

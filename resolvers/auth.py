@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from models.token import ApiToken, CandidateToken, TokenScope
-from resolvers.errors import Forbidden, Unauthenticated
+from resolvers.errors import Conflict, Forbidden, Unauthenticated
 
 _PREFIXES = {"interviewer": "ilmi", "ats": "ilma", "candidate": "ilmc"}
 # Writing last_used_at on every request would turn reads into writes; a
@@ -39,6 +39,12 @@ class Principal:
     user_id: uuid.UUID | None = None
     session_id: uuid.UUID | None = None
     """Set for candidates: the one session their token opens."""
+    session_open: bool = True
+    """For candidates: whether that session was still open when the token was checked.
+    Once it has ended (completed, cancelled, expired) the candidate keeps read access
+    until the token expires, and can change nothing (see ``require_writable``)."""
+    expires_at: datetime | None = None
+    """When the token stops working; WebSockets opened with it are closed then."""
 
     @property
     def is_staff(self) -> bool:
@@ -48,6 +54,14 @@ class Principal:
     def require_staff(self) -> None:
         if not self.is_staff:
             raise Forbidden("candidate tokens cannot do this")
+
+    def require_writable(self) -> None:
+        """Refuse changes by the candidate of a session that has ended."""
+        if not self.session_open:
+            raise Conflict(
+                "the interview session has ended: its candidate can still read it,"
+                " but can no longer change anything"
+            )
 
     def require_interviewer(self) -> None:
         if self.kind is not PrincipalKind.INTERVIEWER:
@@ -86,11 +100,15 @@ async def authenticate(token: str) -> Principal:
         if ctoken is None or not _usable(ctoken.revoked_at, ctoken.expires_at, now):
             raise Unauthenticated("invalid, revoked or expired token")
         await _touch(CandidateToken, ctoken.id, ctoken.last_used_at, now)
+        session = ctoken.session
         return Principal(
             kind=PrincipalKind.CANDIDATE,
-            account_id=ctoken.session.account_id,
+            account_id=session.account_id,
             token_id=ctoken.id,
-            session_id=ctoken.session.id,
+            session_id=session.id,
+            session_open=session.status.is_open
+            and (session.expires_at is None or session.expires_at > now),
+            expires_at=ctoken.expires_at,
         )
     api = await ApiToken.get_or_none(token_hash=digest)
     if api is None or not _usable(api.revoked_at, api.expires_at, now):
@@ -102,6 +120,7 @@ async def authenticate(token: str) -> Principal:
         account_id=api.account_id,
         token_id=api.id,
         user_id=api.user_id,
+        expires_at=api.expires_at,
     )
 
 

@@ -1,12 +1,20 @@
-"""Tokens: kinds, hashing at rest, revocation, expiry, malformed headers."""
+"""Tokens: kinds, hashing at rest, revocation, expiry, malformed headers; refusing is cheap."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from graphql import get_introspection_query
 
 from models.token import ApiToken, CandidateToken
 from tests.conftest import Account
+from tests.server import ServerProcess
 from tests.support import Api
 
 VIEWER = "{ viewer { kind account { id } user { role } session { id } } }"
@@ -112,3 +120,132 @@ async def test_only_interviewers_manage_tokens(api: Api, account: Account) -> No
         result = await api(CREATE_TOKEN, {"input": {"name": "x", "scope": "ATS"}}, token=token)
         assert result.codes == ["FORBIDDEN"]
         assert (await api("{ apiTokens { id } }", token=token)).codes == ["FORBIDDEN"]
+
+
+# --- Refusing costs little (issue 9, section 4) ------------------------------------------
+
+REPEATED = "{ " + "viewer { kind } " * 22_000 + "}"  # 352 KB of repeated fields
+
+
+async def _raw_post_headers(server: ServerProcess, headers: str, timeout: float) -> bytes:
+    """Send only the request head (no body) and read what the server answers."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        writer.write(f"POST /graphql HTTP/1.1\r\nHost: x\r\n{headers}\r\n".encode())
+        await writer.drain()
+        async with asyncio.timeout(timeout):
+            return await reader.readuntil(b"\r\n\r\n")
+    finally:
+        writer.close()
+
+
+async def test_a_bad_token_is_refused_before_the_body_is_read(
+    live_server: ServerProcess,
+) -> None:
+    """The server answers 401 to the head alone: it neither waits for nor reads the body."""
+    head = await _raw_post_headers(
+        live_server,
+        "Authorization: Bearer ilmi_nope\r\nContent-Type: application/json\r\n"
+        "Content-Length: 300000\r\n",
+        timeout=5,
+    )
+    assert head.startswith(b"HTTP/1.1 401"), head
+    assert b"www-authenticate: Bearer" in head
+
+
+async def test_unauthenticated_bodies_are_small(api: Api, account: Account) -> None:
+    """The 352 KB attack document: 413 without a token; with a valid token the body is
+    accepted and the parse stops at MAX_QUERY_TOKENS (400, nothing validated)."""
+    anonymous = await api.client.post("/graphql", json={"query": REPEATED})
+    assert anonymous.status_code == 413
+    assert anonymous.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    result = await api(REPEATED, token=account["interviewerToken"])
+    assert result.status == 400
+    assert result.codes == ["BAD_USER_INPUT"]
+    assert "more than 10000 tokens" in result.errors[0]["message"]
+
+
+@pytest.mark.parametrize(("authenticated", "limit"), [(False, 1_000), (True, 10_000)])
+async def test_the_parse_stops_at_the_token_limit(
+    api: Api, account: Account, authenticated: bool, limit: int
+) -> None:
+    token = account["interviewerToken"] if authenticated else None
+    spreads = (limit - 9) // 2  # 2 tokens each, 9 for the rest: limit - 1 tokens in all
+    fits = "{ " + "...F " * spreads + "} fragment F on Query { __typename }"
+    over = "{ " + "...F " * (spreads + 1) + "} fragment F on Query { __typename }"
+    assert (await api(fits, token=token)).ok()["__typename"] == "Query"
+    result = await api(over, token=token)
+    assert result.codes == ["BAD_USER_INPUT"]
+    assert f"more than {limit} tokens" in result.errors[0]["message"]
+
+
+async def test_without_a_token_only_introspection_and_languages_answer(api: Api) -> None:
+    """What an anonymous caller may still do (GraphiQL loads the schema this way)."""
+    schema = (await api(get_introspection_query(descriptions=True))).ok()["__schema"]
+    assert schema["queryType"]["name"] == "Query"
+    assert (await api("{ languages { id } }")).ok()["languages"]
+    assert (await api("{ sessions { totalCount } }")).codes == ["UNAUTHENTICATED"]
+
+
+async def _healthz_latencies(server: ServerProcess, stop: asyncio.Event) -> list[float]:
+    latencies: list[float] = []
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        while not stop.is_set():
+            started = time.perf_counter()
+            assert (await http.get("/healthz")).status_code == 200
+            latencies.append(time.perf_counter() - started)
+            await asyncio.sleep(0.02)
+    return latencies
+
+
+async def _during(server: ServerProcess, attack: Any) -> tuple[Any, float, list[float]]:
+    """Run ``attack`` while /healthz is polled: its result, its duration, the latencies."""
+    stop = asyncio.Event()
+    poller = asyncio.create_task(_healthz_latencies(server, stop))
+    await asyncio.sleep(0.1)
+    started = time.perf_counter()
+    try:
+        result = await attack
+    finally:
+        duration = time.perf_counter() - started
+        await asyncio.sleep(0.05)
+        stop.set()
+    return result, duration, await poller
+
+
+async def test_the_unauthenticated_attack_no_longer_stalls_the_server(
+    live_server: ServerProcess,
+) -> None:
+    """Before: each 352 KB anonymous document held the event loop ~3.5 s, and /healthz
+    waited with it. Now it is refused (413) before it is parsed. Timings are judged
+    generously (the numbers are in bench/README.md)."""
+
+    async def attack() -> list[int]:
+        async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+            responses = await asyncio.gather(
+                *(http.post("/graphql", json={"query": REPEATED}) for _ in range(4))
+            )
+        return [r.status_code for r in responses]
+
+    statuses, _, latencies = await _during(live_server, attack())
+    assert statuses == [413] * 4
+    assert max(latencies) < 1.0, latencies
+
+
+async def test_large_documents_are_parsed_and_validated_off_the_event_loop(
+    live_server: ServerProcess, account: Account
+) -> None:
+    """An authenticated document within the limits but expensive to validate (repeated
+    fields: quadratic) runs in a worker thread: /healthz keeps answering meanwhile.
+    Relative check: on the loop, /healthz would wait about as long as the request."""
+    heavy = "{ " + "viewer { kind } " * 2_400 + "}"  # 9,602 tokens
+
+    async def attack() -> httpx.Response:
+        headers = {"authorization": f"Bearer {account['interviewerToken']}"}
+        async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
+            return await http.post("/graphql", json={"query": heavy}, headers=headers)
+
+    response, duration, latencies = await _during(live_server, attack())
+    assert response.status_code == 200, response.text
+    assert duration > 0.3, "the document must be expensive for this test to mean anything"
+    assert max(latencies) < duration / 3, (duration, latencies)

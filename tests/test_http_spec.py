@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +24,9 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from strawberry.extensions import AddValidationRules
 
+from gql.app import create_app
 from gql.http import GRAPHQL_RESPONSE_JSON, JSON, GraphQLHTTP, depth_limit_rule, negotiate
+from gql.settings import Settings
 
 GRJ = GRAPHQL_RESPONSE_JSON
 BOTH = pytest.mark.parametrize("accept", [GRJ, JSON])
@@ -539,3 +542,24 @@ async def test_websocket_subscriptions_still_work() -> None:
     assert await receive() == {"id": "1", "type": "complete"}
     await inbox.put({"type": "websocket.disconnect", "code": 1000})
     await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.parametrize(("graphiql", "ide"), [(None, False), ("false", False), ("true", True)])
+async def test_the_app_serves_graphiql_only_when_the_setting_says_so(
+    graphiql: str | None, ide: bool, tmp_path: Any
+) -> None:
+    """GRAPHIQL defaults to off (production); scripts/serve turns it on for development."""
+    env = {"DATABASE_URL": f"sqlite://{tmp_path}/db.sqlite3", "SANDBOX_ROOT": str(tmp_path)}
+    if graphiql is not None:
+        env["GRAPHIQL"] = graphiql
+    application = create_app(Settings.from_env(env))
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        response = await c.get("/graphql", headers={"accept": "text/html,*/*;q=0.8"})
+    assert ("graphiql" in response.text.lower()) is ide
+    assert response.status_code == (200 if ide else 404)
+
+
+def test_scripts_serve_enables_graphiql_for_development() -> None:
+    script = (Path(__file__).resolve().parent.parent / "scripts" / "serve").read_text()
+    assert 'export GRAPHIQL="${GRAPHIQL:-true}"' in script

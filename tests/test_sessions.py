@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import httpx
+
 from models.session import InterviewSession
 from tests.conftest import Account, random_email
+from tests.server import ServerProcess
 from tests.support import Api
+from tests.wsclient import GraphQLWS
 
 CREATE = """mutation($input: CreateSessionInput!) {
   createSession(input: $input) {
@@ -179,3 +183,80 @@ async def test_session_past_its_expiry_is_expired(api: Api, account: Account) ->
     assert session["status"] == "EXPIRED"
     result = await api(END, {"id": account["sessionId"]}, token=account["atsToken"])
     assert result.codes == ["CONFLICT"]
+
+
+CANDIDATE_CHANGES = {
+    "writeFile": 'mutation($s: ID!) { writeFile(sessionId: $s, path: "a", content: "x") { path } }',
+    "deleteFile": 'mutation($s: ID!) { deleteFile(sessionId: $s, path: "solution.py") { path } }',
+    "runCommand": 'mutation($s: ID!) { runCommand(sessionId: $s, command: "true") { exitCode } }',
+    "startSandbox": "mutation($s: ID!) { startSandbox(sessionId: $s) { id } }",
+    "terminateSandbox": "mutation($s: ID!) { terminateSandbox(sessionId: $s) { id } }",
+    "openTerminal": "mutation($s: ID!) { openTerminal(sessionId: $s) { id } }",
+    "terminalInput": 'mutation($t: ID!) { terminalInput(terminalId: $t, data: "ls\\n") { id } }',
+    "resizeTerminal": "mutation($t: ID!) { resizeTerminal(terminalId: $t, cols: 9, rows: 9) {id} }",
+    "closeTerminal": "mutation($t: ID!) { closeTerminal(terminalId: $t) { id } }",
+    "runTests": "mutation($s: ID!) { runTests(sessionId: $s) { id } }",
+    "askClaude": 'mutation($s: ID!) { askClaude(sessionId: $s, prompt: "help") { id } }',
+    "endSession": "mutation($s: ID!) { endSession(sessionId: $s) { id } }",
+}
+CANDIDATE_READS = """query($s: ID!) {
+  viewer { kind session { id status } }
+  session(id: $s) { id status }
+  files(sessionId: $s) { path }
+  recording(sessionId: $s) { lastSeq }
+}"""
+
+
+async def test_after_end_session_the_candidate_reads_but_changes_nothing(
+    api: Api, account: Account
+) -> None:
+    """Attack: endSession left the candidate's token fully working for days. Now every
+    change (files, commands, sandbox, terminals -- one opened before the end included
+    --, test runs, Claude) is CONFLICT with a clear message; reads stay until the token
+    expires. Real sandbox, real database."""
+    sid, candidate = account["sessionId"], account["candidateToken"]
+    started = await api(
+        "mutation($s: ID!) { startSandbox(sessionId: $s) { state } }", {"s": sid}, token=candidate
+    )
+    assert started.ok()["startSandbox"]["state"] == "RUNNING"
+    opened = await api(CANDIDATE_CHANGES["openTerminal"], {"s": sid}, token=candidate)
+    terminal = opened.ok()["openTerminal"]["id"]
+    await api(END, {"id": sid}, token=account["interviewerToken"])
+
+    for name, mutation in CANDIDATE_CHANGES.items():
+        variables = {"t": terminal} if "$t" in mutation else {"s": sid}
+        result = await api(mutation, variables, token=candidate)
+        assert result.codes == ["CONFLICT"], (name, result.body)
+        assert "session has ended" in result.errors[0]["message"], name
+    reads = (await api(CANDIDATE_READS, {"s": sid}, token=candidate)).ok()
+    assert reads["viewer"]["session"] == {"id": sid, "status": "COMPLETED"}
+    assert reads["session"]["status"] == "COMPLETED"
+    assert reads["recording"]["lastSeq"] > 0
+    note = await api(
+        'mutation($s: ID!) { addNote(sessionId: $s, text: "wrap-up") { text } }',
+        {"s": sid},
+        token=account["interviewerToken"],
+    )
+    assert note.ok()["addNote"]["text"] == "wrap-up"
+    await api(CANDIDATE_CHANGES["terminateSandbox"], {"s": sid}, token=account["interviewerToken"])
+
+
+async def test_a_candidate_mutation_over_websocket_is_refused_after_the_end(
+    live_server: ServerProcess, account: Account
+) -> None:
+    """The same rule over graphql-transport-ws (a mutation is a `subscribe` message there)."""
+    sid = account["sessionId"]
+    client = await GraphQLWS.connect(live_server.ws_url, account["candidateToken"])
+    try:
+        async with httpx.AsyncClient(base_url=live_server.url) as http:
+            await http.post(
+                "/graphql",
+                json={"query": END, "variables": {"id": sid}},
+                headers={"authorization": f"Bearer {account['interviewerToken']}"},
+            )
+        await client.subscribe(CANDIDATE_CHANGES["writeFile"], {"s": sid})
+        message = await client.next_message()
+        errors = message["payload"]["errors"] if message["type"] == "next" else message["payload"]
+        assert errors[0]["extensions"]["code"] == "CONFLICT", message
+    finally:
+        await client.close()

@@ -1,0 +1,122 @@
+"""Parsing and validation with a bounded cost, off the event loop for larger documents.
+
+graphql-core parses and validates synchronously, and validation is quadratic in
+fields repeated within a selection (OverlappingFieldsCanBeMerged): a 352 KB
+document of repeated fields held the event loop for 3.5 s, and every other
+request (``/healthz`` included) waited with it. So:
+
+- every document is parsed with graphql-core's ``max_tokens``: the limit of the
+  caller (``DocumentLimits``: one for authenticated callers, a smaller one for
+  callers without a token) -- the parser stops at the first token past it;
+- documents longer than ``OFFLOAD_CHARS`` are parsed and validated in a worker
+  thread, at most ``slots`` at a time per kind of caller (so anonymous callers
+  cannot take the threads authenticated ones need). The loop keeps serving
+  while a thread works (graphql-core releases the GIL every switch interval);
+- a document with several operations and no ``operationName`` is refused here,
+  on the parsed document (it used to be parsed a second time for that check).
+
+A parse error found in a thread is reproduced by Strawberry's own parser on the
+loop, under the same ``max_tokens``: at most that many tokens, so bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from graphql import GraphQLError, OperationDefinitionNode, parse
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.exceptions import CannotGetOperationTypeError
+from strawberry.schema.schema import validate_document
+
+# About 25 ms of validation for the worst documents of this size (measured:
+# 128 repeated `viewer { kind }` selections, 2 KiB, validate in ~100 ms).
+OFFLOAD_CHARS = 1024
+MULTIPLE_OPERATIONS = "Must provide operation name if query contains multiple operations."
+
+
+class MissingOperationName(CannotGetOperationTypeError):
+    """Raised from the parse hook: Strawberry answers it as a request error over HTTP
+    and WebSocket alike (it would otherwise run the first operation)."""
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+    def as_http_error_reason(self) -> str:
+        return MULTIPLE_OPERATIONS
+
+
+@dataclass(slots=True)
+class DocumentLimits:
+    """Token limits and worker-thread slots, shared by all requests of a process."""
+
+    max_tokens: int = 10_000
+    anon_max_tokens: int = 1_000
+    slots: int = 2
+    anon_slots: int = 1
+    _semaphores: dict[bool, asyncio.Semaphore] = field(default_factory=dict, repr=False)
+
+    def tokens_for(self, authenticated: bool) -> int:
+        return self.max_tokens if authenticated else self.anon_max_tokens
+
+    def semaphore(self, authenticated: bool) -> asyncio.Semaphore:
+        # Created lazily: inside the running loop that will use it.
+        if authenticated not in self._semaphores:
+            slots = self.slots if authenticated else self.anon_slots
+            self._semaphores[authenticated] = asyncio.Semaphore(max(1, slots))
+        return self._semaphores[authenticated]
+
+
+def _authenticated(context: Any) -> bool:
+    """The context says whether the caller presented a valid token (see gql.context)."""
+    return bool(getattr(context, "authenticated", False))
+
+
+class BoundedDocuments(SchemaExtension):
+    """Strawberry extension: bounded parse, then validation, in a thread when large."""
+
+    def __init__(self, limits: DocumentLimits) -> None:
+        super().__init__()
+        self.limits = limits
+
+    async def on_parse(self) -> AsyncIterator[None]:
+        ctx = self.execution_context
+        query = ctx.query
+        authenticated = _authenticated(ctx.context)
+        max_tokens = self.limits.tokens_for(authenticated)
+        ctx.parse_options["max_tokens"] = max_tokens
+        if ctx.graphql_document is None and query:
+            try:
+                if len(query) > OFFLOAD_CHARS:
+                    async with self.limits.semaphore(authenticated):
+                        document = await asyncio.to_thread(parse, query, max_tokens=max_tokens)
+                else:
+                    document = parse(query, max_tokens=max_tokens)
+            except GraphQLError:
+                pass  # Strawberry parses again (bounded by max_tokens) and reports it
+            else:
+                operations = [
+                    d for d in document.definitions if isinstance(d, OperationDefinitionNode)
+                ]
+                if ctx.operation_name is None and len(operations) > 1:
+                    raise MissingOperationName
+                ctx.graphql_document = document
+        yield
+
+    async def on_validate(self) -> AsyncIterator[None]:
+        ctx = self.execution_context
+        query = ctx.query or ""
+        document = ctx.graphql_document
+        if (
+            document is not None
+            and len(query) > OFFLOAD_CHARS
+            and ctx.validation_rules
+            and ctx.pre_execution_errors is None
+        ):
+            async with self.limits.semaphore(_authenticated(ctx.context)):
+                ctx.pre_execution_errors = await asyncio.to_thread(
+                    validate_document, ctx.schema._schema, document, tuple(ctx.validation_rules)
+                )
+        yield
