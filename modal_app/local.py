@@ -29,11 +29,10 @@ Disk: RLIMIT_FSIZE bounds each file; the total (``disk_quota_mb``,
 so the overshoot is what a sandbox writes in one ``disk_check_interval_s``.
 /tmp and /dev/shm are size-bounded tmpfs; / and /dev are read-only.
 
-Network: none (``--unshare-net``: loopback only).  A per-exec or spec
-NetworkPolicy with ``allow_hosts`` cannot be enforced per host here; it shares
-the host network for that invocation only if the operator constructed the
-backend with ``allow_network_opt_in=True``, and is refused (InvalidSpec)
-otherwise.
+Network: none (``--unshare-net``: loopback only), for every command; a
+NetworkPolicy with ``allow_hosts`` is refused (InvalidSpec).  The one way out
+is ``NetworkPolicy.socket_dir`` on one exec: a host directory of Unix sockets
+bound read-only into that invocation (the agent's API proxy).
 
 Never falls back to running on the host: ``start`` raises BackendUnavailable
 unless a probe invocation shows separate user, pid and net namespaces.
@@ -66,7 +65,7 @@ from modal_app.base import (
     SandboxTerminated,
 )
 from modal_app.local_bwrap import Tools, uid_pids
-from modal_app.local_cgroup import Cgroups, detect_v1, from_v2_parent
+from modal_app.local_cgroup import Cgroups, detect_v1, detect_v2, from_v2_parent
 from modal_app.local_exec import LocalExecHandle
 from modal_app.local_fileapi import WorkspaceFiles, owner_of
 from modal_app.local_files import mkdir as fs_mkdir
@@ -106,7 +105,6 @@ class LocalSandboxBackend(WorkspaceFiles):
         self,
         root: Path | str,
         *,
-        allow_network_opt_in: bool = False,
         toolchain_dir: Path | str | None = None,
         uid_base: int = 1_500_000_000,
         uid_count: int = 1 << 24,
@@ -120,7 +118,6 @@ class LocalSandboxBackend(WorkspaceFiles):
     ) -> None:
         self.root = Path(root).absolute()
         self._store = MetaStore(self.root)
-        self._allow_network = allow_network_opt_in
         self._toolchain = Path(toolchain_dir).absolute() if toolchain_dir else None
         self._uid_base = uid_base
         self._uid_count = uid_count
@@ -169,7 +166,6 @@ class LocalSandboxBackend(WorkspaceFiles):
             cgroups=cgroups,
             toolchain=self._toolchain,
             tmp_size_mb=self._tmp_size_mb,
-            allow_network=self._allow_network,
             snapshot_max_bytes=self._quota.max_bytes,
             snapshot_max_files=self._quota.max_inodes,
         )
@@ -194,9 +190,19 @@ class LocalSandboxBackend(WorkspaceFiles):
     def _detect_cgroups(self) -> Cgroups | None:
         if self._cgroup_mode == "off":
             return None
-        found = from_v2_parent(self._cgroup_parent) if self._cgroup_parent else detect_v1()
+        if self._cgroup_parent:
+            found = from_v2_parent(self._cgroup_parent)
+        else:
+            found = detect_v2() or detect_v1()
         if found is None and self._cgroup_mode == "required":
             raise BackendUnavailable("cgroups were required but no writable hierarchy was found")
+        if found is None:
+            _log.warning(
+                "no writable cgroup hierarchy (v2 or v1): sandboxes are bounded by per-process "
+                "rlimits only, with no per-sandbox total for memory, tasks or CPU"
+            )
+        else:
+            _log.info("per-sandbox limits use %s", found.describe())
         return found
 
     async def aclose(self) -> None:
@@ -218,7 +224,7 @@ class LocalSandboxBackend(WorkspaceFiles):
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
         self._started()
-        workdir = check_spec(spec, allow_network=self._allow_network)
+        workdir = check_spec(spec)
         meta = SandboxMeta(
             id=new_sandbox_id(),
             created_at=time.time(),

@@ -6,11 +6,15 @@ as the sandbox's own unprivileged host uid (``subprocess``'s ``user=``/
 ``preexec_fn`` runs in a forked copy of a threaded server).
 
 Namespaces: user (the host uid appears as uid 1000, nested user namespaces are
-disabled), pid, ipc, uts, cgroup, and net unless networking was opted in.
+disabled), pid, ipc, uts, cgroup, and net (always: no network).
 The root is an empty read-only tmpfs with read-only system binds
 (``presets.system_view``), generated ``/etc`` files, a fresh ``/proc`` and
 ``/dev``, size-bounded tmpfs ``/tmp`` and ``/dev/shm``, and the sandbox's
 workspace and home bound read-write.  The environment is cleared and rebuilt.
+A seccomp filter (``local_seccomp``) applies to the command and all it forks.
+bwrap's options, environment included, are passed in file descriptors, never
+in an argv (``local_launch``): argvs are visible to the host's ``ps`` and, as
+pid 1's cmdline, to the candidate.
 Killing: the pid namespace's init (bwrap's own pid 1, learnt from
 ``--info-fd`` and held as a pidfd) is what ``kill_tree`` kills; the kernel
 then kills every process in the namespace, however deep or detached.
@@ -47,8 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from modal_app.base import BackendUnavailable, Limits
+from modal_app.base import SOCKET_MOUNT, BackendUnavailable, Limits
 from modal_app.local_cgroup import Cgroups
+from modal_app.local_launch import LaunchFds, gate_argv
 from modal_app.presets import (
     GENERATED_ETC,
     SANDBOX_HOME,
@@ -60,7 +65,8 @@ from modal_app.presets import (
 AS_HEADROOM_MB = 4096
 _MB = 1024 * 1024
 # Only what prlimit/bwrap need to start; the sandbox's own environment is
-# passed with --setenv after --clearenv, and server secrets never reach bwrap.
+# passed with --setenv after --clearenv (inside the --args fd, not the argv),
+# and server secrets never reach bwrap.
 _LAUNCH_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 _SEARCH_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
 
@@ -70,14 +76,15 @@ class Tools:
     bwrap: str
     prlimit: str
     setsid: str
+    bash: str
 
     @classmethod
     def find(cls) -> Tools:
         found: dict[str, str] = {}
-        for name in ("bwrap", "prlimit", "setsid"):
+        for name in ("bwrap", "prlimit", "setsid", "bash"):
             path = shutil.which(name, path=_SEARCH_PATH)
             if path is None:
-                package = "bubblewrap" if name == "bwrap" else "util-linux"
+                package = {"bwrap": "bubblewrap", "bash": "bash"}.get(name, "util-linux")
                 raise BackendUnavailable(
                     f"local sandboxes need {name!r} (Debian package {package}); refusing to "
                     "run candidate code without isolation"
@@ -98,7 +105,8 @@ class Invocation:
     env: Mapping[str, str]
     cwd: str
     view: SystemView
-    share_net: bool = False
+    socket_dir: Path | None = None
+    """Bound read-only at ``SOCKET_MOUNT`` (the agent's proxy socket; still no network)."""
     pty: bool = False
     tmp_size_mb: int = 256
     toolchain_dir: Path | None = None
@@ -122,7 +130,14 @@ def prlimit_args(tools: Tools, limits: Limits) -> list[str]:
     ]
 
 
-def bwrap_args(tools: Tools, inv: Invocation) -> list[str]:
+def bwrap_args(
+    tools: Tools, inv: Invocation, *, etc_fds: Mapping[str, int] | None = None
+) -> list[str]:
+    """bwrap and its options; with ``etc_fds`` the /etc files are copied from them.
+
+    Copies (``--file``) instead of bind mounts of ``etc_dir``: a bind mount's
+    host path is visible in the sandbox's ``/proc/self/mountinfo``.
+    """
     args = [
         tools.bwrap,
         "--unshare-user",
@@ -142,8 +157,7 @@ def bwrap_args(tools: Tools, inv: Invocation) -> list[str]:
         "--cap-drop",
         "ALL",
     ]
-    if not inv.share_net:
-        args.append("--unshare-net")
+    args.append("--unshare-net")
     if not inv.pty:
         # A PTY session must keep its terminal as controlling tty; everything
         # else gets a new session so it cannot TIOCSTI into any terminal.
@@ -155,11 +169,11 @@ def bwrap_args(tools: Tools, inv: Invocation) -> list[str]:
     for target, link in inv.view.symlinks:
         args += ["--symlink", target, link]
     for name in GENERATED_ETC:
-        args += ["--ro-bind", str(inv.etc_dir / name), f"/etc/{name}"]
-    if inv.share_net:
-        for path in ("/etc/resolv.conf", "/etc/gai.conf"):
-            if os.path.exists(path):
-                args += ["--ro-bind", path, path]
+        if etc_fds is not None:
+            # On the root tmpfs, which is remounted read-only below.
+            args += ["--perms", "0644", "--file", str(etc_fds[name]), f"/etc/{name}"]
+        else:
+            args += ["--ro-bind", str(inv.etc_dir / name), f"/etc/{name}"]
     tmp_size = str(inv.tmp_size_mb * _MB)
     args += [
         "--proc",
@@ -186,6 +200,8 @@ def bwrap_args(tools: Tools, inv: Invocation) -> list[str]:
         args += ["--bind", str(inv.workspace), "/workspace", "--bind", str(inv.home), SANDBOX_HOME]
     if inv.toolchain_dir is not None:
         args += ["--ro-bind", str(inv.toolchain_dir), TOOLCHAIN_MOUNT]
+    if inv.socket_dir is not None:
+        args += ["--ro-bind", str(inv.socket_dir), SOCKET_MOUNT]
     # The root and /dev are tmpfs without a size bound; read-only they cannot
     # be used to fill memory.
     args += ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", inv.cwd]
@@ -218,25 +234,17 @@ async def spawn(
     stderr: int,
 ) -> Spawned:
     """Start ``command`` in the sandbox; with cgroups it is in its group before it runs."""
-    argv: list[str] = []
-    if inv.pty:
-        # Makes the PTY our controlling terminal (the child is not a group
-        # leader, so setsid does not fork and the pid stays the one we track).
-        argv += [tools.setsid, "--ctty"]
-    argv += prlimit_args(tools, inv.limits) + bwrap_args(tools, inv)
     # cgroupfs operations are in-memory kernel calls: done inline, no thread hop.
     procs_files = cgroups.prepare(cgroup_name, inv.limits) if cgroups else []
-    # bwrap reports its namespace init's pid on --info-fd; with cgroups it
-    # also waits on --block-fd until we have moved it into the group.
+    # With cgroups the outer process waits at a gate until we have moved it
+    # into the group, so bwrap creates the sandbox's namespaces (cgroup
+    # namespace included) from inside it; bwrap reports its namespace init's
+    # pid on --info-fd.
+    fds = LaunchFds.create()
     info_r, info_w = os.pipe()
-    block_r, block_w = os.pipe() if cgroups else (-1, -1)
-    argv += ["--info-fd", str(info_w)]
-    pass_fds = [info_w]
-    if cgroups:
-        argv += ["--block-fd", str(block_r)]
-        pass_fds.append(block_r)
-    argv += ["--", *command]
+    gate_r, gate_w = os.pipe() if cgroups else (-1, -1)
     try:
+        argv, pass_fds = _launch_argv(tools, inv, command, fds, info_w=info_w, gate_r=gate_r)
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=stdin,
@@ -251,12 +259,27 @@ async def spawn(
             pass_fds=pass_fds,
         )
     except BaseException:
-        for fd in (info_r, info_w, block_r, block_w):
+        for fd in (info_r, info_w, gate_r, gate_w):
             if fd >= 0:
                 os.close(fd)
+        fds.close()
         raise
-    for fd in pass_fds:
-        os.close(fd)
+    for fd in (info_w, gate_r):
+        if fd >= 0:
+            os.close(fd)
+    fds.close()
+    if cgroups:
+        try:
+            _join(procs_files, [proc.pid])
+        except BaseException:
+            # Closed without the line: the gate exits, nothing runs ungrouped.
+            os.close(gate_w)
+            os.close(info_r)
+            kill_tree(proc.pid, None)
+            raise
+        with contextlib.suppress(OSError):
+            os.write(gate_w, b"go\n")
+        os.close(gate_w)
     init_pidfd: int | None = None
     try:
         info = await _read_info(info_r)
@@ -264,8 +287,6 @@ async def spawn(
         if isinstance(child, int):
             with contextlib.suppress(ProcessLookupError):
                 init_pidfd = os.pidfd_open(child)
-            if cgroups:
-                _join(procs_files, [proc.pid, child])
     except BaseException:
         kill_tree(proc.pid if proc.returncode is None else None, init_pidfd)
         if init_pidfd is not None:
@@ -273,11 +294,34 @@ async def spawn(
         raise
     finally:
         os.close(info_r)
-        if block_w >= 0:
-            with contextlib.suppress(OSError):
-                os.write(block_w, b"1")
-            os.close(block_w)
     return Spawned(proc, init_pidfd)
+
+
+def _launch_argv(
+    tools: Tools,
+    inv: Invocation,
+    command: Sequence[str],
+    fds: LaunchFds,
+    *,
+    info_w: int,
+    gate_r: int,
+) -> tuple[list[str], list[int]]:
+    """The outer argv (no option of bwrap's in it, see ``local_launch``) and its fds."""
+    options = bwrap_args(tools, inv, etc_fds=fds.etc)[1:]
+    options += ["--seccomp", str(fds.seccomp), "--info-fd", str(info_w)]
+    args_fd = fds.args_fd(options)
+    argv: list[str] = []
+    pass_fds = [info_w, *fds.all()]
+    if gate_r >= 0:
+        argv += gate_argv(tools.bash, gate_r)
+        pass_fds.append(gate_r)
+    if inv.pty:
+        # Makes the PTY our controlling terminal (the child is not a group
+        # leader, so setsid does not fork and the pid stays the one we track).
+        argv += [tools.setsid, "--ctty"]
+    argv += prlimit_args(tools, inv.limits)
+    argv += [tools.bwrap, "--args", str(args_fd), "--", *command]
+    return argv, pass_fds
 
 
 async def _read_info(fd: int) -> dict[str, Any]:

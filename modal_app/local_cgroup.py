@@ -11,20 +11,27 @@ Supported:
   when writable): detected automatically; sandbox groups are created below the
   server's own group in each hierarchy, so they stay inside whatever limits
   the server itself runs under.
-* cgroup v2: only through an explicitly delegated parent directory (the
-  operator passes ``cgroup_parent``, e.g. a systemd ``Delegate=yes`` slice with
-  ``memory`` and ``pids`` in ``cgroup.subtree_control``).  The server's own v2
-  group cannot host children that have controllers (the no-internal-process
-  rule), so there is no safe automatic choice.
+* cgroup v2 (unified ``/sys/fs/cgroup``), detected automatically: sandbox
+  groups live in ``<server's group>/interviewlm-sandboxes/<sandbox>`` with
+  ``memory.max``, ``memory.swap.max``, ``pids.max`` and ``cpu.max``.  A v2
+  group cannot both hold processes and hand controllers to children (the
+  no-internal-process rule), so when the server's group holds processes they
+  are first moved into a leaf ``<server's group>/interviewlm-server`` (what
+  container inits do; logged).  Or the operator passes ``cgroup_parent``: an
+  explicitly delegated directory (e.g. a systemd ``Delegate=yes`` slice with
+  ``memory`` and ``pids`` in ``cgroup.subtree_control``).
 
-Processes join before they run candidate code: bwrap reports its sandbox
-child's pid on ``--info-fd`` and waits on ``--block-fd`` while we write both
-bwrap pids into the group; everything the sandbox forks later inherits it.
+Processes join before they run candidate code: the outer process waits at a
+gate until the server has written its pid into the group, and only then
+starts bwrap; everything the sandbox forks inherits the group, and its cgroup
+namespace is rooted there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
 import secrets
 import signal
@@ -34,7 +41,11 @@ from pathlib import Path
 
 from modal_app.base import Limits
 
+_log = logging.getLogger(__name__)
+
 GROUP_PARENT_NAME = "interviewlm-sandboxes"
+SERVER_LEAF_NAME = "interviewlm-server"
+V2_MOUNT = Path("/sys/fs/cgroup")
 _CFS_PERIOD_US = 100_000
 
 
@@ -95,7 +106,7 @@ class Cgroups:
         found: set[int] = set()
         for group in self._dirs(sandbox_id):
             with contextlib.suppress(OSError):
-                found.update(int(p) for p in (group / "cgroup.procs").read_text().split())
+                found.update(int(p) for p in _read(group / "cgroup.procs").split())
         return found
 
     def kill(self, sandbox_id: str, *, deadline_s: float = 2.0) -> None:
@@ -116,6 +127,10 @@ class Cgroups:
         for group in self._dirs(sandbox_id):
             with contextlib.suppress(OSError):
                 group.rmdir()
+
+
+def _read(path: Path) -> str:
+    return path.read_text()
 
 
 def _write(path: Path, value: str, *, optional: bool = False) -> None:
@@ -187,9 +202,80 @@ def detect_v1() -> Cgroups | None:
 
 def from_v2_parent(parent: Path) -> Cgroups | None:
     try:
-        enabled = (parent / "cgroup.subtree_control").read_text().split()
+        enabled = _read(parent / "cgroup.subtree_control").split()
     except OSError:
         return None
     if "memory" not in enabled or "pids" not in enabled or not _usable(parent):
         return None
     return Cgroups(version=2, parents={"unified": parent})
+
+
+def _own_v2_path(proc_cgroup: Path) -> str | None:
+    with contextlib.suppress(OSError), open(proc_cgroup, encoding="utf-8") as fh:
+        for line in fh:
+            hierarchy, _, path = line.rstrip("\n").split(":", 2)
+            if hierarchy == "0":
+                return path
+    return None
+
+
+def _enable(group: Path, controllers: list[str]) -> None:
+    """Hand ``controllers`` to ``group``'s children (raises OSError, e.g. EBUSY)."""
+    enabled = set(_read(group / "cgroup.subtree_control").split())
+    missing = [c for c in controllers if c not in enabled]
+    if missing:
+        _write(group / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+
+
+def _evacuate(group: Path) -> None:
+    """Move every process of ``group`` into its leaf child (no-internal-process rule)."""
+    leaf = group / SERVER_LEAF_NAME
+    leaf.mkdir(exist_ok=True)
+    pids = _read(group / "cgroup.procs").split()
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            _write(leaf / "cgroup.procs", pid)
+    _log.warning(
+        "cgroup v2: moved %d process(es) of %s into %s so that sandbox groups can have "
+        "memory/pids/cpu controllers",
+        len(pids),
+        group,
+        leaf,
+    )
+
+
+def detect_v2(
+    mount: Path = V2_MOUNT, proc_cgroup: Path = Path("/proc/self/cgroup")
+) -> Cgroups | None:
+    """Per-sandbox groups below the server's own v2 group, if the host lets us."""
+    if not (mount / "cgroup.controllers").is_file():
+        return None  # not a unified hierarchy (v1 or hybrid)
+    own = _own_v2_path(proc_cgroup)
+    if own is None:
+        return None
+    group = mount / own.strip("/")
+    try:
+        available = _read(group / "cgroup.controllers").split()
+        if "memory" not in available or "pids" not in available:
+            _log.warning("cgroup v2: %s lacks the memory or pids controller", group)
+            return None
+        required = ["memory", "pids"]
+        try:
+            _enable(group, required)
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or group == mount:
+                raise
+            _evacuate(group)
+            _enable(group, required)
+        parent = group / GROUP_PARENT_NAME
+        parent.mkdir(exist_ok=True)
+        _enable(parent, required)
+        if "cpu" in available:
+            # Optional: without it cpu.max is skipped (RLIMIT_CPU still applies).
+            with contextlib.suppress(OSError):
+                _enable(group, ["cpu"])
+                _enable(parent, ["cpu"])
+    except OSError as exc:
+        _log.warning("cgroup v2: cannot set up sandbox groups below %s: %s", group, exc)
+        return None
+    return from_v2_parent(parent)
