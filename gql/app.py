@@ -15,12 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
+from gql.anthropic_proxy import ProxySocket, agent_link, proxy_routes
 from gql.backends import build_backend
 from gql.context import Services
 from gql.parsing import DocumentLimits
 from gql.schema import build_schema
 from gql.settings import Settings
 from gql.view import GraphQLView
+from resolvers.anthropic_proxy import AnthropicProxy, ProxyConfig
 from resolvers.bus import EventBus
 from resolvers.claude import ClaudeAgent, ClaudeConfig
 from resolvers.database import close_database, open_database, ping_database
@@ -29,6 +31,7 @@ from resolvers.live import LiveHub
 from resolvers.reaper import reaper_running, reconcile
 from resolvers.revocations import Revocations
 from resolvers.sandboxes import Sandboxes, SandboxPolicy
+from resolvers.storage import StorageLimits
 from resolvers.terminals import Terminals
 from resolvers.testruns import TestRuns
 
@@ -38,7 +41,13 @@ logger = logging.getLogger("interviewlm")
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
     bus = EventBus(settings.event_bus_url)
-    log = EventLog(bus)
+    log = EventLog(
+        bus,
+        limits=StorageLimits(
+            output_cap_bytes=settings.session_output_cap_bytes,
+            storage_budget_bytes=settings.session_storage_budget_bytes,
+        ),
+    )
     backend = build_backend(settings)
     sandboxes = Sandboxes(
         backend,
@@ -53,7 +62,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
         secrets=tuple(s for s in (settings.anthropic_api_key, settings.modal_token_secret) if s),
     )
     live = LiveHub(bus, log)
-    terminals = Terminals(sandboxes, bus)
+    # The agent's only way to Anthropic (issue 9): the key stays here.
+    proxy = AnthropicProxy(
+        ProxyConfig(
+            api_key=settings.anthropic_api_key,
+            upstream_url=settings.anthropic_upstream_url,
+            max_requests=settings.claude_max_requests_per_run,
+            max_tokens=settings.claude_max_tokens_per_run,
+        )
+    )
+    proxy_socket = ProxySocket(proxy) if backend.name == "local" else None
+
+    async def close_proxy() -> None:
+        if proxy_socket is not None:
+            await proxy_socket.aclose()
+        await proxy.aclose()
+
+    terminals = Terminals(sandboxes, bus, max_per_session=settings.max_terminals_per_session)
     test_runs = TestRuns(sandboxes, run_timeout_s=settings.test_run_timeout_s)
     services = Services(
         settings=settings,
@@ -69,9 +94,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             ClaudeConfig(
                 api_key=settings.anthropic_api_key,
                 command=settings.claude_command,
-                allow_network=settings.claude_allow_network,
                 time_limit_s=settings.claude_time_limit_s,
             ),
+            link=agent_link(settings.public_url, proxy_socket) if proxy.config.api_key else None,
         ),
         revocations=Revocations(bus),
     )
@@ -114,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # from shutting down (its clients reconnect elsewhere with afterSeq).
             for name, step in (
                 ("claude runs", services.claude.close),
+                ("agent proxy", close_proxy),
                 ("test runs", test_runs.close),
                 ("terminals", terminals.close_all),
                 ("live hubs", live.close),
@@ -148,6 +174,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/healthz", healthz, methods=["GET"]),
             Route("/graphql", view, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             WebSocketRoute("/graphql", view),
+            *proxy_routes(proxy),
         ],
         middleware=[
             Middleware(

@@ -20,6 +20,5 @@ def build_backend(settings: Settings) -> SandboxBackend:
     toolchain = settings.toolchain_dir.resolve()
     return LocalSandboxBackend(
         settings.sandbox_root.resolve(),
-        allow_network_opt_in=settings.claude_allow_network,
         toolchain_dir=toolchain if (toolchain / "node_modules").is_dir() else None,
     )

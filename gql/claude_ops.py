@@ -27,6 +27,16 @@ class ClaudeRun:
     cost_usd: float | None
     num_turns: int | None
     duration_ms: int | None
+    input_tokens: int = strawberry.field(
+        description="Input tokens of the run's API requests (cache reads and writes included),"
+        " as the server's proxy saw them."
+    )
+    output_tokens: int = strawberry.field(
+        description="Output tokens of the run's API requests, as the server's proxy saw them."
+    )
+    api_requests: int = strawberry.field(
+        description="Messages API requests the agent made through the proxy in this run."
+    )
     created_at: datetime
     finished_at: datetime | None
 
@@ -41,6 +51,9 @@ class ClaudeRun:
             cost_usd=run.cost_usd,
             num_turns=run.num_turns,
             duration_ms=run.duration_ms,
+            input_tokens=run.input_tokens,
+            output_tokens=run.output_tokens,
+            api_requests=run.api_requests,
             created_at=run.created_at,
             finished_at=run.finished_at,
         )

@@ -55,7 +55,9 @@ class Settings:
     modal_token_secret: str | None = field(default=None, repr=False)
     anthropic_api_key: str | None = field(default=None, repr=False)
     claude_command: str | None = None
-    claude_allow_network: bool = False
+    anthropic_upstream_url: str = "https://api.anthropic.com"
+    claude_max_requests_per_run: int = 200
+    claude_max_tokens_per_run: int = 5_000_000
     cors_origins: tuple[str, ...] = ()
     public_url: str = "http://localhost:8000"
     command_timeout_s: int = 30
@@ -76,6 +78,9 @@ class Settings:
     graphiql: bool = False
     max_query_depth: int = 12
     max_file_bytes: int = 1 << 20
+    session_output_cap_bytes: int = 4 << 20
+    session_storage_budget_bytes: int = 64 << 20
+    max_terminals_per_session: int = 4
     log_level: str = "INFO"
 
     @property
@@ -102,7 +107,15 @@ class Settings:
             modal_token_secret=env.get("MODAL_TOKEN_SECRET") or None,
             anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
             claude_command=env.get("CLAUDE_COMMAND") or None,
-            claude_allow_network=_bool(env, "CLAUDE_ALLOW_NETWORK", False),
+            anthropic_upstream_url=(
+                env.get("ANTHROPIC_UPSTREAM_URL", "").strip() or d.anthropic_upstream_url
+            ).rstrip("/"),
+            claude_max_requests_per_run=_int(
+                env, "CLAUDE_MAX_REQUESTS_PER_RUN", d.claude_max_requests_per_run
+            ),
+            claude_max_tokens_per_run=_int(
+                env, "CLAUDE_MAX_TOKENS_PER_RUN", d.claude_max_tokens_per_run
+            ),
             cors_origins=_list(env, "CORS_ORIGINS"),
             public_url=(env.get("PUBLIC_URL", "").strip() or d.public_url).rstrip("/"),
             command_timeout_s=_int(env, "COMMAND_TIMEOUT_SECONDS", d.command_timeout_s),
@@ -127,5 +140,14 @@ class Settings:
             graphiql=_bool(env, "GRAPHIQL", d.graphiql),
             max_query_depth=_int(env, "MAX_QUERY_DEPTH", d.max_query_depth),
             max_file_bytes=_int(env, "MAX_FILE_BYTES", d.max_file_bytes),
+            session_output_cap_bytes=_int(
+                env, "SESSION_OUTPUT_CAP_BYTES", d.session_output_cap_bytes
+            ),
+            session_storage_budget_bytes=_int(
+                env, "SESSION_STORAGE_BUDGET_BYTES", d.session_storage_budget_bytes
+            ),
+            max_terminals_per_session=_int(
+                env, "MAX_TERMINALS_PER_SESSION", d.max_terminals_per_session
+            ),
             log_level=(env.get("LOG_LEVEL", "").strip() or d.log_level).upper(),
         )

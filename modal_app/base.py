@@ -112,11 +112,21 @@ class Limits:
     cpu_seconds: int = 600
 
 
+SOCKET_MOUNT = "/run/interviewlm"
+"""Where ``NetworkPolicy.socket_dir`` appears inside a local sandbox."""
+
+
 @dataclass(frozen=True, slots=True)
 class NetworkPolicy:
-    """Sandboxes have no network unless hosts are explicitly allowed."""
+    """Sandboxes have no network unless hosts are explicitly allowed.
+
+    ``socket_dir`` (local backend, one exec only): a host directory of Unix
+    sockets bound read-only at ``SOCKET_MOUNT``, how the agent reaches the
+    server's API proxy from a sandbox that has no network at all.
+    """
 
     allow_hosts: tuple[str, ...] = ()
+    socket_dir: str | None = None
 
     @property
     def blocked(self) -> bool:
@@ -171,11 +181,15 @@ class ExecResult:
     signal: int | None = None
 
 
+FileKind = Literal["file", "dir", "symlink", "socket", "fifo", "device", "other"]
+
+
 @dataclass(frozen=True, slots=True)
 class FileEntry:
     path: str
     """Relative to /workspace, '/'-separated, no leading slash."""
-    kind: Literal["file", "dir", "symlink"]
+    kind: FileKind
+    """``file`` is a regular file; sockets, FIFOs and devices are listed, never read."""
     size: int
     mtime: float
 
@@ -267,7 +281,12 @@ class SandboxBackend(Protocol):
 
     async def stat(self, sandbox_id: str, path: str) -> FileEntry: ...
 
-    async def read_file(self, sandbox_id: str, path: str) -> bytes: ...
+    async def read_file(self, sandbox_id: str, path: str, *, max_bytes: int | None = None) -> bytes:
+        """A regular file's bytes (FileTooLarge past ``max_bytes`` or the sandbox's limit).
+
+        Anything else (directory, socket, FIFO, device) is InvalidPath and is never opened
+        in a way that could block or have side effects.
+        """
 
     async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None:
         """Write a file, creating parent directories."""

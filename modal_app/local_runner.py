@@ -34,7 +34,6 @@ class Runner:
     cgroups: Cgroups | None
     toolchain: Path | None
     tmp_size_mb: int
-    allow_network: bool
     snapshot_max_bytes: int = 1 << 30
     snapshot_max_files: int = 100_000
 
@@ -125,8 +124,11 @@ class Runner:
         pty: bool,
     ) -> Invocation:
         policy = network if network is not None else NetworkPolicy(meta.allow_hosts)
-        if not policy.blocked and not self.allow_network:
+        if not policy.blocked:
             raise InvalidSpec(NETWORK_REFUSED)
+        socket_dir = Path(policy.socket_dir) if policy.socket_dir else None
+        if socket_dir is not None and (pty or not socket_dir.is_absolute()):
+            raise InvalidSpec("a socket directory is for one command, by absolute path")
         if env:
             check_env(env)
         relative = normalize_workspace_path(cwd) if cwd is not None else meta.workdir
@@ -149,7 +151,7 @@ class Runner:
             env=full_env,
             cwd=workspace_abspath(relative),
             view=self.view,
-            share_net=not policy.blocked,
+            socket_dir=socket_dir,
             pty=pty,
             tmp_size_mb=self.tmp_size_mb,
             toolchain_dir=self.toolchain,

@@ -9,12 +9,11 @@ from modal_app.paths import normalize_workspace_path
 from modal_app.presets import check_limits
 
 NETWORK_REFUSED = (
-    "the local backend cannot restrict network access to specific hosts; it is only "
-    "available when the operator enables allow_network_opt_in"
+    "local sandboxes have no network (the agent reaches its API proxy through a socket)"
 )
 
 
-def check_spec(spec: SandboxSpec, *, allow_network: bool) -> str:
+def check_spec(spec: SandboxSpec) -> str:
     """Refuse what the local backend cannot honour; return the normalized workdir."""
     if spec.image is not None:
         raise InvalidSpec("the local backend runs language presets only, not image specs")
@@ -22,7 +21,7 @@ def check_spec(spec: SandboxSpec, *, allow_network: bool) -> str:
         raise InvalidSpec("the local backend has no named volumes (the workspace persists)")
     check_limits(spec.limits)
     check_env(spec.env)
-    if spec.network.allow_hosts and not allow_network:
+    if spec.network.allow_hosts or spec.network.socket_dir:
         raise InvalidSpec(NETWORK_REFUSED)
     if not spec.timeout_s > 0:
         raise InvalidSpec("timeout_s must be positive")

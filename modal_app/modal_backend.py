@@ -358,6 +358,10 @@ class ModalSandboxBackend:
             argv = private_argv(argv)  # best effort on Modal: see modal_private
         workdir = None if cwd is None else sandbox_workdir(cwd)
         check_env(env or {})
+        if network is not None and network.socket_dir:
+            # Host sockets exist only for local sandboxes; here the agent
+            # reaches the proxy at PUBLIC_URL through the widened egress.
+            raise InvalidSpec("Modal sandboxes cannot bind host sockets")
         backstop = _modal_timeout(timeout_s)
         ref = await self._refs.running(sandbox_id)
         state_path = f"{STATE_DIR}/{uuid.uuid4().hex}"
@@ -439,8 +443,8 @@ class ModalSandboxBackend:
     async def stat(self, sandbox_id: str, path: str) -> FileEntry:
         return await self._files.stat(sandbox_id, path)
 
-    async def read_file(self, sandbox_id: str, path: str) -> bytes:
-        return await self._files.read_file(sandbox_id, path)
+    async def read_file(self, sandbox_id: str, path: str, *, max_bytes: int | None = None) -> bytes:
+        return await self._files.read_file(sandbox_id, path, max_bytes=max_bytes)
 
     async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None:
         await self._files.write_file(sandbox_id, path, data)

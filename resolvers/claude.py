@@ -3,12 +3,13 @@
 The agent (by default the pinned Claude Code CLI in ``-p`` stream-json mode)
 runs inside the session's sandbox in /workspace, as the sandbox's non-root
 user (so the CLI accepts ``bypassPermissions``; ``IS_SANDBOX=1`` says the
-same for runtimes that run it as root). Its config dir is in the workspace,
-so ``--resume`` of the session's previous conversation survives a sandbox
-restart. ``ANTHROPIC_API_KEY`` is given to that one process and scrubbed from
-everything it prints before anything is recorded. The agent gets network
-only through the backend's allowlist (Modal) or the operator's explicit
-opt-in (``CLAUDE_ALLOW_NETWORK``, local backend).
+same for runtimes that run it as root). The Anthropic key never enters the
+sandbox: the agent's key is a token minted for this run, good only at the
+server's Messages API proxy (``anthropic_proxy``) and only while the run is
+RUNNING; it is handed over on stdin, never in an argv (``agent_launch``).
+Conversations are kept in the workspace, so ``--resume`` of the session's
+previous conversation survives a sandbox restart; nothing else there is
+loaded as the CLI's configuration.
 
 Endings: the CLI's final ``result`` decides SUCCEEDED or FAILED; no result
 means FAILED with what the process said (missing binary, auth error);
@@ -24,17 +25,20 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
 
-from modal_app.base import ExecHandle, NetworkPolicy, SandboxError
+from modal_app.base import ExecHandle, SandboxError
 from models.claude import ClaudeRun, ClaudeRunStatus
 from models.sandbox import SandboxRecord
 from resolvers import claude_stream as cs
 from resolvers import validation as check
+from resolvers.agent_launch import QUIET_ENV, AgentLink, cli_argv, launch
+from resolvers.anthropic_proxy import mint_token
 from resolvers.auth import Principal
 from resolvers.bus import EventBus, follow_channel
 from resolvers.errors import Conflict, NotFound, SandboxUnavailable
@@ -43,40 +47,54 @@ from resolvers.sandboxes import Sandboxes
 from resolvers.sessions import get_session, require_session_access
 
 logger = logging.getLogger("interviewlm.claude")
-CONFIG_DIR = "/workspace/.interviewlm/claude"
-API_HOSTS = ("api.anthropic.com",)
 REDACTED = "[redacted]"
+TOKEN_GRACE_S = 30
+# What a finished run's ``error`` says: what happened, never internals.
+_SUBTYPES = {
+    "error_max_turns": "the agent reached its turn limit",
+    "error_max_budget_usd": "the agent reached its budget",
+    "error_during_execution": "the agent stopped with an error",
+}
 
 
 @dataclass(frozen=True, slots=True)
 class ClaudeConfig:
     api_key: str | None
     command: str | None = None
-    """A shell command replacing the CLI; it gets CLAUDE_PROMPT, CLAUDE_RESUME, CLAUDE_MAX_TURNS."""
-    allow_network: bool = False
+    """A shell command replacing the CLI; it gets CLAUDE_PROMPT, CLAUDE_RESUME, CLAUDE_MAX_TURNS
+    and, like the CLI, ANTHROPIC_BASE_URL and the run token as ANTHROPIC_API_KEY."""
     time_limit_s: float = 600
     max_turns: int = 30
 
 
 @dataclass
 class _Active:
+    token: str
     handle: ExecHandle | None = None
     cancelled: bool = False
 
 
 class ClaudeAgent:
-    def __init__(self, sandboxes: Sandboxes, bus: EventBus, config: ClaudeConfig) -> None:
+    def __init__(
+        self,
+        sandboxes: Sandboxes,
+        bus: EventBus,
+        config: ClaudeConfig,
+        link: Callable[[], Awaitable[AgentLink]] | None = None,
+    ) -> None:
         self.sandboxes = sandboxes
         self.bus = bus
         self.log = sandboxes.log
         self.config = config
+        self.link = link
+        """How this server's agents reach its API proxy (None: Claude is not configured)."""
         self._active: dict[uuid.UUID, _Active] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def ask(self, principal: Principal, session_id: str, prompt: str) -> ClaudeRun:
         text = check.text("prompt", prompt, max_length=20_000)
         await get_session(principal, session_id, log=self.log)  # who may ask, first
-        if not self.config.api_key:
+        if not self.config.api_key or self.link is None:
             raise SandboxUnavailable(
                 "Claude is not configured on this server: set ANTHROPIC_API_KEY"
             )
@@ -86,6 +104,8 @@ class ClaudeAgent:
             .order_by("-created_at")
             .first()
         )
+        token, hashed = mint_token()
+        lifetime = timedelta(seconds=self.config.time_limit_s + TOKEN_GRACE_S)
         try:
             run = await ClaudeRun.create(
                 session_id=session.id,
@@ -93,11 +113,13 @@ class ClaudeAgent:
                 live_key=session.id,
                 owner=self.sandboxes.owner,
                 log_seq=await self.log.last_seq(session.id),
+                token_hash=hashed,
+                token_expires_at=datetime.now(UTC) + lifetime,
             )
         except IntegrityError:
             raise Conflict("Claude is already working on this session; wait or cancel") from None
         await self._event(run, "claude.started", {"prompt": text})
-        active = _Active()
+        active = _Active(token)
         self._active[run.id] = active
         resume = previous.conversation_id if previous else None
         task = asyncio.create_task(self._run(run, sandbox, active, resume))
@@ -105,33 +127,20 @@ class ClaudeAgent:
         task.add_done_callback(self._tasks.discard)
         return run
 
-    def _command(self, prompt: str, resume: str | None) -> tuple[list[str] | str, dict[str, str]]:
+    def _command(
+        self, run: ClaudeRun, active: _Active, link: AgentLink, resume: str | None
+    ) -> tuple[list[str], dict[str, str], bytes]:
         env = {
-            "ANTHROPIC_API_KEY": self.config.api_key or "",
-            "CLAUDE_CONFIG_DIR": CONFIG_DIR,
-            "IS_SANDBOX": "1",
-            "DISABLE_AUTOUPDATER": "1",
-            "CLAUDE_PROMPT": prompt,
+            **QUIET_ENV,
             "CLAUDE_RESUME": resume or "",
             "CLAUDE_MAX_TURNS": str(self.config.max_turns),
         }
         if self.config.command:
-            return self.config.command, env
-        argv = [
-            "claude",
-            "-p",
-            prompt,
-            "--output-format",
-            "stream-json",
-            "--verbose",
-            "--permission-mode",
-            "bypassPermissions",
-            "--max-turns",
-            str(self.config.max_turns),
-        ]
-        if resume:
-            argv += ["--resume", resume]
-        return argv, env
+            agent = ["/bin/sh", "-c", self.config.command]
+        else:
+            agent = cli_argv(self.config.max_turns, resume)
+        argv, stdin = launch(link, active.token, run.prompt, agent)
+        return argv, env, stdin
 
     async def _run(
         self, run: ClaudeRun, sandbox: SandboxRecord, active: _Active, resume: str | None
@@ -142,9 +151,16 @@ class ClaudeAgent:
         outcome: dict[str, Any] = {"status": ClaudeRunStatus.FAILED, "error": None}
         try:
             await self._drive(run, sandbox, active, resume, outcome)
-        except Exception as exc:
+        except SandboxUnavailable:
+            outcome.update(status=ClaudeRunStatus.FAILED, error="the sandbox is not available")
+        except SandboxError as exc:
+            logger.warning("claude run %s could not start: %s", run.id, exc)
+            outcome.update(status=ClaudeRunStatus.FAILED, error="the agent could not be started")
+        except Exception:
             logger.exception("claude run %s failed", run.id)
-            outcome.update(status=ClaudeRunStatus.FAILED, error=f"the agent could not run: {exc}")
+            outcome.update(
+                status=ClaudeRunStatus.FAILED, error="the agent stopped on a server error"
+            )
         finally:
             listener.cancel()
             self._active.pop(run.id, None)
@@ -160,22 +176,23 @@ class ClaudeAgent:
         resume: str | None,
         outcome: dict[str, Any],
     ) -> None:
-        command, env = self._command(run.prompt, resume)
-        network = None
-        if self.config.allow_network or self.sandboxes.backend.name == "modal":
-            network = NetworkPolicy(allow_hosts=API_HOSTS)
+        assert self.link is not None  # ask() refuses without one
+        link = await self.link()
+        command, env, stdin = self._command(run, active, link, resume)
         handle = await self.sandboxes.call(
             lambda: self.sandboxes.backend.exec(
                 sandbox.backend_id or "",
                 command,
                 env=env,
                 timeout_s=self.config.time_limit_s + 5,
-                network=network,
+                network=link.network,
             )
         )
         active.handle = handle
         if active.cancelled:
             await handle.kill()
+        with contextlib.suppress(SandboxError, OSError):
+            await handle.write_stdin(stdin)
         await handle.close_stdin()
         lines, stderr = cs.LineBuffer(), bytearray()
         result: cs.Result | None = None
@@ -198,14 +215,23 @@ class ClaudeAgent:
             ok = not result.is_error and result.subtype == "success"
             outcome.update(
                 status=ClaudeRunStatus.SUCCEEDED if ok else ClaudeRunStatus.FAILED,
-                error=None if ok else self._scrub(result.result or result.subtype),
+                error=None if ok else _SUBTYPES.get(result.subtype, "the agent reported an error"),
                 cost_usd=result.cost_usd,
                 num_turns=result.num_turns,
                 duration_ms=result.duration_ms,
             )
         else:
-            said = self._scrub(stderr.decode(errors="replace").strip()[-2000:])
-            outcome["error"] = said or f"the agent exited with code {status.exit_code}"
+            # What the agent printed is its own (sandbox) output: kept as an
+            # event; the run's error only says what happened.
+            said = stderr.decode(errors="replace").strip()[-2000:]
+            if said:
+                await self._event(
+                    run, "claude.system", {"subtype": "stderr", "data": {"stderr": said}}
+                )
+            code = status.exit_code
+            outcome["error"] = "the agent stopped without an answer" + (
+                f" (exit code {code})" if code is not None else " (killed)"
+            )
 
     async def _record_line(self, run: ClaudeRun, line: str) -> cs.Result | None:
         result = None
@@ -225,8 +251,14 @@ class ClaudeAgent:
         status: ClaudeRunStatus = outcome.pop("status")
         if outcome.get("error"):
             outcome["error"] = without_nul(outcome["error"])
+        # Clearing the token's hash is what makes it useless from now on.
         await ClaudeRun.filter(id=run.id).update(
-            status=status, live_key=None, finished_at=datetime.now(UTC), **outcome
+            status=status,
+            live_key=None,
+            token_hash=None,
+            token_expires_at=None,
+            finished_at=datetime.now(UTC),
+            **outcome,
         )
         with contextlib.suppress(SandboxError, SandboxUnavailable):
             await self.sandboxes.sync_workspace(sandbox, source="agent")
@@ -237,11 +269,8 @@ class ClaudeAgent:
             run.session_id, type_, self._scrub_payload({"runId": str(run.id), **payload})
         )
 
-    def _scrub(self, text: str) -> str:
-        key = self.config.api_key
-        return text.replace(key, REDACTED) if key else text
-
     def _scrub_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        # Defense in depth only: the key never enters the sandbox.
         key = self.config.api_key
         dumped = json.dumps(payload)
         if not key or key not in dumped:
