@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import strawberry
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 
 from gql.context import Info, principal_of
 from gql.types.workspace import (
@@ -15,6 +16,48 @@ from gql.types.workspace import (
     decode_content,
 )
 from resolvers import commands, workspace
+from resolvers.errors import BadUserInput
+
+# Each file() that asks for content or sha256 reads up to MAX_FILE_BYTES; with
+# this many per request, one request reads at most MAX_FILE_READS * MAX_FILE_BYTES
+# (aliases would otherwise multiply one small query into gigabytes of reads).
+MAX_FILE_READS = 16
+_READING = frozenset({"content", "sha256", "encoding"})
+
+
+def _selects(
+    selection_set: SelectionSetNode | None, fragments: dict[str, object], wanted: frozenset[str]
+) -> list[FieldNode]:
+    """Fields named in ``wanted`` directly under ``selection_set``, through fragments."""
+    found: list[FieldNode] = []
+    for node in selection_set.selections if selection_set else ():
+        if isinstance(node, FieldNode):
+            if node.name.value in wanted:
+                found.append(node)
+        elif isinstance(node, InlineFragmentNode):
+            found += _selects(node.selection_set, fragments, wanted)
+        elif isinstance(node, FragmentSpreadNode):
+            fragment = fragments.get(node.name.value)
+            found += _selects(getattr(fragment, "selection_set", None), fragments, wanted)
+    return found
+
+
+def check_file_reads(info: Info) -> None:
+    """Refuse an operation whose file() fields would read more than MAX_FILE_READS files.
+
+    Counted from the document (every alias, ignoring @skip/@include, so it is
+    an upper bound), so the answer is the same whichever alias resolves first.
+    """
+    fragments: dict[str, object] = dict(info._raw_info.fragments)
+    reads = sum(
+        1
+        for field in _selects(info.operation.selection_set, fragments, frozenset({"file"}))
+        if _selects(field.selection_set, fragments, _READING)
+    )
+    if reads > MAX_FILE_READS:
+        raise BadUserInput(
+            "file", f"{reads} file() fields read content; at most {MAX_FILE_READS} per request"
+        )
 
 
 @strawberry.type
@@ -28,12 +71,16 @@ class WorkspaceQuery:
         )
         return [FileEntry.of(e) for e in entries]
 
-    @strawberry.field
+    @strawberry.field(
+        description="One file; `content`/`sha256` read it (up to MAX_FILE_BYTES), "
+        f"at most {MAX_FILE_READS} such reads per request."
+    )
     async def file(self, info: Info, session_id: strawberry.ID, path: str) -> File:
-        data = await workspace.read_file(
+        check_file_reads(info)
+        opened = await workspace.open_file(
             info.context.sandboxes, await principal_of(info), session_id, path
         )
-        return File.of(data)
+        return File.of(opened)
 
 
 @strawberry.type
@@ -64,7 +111,7 @@ class WorkspaceMutation:
             path,
             decode_content(content, encoding),
         )
-        return File.of(data)
+        return File.written(data)
 
     @strawberry.mutation
     async def delete_file(

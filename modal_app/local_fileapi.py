@@ -3,7 +3,9 @@
 The server reads and writes workspaces directly on the host (no bwrap call),
 symlink-safely (see ``local_files``).  Paths are normalized first
 (``modal_app.paths``); file operations work on terminated sandboxes too, since
-the workspace is kept for the recording.
+the workspace is kept for the recording.  No OSError leaves this mixin: what
+the OS says about a candidate's file is that sandbox's SandboxFileError
+(``local_oserrors``), so it never looks like the backend failing.
 """
 
 from __future__ import annotations
@@ -11,8 +13,17 @@ from __future__ import annotations
 import asyncio
 
 from modal_app.base import FileEntry
-from modal_app.local_files import Owner, delete, list_files, mkdir, read_file, stat_path, write_file
+from modal_app.local_files import (
+    Owner,
+    delete,
+    list_files,
+    mkdir,
+    read_file,
+    stat_path,
+    write_file,
+)
 from modal_app.local_meta import MetaStore, SandboxMeta
+from modal_app.local_oserrors import os_errors_as_file_errors
 from modal_app.paths import normalize_workspace_path
 
 _MB = 1024 * 1024
@@ -41,25 +52,35 @@ class WorkspaceFiles:
         relative = normalize_workspace_path(path)
         _, workspace = await self._workspace(sandbox_id)
         return await asyncio.to_thread(
-            list_files, workspace, relative, recursive=recursive, max_entries=self._max_list
+            os_errors_as_file_errors(list_files, relative),
+            workspace,
+            relative,
+            recursive=recursive,
+            max_entries=self._max_list,
         )
 
     async def stat(self, sandbox_id: str, path: str) -> FileEntry:
         relative = normalize_workspace_path(path)
         _, workspace = await self._workspace(sandbox_id)
-        return await asyncio.to_thread(stat_path, workspace, relative)
+        return await asyncio.to_thread(
+            os_errors_as_file_errors(stat_path, relative), workspace, relative
+        )
 
-    async def read_file(self, sandbox_id: str, path: str) -> bytes:
+    async def read_file(self, sandbox_id: str, path: str, *, max_bytes: int | None = None) -> bytes:
         relative = normalize_workspace_path(path)
         meta, workspace = await self._workspace(sandbox_id)
         limit = meta.limits.max_file_size_mb * _MB
-        return await asyncio.to_thread(read_file, workspace, relative, max_bytes=limit)
+        if max_bytes is not None:
+            limit = min(limit, max_bytes)
+        return await asyncio.to_thread(
+            os_errors_as_file_errors(read_file, relative), workspace, relative, max_bytes=limit
+        )
 
     async def write_file(self, sandbox_id: str, path: str, data: bytes) -> None:
         relative = normalize_workspace_path(path)
         meta, workspace = await self._workspace(sandbox_id)
         await asyncio.to_thread(
-            write_file,
+            os_errors_as_file_errors(write_file, relative),
             workspace,
             relative,
             bytes(data),
@@ -70,9 +91,11 @@ class WorkspaceFiles:
     async def delete(self, sandbox_id: str, path: str) -> None:
         relative = normalize_workspace_path(path)
         _, workspace = await self._workspace(sandbox_id)
-        await asyncio.to_thread(delete, workspace, relative)
+        await asyncio.to_thread(os_errors_as_file_errors(delete, relative), workspace, relative)
 
     async def mkdir(self, sandbox_id: str, path: str) -> None:
         relative = normalize_workspace_path(path)
         meta, workspace = await self._workspace(sandbox_id)
-        await asyncio.to_thread(mkdir, workspace, relative, owner=owner_of(meta))
+        await asyncio.to_thread(
+            os_errors_as_file_errors(mkdir, relative), workspace, relative, owner=owner_of(meta)
+        )

@@ -15,10 +15,19 @@ workspace root, 40 hops at most); any other absolute target is an escape and
 raises InvalidPath.  Because every step opens with ``O_NOFOLLOW`` against an fd
 we already hold, a concurrent swap makes the open fail (ELOOP/ENOTDIR) instead
 of redirecting it, so the check is race-free rather than "race-safe enough".
-Only regular files are read (opened ``O_NONBLOCK`` so a FIFO cannot hang the
-server); writes go to a temporary file that is renamed into place, so a write
-never goes *through* an existing link or FIFO.  Files and directories the
-server creates are chowned to the sandbox uid.
+Only regular files are read: the final component is lstat'ed and a socket,
+FIFO or device is refused (InvalidPath) before any open; the open itself is
+``O_NONBLOCK|O_NOFOLLOW|O_NOCTTY`` and fstat'ed again, so a swap in between
+can neither hang the server nor reach a device.  Listings show such entries
+with their kind.  Writes go to a temporary file that is renamed into place, so
+a write never goes *through* an existing link or FIFO.  Files and directories
+the server creates are chowned to the sandbox uid.
+
+Errors: whatever the OS says about one workspace path (ENXIO of a socket,
+ENOSPC of a full workspace, EACCES, ...) is that sandbox's SandboxFileError,
+never a bare OSError: callers must not mistake a candidate's file for the
+backend failing (``local_oserrors``).  Only host resource
+exhaustion (EMFILE, ENFILE, ENOMEM) is BackendUnavailable.
 
 All functions here block; the backend calls them through ``asyncio.to_thread``.
 """
@@ -37,6 +46,7 @@ from dataclasses import dataclass
 from modal_app.base import (
     WORKSPACE,
     FileEntry,
+    FileKind,
     FileNotFoundInSandbox,
     FileTooLarge,
     InvalidPath,
@@ -179,12 +189,41 @@ def _walk(
         walker.close()
 
 
+def kind_of(mode: int) -> FileKind:
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "other"
+
+
 def _entry(path: str, st: os.stat_result) -> FileEntry:
-    if stat.S_ISLNK(st.st_mode):
-        return FileEntry(path=path, kind="symlink", size=st.st_size, mtime=st.st_mtime)
-    if stat.S_ISDIR(st.st_mode):
-        return FileEntry(path=path, kind="dir", size=0, mtime=st.st_mtime)
-    return FileEntry(path=path, kind="file", size=st.st_size, mtime=st.st_mtime)
+    kind = kind_of(st.st_mode)
+    # Only regular files and symlinks have a meaningful size; a device's st_size is not its content.
+    size = st.st_size if kind in ("file", "symlink") else 0
+    return FileEntry(path=path, kind=kind, size=size, mtime=st.st_mtime)
+
+
+def printable_name(name: str) -> str:
+    """A directory entry's name as valid UTF-8 text (U+FFFD for bytes that are not).
+
+    os.listdir returns undecodable bytes as lone surrogates, which no JSON,
+    GraphQL or PostgreSQL text can hold; such a path cannot be addressed
+    through the API, so it is shown (and then not found) rather than crash a listing.
+    """
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(name).decode("utf-8", "replace")
+    return name
 
 
 def _lstat(walker: _Walker, name: str | None, shown: str) -> os.stat_result:
@@ -207,6 +246,9 @@ def read_file(workspace: str, relative: str, *, max_bytes: int) -> bytes:
     with _walk(workspace, relative, follow_last=True) as (walker, name):
         if name is None:
             raise InvalidPath(f"{relative!r} is a directory")
+        # lstat first: a socket, FIFO or device is refused without ever being
+        # opened (opening a FIFO or a device can block or have side effects).
+        _require_regular(_lstat(walker, name, relative), relative)
         try:
             fd = os.open(
                 name,
@@ -218,13 +260,11 @@ def read_file(workspace: str, relative: str, *, max_bytes: int) -> bytes:
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise InvalidPath(f"{relative!r} changed into a symlink") from None
-            raise
+            # ENXIO and friends: it was swapped for a special file after the lstat.
+            raise InvalidPath(f"{relative!r} cannot be read: {exc.strerror}") from None
         try:
-            st = os.fstat(fd)
-            if stat.S_ISDIR(st.st_mode):
-                raise InvalidPath(f"{relative!r} is a directory")
-            if not stat.S_ISREG(st.st_mode):
-                raise InvalidPath(f"{relative!r} is not a regular file")
+            st = os.fstat(fd)  # what we opened, whatever the name points at now
+            _require_regular(st, relative)
             if st.st_size > max_bytes:
                 raise FileTooLarge(f"{relative!r} is {st.st_size} bytes (limit {max_bytes})")
             chunks: list[bytes] = []
@@ -237,6 +277,14 @@ def read_file(workspace: str, relative: str, *, max_bytes: int) -> bytes:
             return b"".join(chunks)
         finally:
             os.close(fd)
+
+
+def _require_regular(st: os.stat_result, relative: str) -> None:
+    kind = kind_of(st.st_mode)
+    if kind == "dir":
+        raise InvalidPath(f"{relative!r} is a directory")
+    if kind != "file":
+        raise InvalidPath(f"{relative!r} is a {kind}, not a regular file; it cannot be read")
 
 
 def write_file(workspace: str, relative: str, data: bytes, *, owner: Owner, max_bytes: int) -> None:
@@ -366,7 +414,8 @@ def _list_dir(
             st = os.stat(child, dir_fd=dir_fd, follow_symlinks=False)
         except FileNotFoundError:
             continue  # removed while we listed
-        path = f"{prefix}/{child}" if prefix else child
+        shown = printable_name(child)
+        path = f"{prefix}/{shown}" if prefix else shown
         out.append(_entry(path, st))
         if recursive and stat.S_ISDIR(st.st_mode):
             try:

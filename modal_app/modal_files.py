@@ -34,6 +34,7 @@ from modal.types import FileEntryType, FileInfo, FileType
 from modal_app.base import (
     WORKSPACE,
     FileEntry,
+    FileKind,
     FileNotFoundInSandbox,
     FileTooLarge,
     InvalidPath,
@@ -52,18 +53,31 @@ _LIST_CONCURRENCY = 8
 
 
 def entry_from_info(relative: str, info: FileInfo) -> FileEntry:
-    kind = {FileType.DIRECTORY: "dir", FileType.SYMLINK: "symlink"}.get(info.type, "file")
-    return FileEntry(path=relative, kind=kind, size=info.size, mtime=info.modified_time)  # type: ignore[arg-type]
+    kinds: dict[FileType, FileKind] = {
+        FileType.FILE: "file",
+        FileType.DIRECTORY: "dir",
+        FileType.SYMLINK: "symlink",
+    }
+    # The SDK knows three types; anything else (socket, FIFO, device) is never read.
+    kind = kinds.get(info.type, "other")
+    return FileEntry(path=relative, kind=kind, size=info.size, mtime=info.modified_time)
+
+
+_VOLUME_KINDS: dict[FileEntryType, FileKind] = {
+    FileEntryType.FILE: "file",
+    FileEntryType.DIRECTORY: "dir",
+    FileEntryType.SYMLINK: "symlink",
+    FileEntryType.FIFO: "fifo",
+    FileEntryType.SOCKET: "socket",
+}
 
 
 def entry_from_volume(entry: VolumeEntry) -> FileEntry:
-    kind = {FileEntryType.DIRECTORY: "dir", FileEntryType.SYMLINK: "symlink"}.get(
-        entry.type, "file"
-    )
+    kind = _VOLUME_KINDS.get(entry.type, "other")
     return FileEntry(
         path=entry.path.strip("/"),
-        kind=kind,  # type: ignore[arg-type]
-        size=entry.size,
+        kind=kind,
+        size=entry.size if kind == "file" else 0,
         mtime=float(entry.mtime),
     )
 
@@ -143,16 +157,46 @@ class ModalFiles:
 
         return await self._file_op(sandbox_id, rel, False, running, stopped)
 
-    async def read_file(self, sandbox_id: str, path: str) -> bytes:
+    async def read_file(self, sandbox_id: str, path: str, *, max_bytes: int | None = None) -> bytes:
         rel = normalize_workspace_path(path)
         if not rel:
             raise InvalidPath("the workspace root is a directory")
+        ref = await self._refs.get(sandbox_id)
+        caps = [] if ref.limits is None else [ref.limits.max_file_size_mb << 20]
+        if max_bytes is not None:
+            caps.append(max_bytes)
+        limit = min(caps) if caps else None
+
+        def too_large(size: int) -> FileTooLarge | None:
+            if limit is not None and size > limit:
+                return FileTooLarge(f"{rel!r} is {size} bytes (limit {limit})")
+            return None
 
         async def running(sandbox: modal.Sandbox, is_link: bool) -> bytes:
-            return await sandbox.filesystem.read_bytes.aio(workspace_abspath(rel))
+            target = workspace_abspath(rel)
+            # The SDK opens whatever the path names: a FIFO would block the read
+            # and a device could be endless, so only a regular file is opened.
+            if await self._refs.helper(ref, ["test", "-f", target]) != 0:
+                info = await sandbox.filesystem.stat.aio(target)
+                what = "a directory" if info.type == FileType.DIRECTORY else "not a regular file"
+                raise InvalidPath(f"{rel!r} is {what}; it cannot be read")
+            info = await sandbox.filesystem.stat.aio(target)
+            if error := too_large(info.size):
+                raise error
+            data = await sandbox.filesystem.read_bytes.aio(target)
+            if error := too_large(len(data)):  # it grew while we read it
+                raise error
+            return bytes(data)
 
         async def stopped(volume: modal.Volume) -> bytes:
-            return b"".join([chunk async for chunk in volume.read_file.aio(rel)])
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in volume.read_file.aio(rel):
+                total += len(chunk)
+                if error := too_large(total):
+                    raise error
+                chunks.append(chunk)
+            return b"".join(chunks)
 
         return await self._file_op(sandbox_id, rel, True, running, stopped)
 

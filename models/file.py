@@ -44,3 +44,44 @@ class FileSnapshot(Model):
     class Meta:
         table = "file_snapshot"
         unique_together = (("session", "path"),)
+
+
+class SessionBlob(Model):
+    """A blob that one session's recording refers to (any version of any of its files).
+
+    The session's storage budget counts each of its blobs once, and blob
+    collection keeps every blob some session still refers to: deleting a
+    session (cascade) is what makes its blobs collectable.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    session: fields.ForeignKeyRelation[InterviewSession] = fields.ForeignKeyField(
+        "models.InterviewSession", related_name="blobs", on_delete=fields.CASCADE
+    )
+    session_id: uuid.UUID
+    sha256 = fields.CharField(max_length=64, db_index=True)
+    size = fields.BigIntField()
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "session_blob"
+        unique_together = (("session", "sha256"),)
+
+
+class SessionStorage(Model):
+    """What one session's recording holds, against its caps (one row per session, made lazily)."""
+
+    id = fields.BigIntField(primary_key=True)
+    session: fields.OneToOneRelation[InterviewSession] = fields.OneToOneField(
+        "models.InterviewSession", related_name="storage", on_delete=fields.CASCADE
+    )
+    session_id: uuid.UUID
+    output_bytes = fields.BigIntField(default=0)
+    """Terminal and command output recorded (UTF-8 bytes), up to SESSION_OUTPUT_CAP_BYTES."""
+    output_capped = fields.BooleanField(default=False)
+    blob_bytes = fields.BigIntField(default=0)
+    """Sum of the sizes of the session's distinct blobs, up to SESSION_STORAGE_BUDGET_BYTES."""
+    budget_reached = fields.BooleanField(default=False)
+
+    class Meta:
+        table = "session_storage"

@@ -4,6 +4,20 @@ CLOSED: calls go through; ``threshold`` consecutive failures open it.
 OPEN: calls fail at once with SandboxUnavailable until ``reset_after`` passes.
 HALF-OPEN: one trial call goes through; success closes, failure re-opens.
 Every call also gets a deadline, so a backend that hangs counts as failing.
+
+The breaker is one per process and shared by every account, so what counts
+as a failure is narrow: the backend saying it is unhealthy
+(``BackendUnavailable``) or not answering in time. Everything else -- a
+missing file, a socket or FIFO a candidate planted, a full workspace, a
+terminated sandbox -- is an answer about one sandbox: it passes through
+unchanged and never moves the breaker. Backends turn OS errors about a
+candidate's files into ``SandboxFileError``s for exactly this reason.
+
+Failures of calls about one sandbox carry a ``scope`` (its id). A streak of
+failures only opens the breaker once it spans ``min_scopes`` different
+sandboxes (or includes an unscoped, backend-wide call such as ``create``):
+one candidate who makes their own sandbox slow or broken must not take
+sandboxes away from every other account on the replica.
 """
 
 from __future__ import annotations
@@ -18,13 +32,10 @@ from resolvers.errors import SandboxUnavailable
 
 T = TypeVar("T")
 
-# Errors that say the runtime is unhealthy; others (bad path, not found,
-# terminated) are answers about one sandbox and leave the breaker alone.
-TRIPPING_ERRORS: tuple[type[BaseException], ...] = (
-    BackendUnavailable,
-    TimeoutError,
-    OSError,
-)
+# Errors that say the runtime is unhealthy. TimeoutError is the backend's own
+# deadline (an SDK's RPC timeout) or ours (``call_timeout``).
+TRIPPING_ERRORS: tuple[type[BaseException], ...] = (BackendUnavailable, TimeoutError)
+_BACKEND_WIDE = ""
 
 
 class CircuitBreaker:
@@ -34,13 +45,16 @@ class CircuitBreaker:
         threshold: int = 5,
         reset_after: float = 30.0,
         call_timeout: float = 60.0,
+        min_scopes: int = 2,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.threshold = threshold
         self.reset_after = reset_after
         self.call_timeout = call_timeout
+        self.min_scopes = min_scopes
         self._clock = clock
         self._failures = 0
+        self._scopes: set[str] = set()
         self._opened_at: float | None = None
         self._trial_running = False
 
@@ -53,30 +67,41 @@ class CircuitBreaker:
         return "open"
 
     async def call(
-        self, operation: Callable[[], Awaitable[T]], *, deadline_s: float | None = None
+        self,
+        operation: Callable[[], Awaitable[T]],
+        *,
+        deadline_s: float | None = None,
+        scope: str | None = None,
     ) -> T:
+        """Run ``operation`` under the breaker; ``scope`` names the one sandbox it is about."""
         state = self.state
         if state == "open" or (state == "half-open" and self._trial_running):
             raise SandboxUnavailable(
                 "the sandbox service is failing; try again in a few seconds",
                 retryAfterSeconds=max(1, round(self.reset_after)),
             )
-        self._trial_running = state == "half-open"
+        trial = state == "half-open"
+        self._trial_running = trial
         try:
             async with asyncio.timeout(deadline_s or self.call_timeout):
                 result = await operation()
         except TRIPPING_ERRORS as exc:
-            self._record_failure()
+            self._record_failure(scope, trial=trial)
             raise SandboxUnavailable(f"the sandbox service failed: {_describe(exc)}") from exc
         finally:
-            self._trial_running = False
+            if trial:
+                self._trial_running = False
         self._failures = 0
+        self._scopes.clear()
         self._opened_at = None
         return result
 
-    def _record_failure(self) -> None:
+    def _record_failure(self, scope: str | None, *, trial: bool) -> None:
         self._failures += 1
-        if self._failures >= self.threshold or self._opened_at is not None:
+        self._scopes.add(_BACKEND_WIDE if scope is None else scope)
+        broad = _BACKEND_WIDE in self._scopes or len(self._scopes) >= self.min_scopes
+        # A failed trial re-opens at once (the streak that opened it is still held).
+        if trial or self._opened_at is not None or (self._failures >= self.threshold and broad):
             self._opened_at = self._clock()
 
 

@@ -1,7 +1,8 @@
 """``runCommand``: a command in the session's sandbox, never on the host.
 
 The log gets ``command.started``, the output as coalesced ``terminal.output``
-events (up to the output cap, then one ``command.truncated``), and
+events (up to the output cap, then one ``command.truncated``; and within the
+session's recorded-output cap, then one ``output.truncated``), and
 ``command.exited``; files the command changed are recorded after it.
 """
 
@@ -15,7 +16,7 @@ from modal_app.base import ExecResult, OutputChunk, SandboxError, run
 from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.errors import SandboxUnavailable
-from resolvers.output import OutputCoalescer
+from resolvers.output import OutputCoalescer, capped_emit
 from resolvers.sandboxes import Sandboxes
 
 MAX_COMMAND_CHARS = 10_000
@@ -61,7 +62,7 @@ async def run_command(
             session.id, "terminal.output", {"commandId": command_id, "stream": stream, "data": text}
         )
 
-    coalescer = OutputCoalescer(emit)
+    coalescer = OutputCoalescer(capped_emit(log, session.id, emit, {"commandId": command_id}))
 
     async def on_output(chunk: OutputChunk) -> None:
         await coalescer.feed(chunk.stream, chunk.data)

@@ -26,6 +26,7 @@ from tortoise.transactions import in_transaction
 from models.event import Event
 from models.session import InterviewSession
 from resolvers.bus import EventBus
+from resolvers.storage import OutputQuota, StorageLimits
 
 MAX_READ = 1000
 MAX_BATCH = 500
@@ -102,8 +103,11 @@ class _SessionWriter:
 
 
 class EventLog:
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(self, bus: EventBus, *, limits: StorageLimits | None = None) -> None:
         self.bus = bus
+        # What one session may store in the recording (resolvers.storage).
+        self.limits = limits or StorageLimits()
+        self.output_quota = OutputQuota(self.limits)
         self._writers: dict[uuid.UUID, _SessionWriter] = {}
 
     async def append(

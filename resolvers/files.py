@@ -3,18 +3,25 @@
 ``FileRecorder`` is the one way a file change enters the log: it stores the
 content once by SHA-256, appends a ``file.written`` / ``file.deleted`` event
 with path, size and hash, and moves the session's snapshot of that path.
+Each session's distinct blobs count against its storage budget
+(resolvers.storage); past it a change is a ``file.skipped`` event with path,
+size and hash, and the snapshot keeps the last stored version.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
 from models.file import FileBlob, FileSnapshot
 from resolvers.events import EventLog
+from resolvers.storage import charge_blob
+
+_SKIPS_REMEMBERED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,14 +29,16 @@ class StoredFile:
     path: str
     size: int
     sha256: str
+    stored: bool = True
+    """False when the session's storage budget was reached: hash and size only."""
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-async def store_blob(data: bytes) -> str:
-    digest = sha256_hex(data)
+async def store_blob(data: bytes, digest: str | None = None) -> str:
+    digest = digest or sha256_hex(data)
     if not await FileBlob.exists(sha256=digest):
         async with in_transaction() as conn:
             # Two writers of the same content race harmlessly: same key, same bytes.
@@ -44,11 +53,33 @@ async def store_blob(data: bytes) -> str:
 class FileRecorder:
     def __init__(self, log: EventLog) -> None:
         self.log = log
+        # What was last reported skipped per path, so a sync does not repeat it.
+        self._skips: OrderedDict[tuple[uuid.UUID, str], str] = OrderedDict()
 
     async def written(
         self, session_id: uuid.UUID, path: str, data: bytes, *, source: str
     ) -> StoredFile:
-        digest = await store_blob(data)
+        digest = sha256_hex(data)
+        budget = self.log.limits.storage_budget_bytes
+        charge = await charge_blob(session_id, digest, len(data), budget)
+        if charge.reached_now:
+            await self.log.append(
+                session_id,
+                "storage.budgetReached",
+                {"limitBytes": budget, "usedBytes": charge.used_bytes, "path": path},
+            )
+        if not charge.stored:
+            await self.skipped(
+                session_id,
+                path,
+                size=len(data),
+                sha256=digest,
+                reason="the session's storage budget is used up",
+                source=source,
+            )
+            return StoredFile(path=path, size=len(data), sha256=digest, stored=False)
+        await store_blob(data, digest)
+        self._skips.pop((session_id, path), None)
         event = await self.log.append(
             session_id,
             "file.written",
@@ -61,7 +92,33 @@ class FileRecorder:
         )
         return StoredFile(path=path, size=len(data), sha256=digest)
 
+    async def skipped(
+        self,
+        session_id: uuid.UUID,
+        path: str,
+        *,
+        size: int,
+        reason: str,
+        sha256: str | None = None,
+        source: str | None = None,
+    ) -> None:
+        """Record once that a file was left out of the recording, and why."""
+        key, marker = (session_id, path), f"{reason}:{sha256 or ''}"
+        if self._skips.get(key) == marker:
+            return
+        self._skips[key] = marker
+        self._skips.move_to_end(key)
+        while len(self._skips) > _SKIPS_REMEMBERED:
+            self._skips.popitem(last=False)
+        payload: dict[str, object] = {"path": path, "size": size, "reason": reason}
+        if sha256 is not None:
+            payload["sha256"] = sha256
+        if source is not None:
+            payload["source"] = source
+        await self.log.append(session_id, "file.skipped", payload)
+
     async def deleted(self, session_id: uuid.UUID, path: str, *, source: str) -> None:
+        self._skips.pop((session_id, path), None)
         prefix = path + "/"
         affected = [
             snap

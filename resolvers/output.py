@@ -6,6 +6,10 @@ passed since the first unflushed byte, whichever comes first. 10 ms keeps a
 line's way to 100 watchers within ~25 ms at p99 while a flood still becomes
 at most ~100 events a second per stream (bench/stream.py). Text is decoded
 incrementally, so a UTF-8 character split across reads is never mangled.
+
+``capped_emit`` puts the session's recorded-output cap (resolvers.storage)
+in front of an emitter: past it, output is no longer stored, and one
+``output.truncated`` event says so.
 """
 
 from __future__ import annotations
@@ -13,7 +17,11 @@ from __future__ import annotations
 import asyncio
 import codecs
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
+from typing import Any
+
+from resolvers.events import EventLog
 
 Emit = Callable[[str, str], Awaitable[None]]
 logger = logging.getLogger("interviewlm.output")
@@ -74,3 +82,28 @@ class OutputCoalescer:
                 tail = decoder.decode(b"", final=True)
                 if tail:
                     await self.emit(stream, tail)
+
+
+def capped_emit(log: EventLog, session_id: uuid.UUID, emit: Emit, source: dict[str, Any]) -> Emit:
+    """``emit`` within the session's output cap; ``source`` names the command or terminal."""
+
+    async def capped(stream: str, text: str) -> None:
+        data = text.encode()
+        grant = await log.output_quota.take(session_id, len(data))
+        if grant.granted:
+            # Cut at the byte cap; "ignore" drops a character the cut split in two.
+            kept = (
+                text
+                if grant.granted >= len(data)
+                else data[: grant.granted].decode(errors="ignore")
+            )
+            if kept:
+                await emit(stream, kept)
+        if grant.capped_now:
+            await log.append(
+                session_id,
+                "output.truncated",
+                {**source, "limitBytes": log.limits.output_cap_bytes},
+            )
+
+    return capped

@@ -80,10 +80,18 @@ class Sandboxes:
         self.owner = owner or replica_id()
 
     async def call(
-        self, operation: Callable[[], Awaitable[T]], *, deadline_s: float | None = None
+        self,
+        operation: Callable[[], Awaitable[T]],
+        *,
+        deadline_s: float | None = None,
+        scope: str | None = None,
     ) -> T:
-        """Every backend call goes through the breaker (and its deadline)."""
-        return await self.breaker.call(operation, deadline_s=deadline_s)
+        """Every backend call goes through the breaker (and its deadline).
+
+        ``scope``: the backend id of the one sandbox the call is about, so that
+        failures of one (hostile) sandbox alone never open the shared breaker.
+        """
+        return await self.breaker.call(operation, deadline_s=deadline_s, scope=scope)
 
     def redact(self, data: bytes) -> bytes:
         """Server secrets never enter the recording, whatever wrote them."""
@@ -162,10 +170,14 @@ class Sandboxes:
         if restored:
             for stored in restored.values():
                 data = await self.files.content(stored.sha256)
-                await self.call(partial(self.backend.write_file, info.id, stored.path, data))
+                await self.call(
+                    partial(self.backend.write_file, info.id, stored.path, data), scope=info.id
+                )
         else:
             for path, data in await _initial_files(session):
-                await self.call(partial(self.backend.write_file, info.id, path, data))
+                await self.call(
+                    partial(self.backend.write_file, info.id, path, data), scope=info.id
+                )
                 await self.files.written(session.id, path, data, source="starter")
         record.state = SandboxState.RUNNING
         record.last_activity_at = datetime.now(UTC)
@@ -205,7 +217,9 @@ class Sandboxes:
             # Recorded as ended even if the backend fails to answer: its own
             # lifetime limit (set at create) stops the sandbox in the end.
             with contextlib.suppress(SandboxUnavailable):
-                await self.call(partial(self.backend.terminate, record.backend_id))
+                await self.call(
+                    partial(self.backend.terminate, record.backend_id), scope=record.backend_id
+                )
         return await self._end(record, SandboxState.TERMINATED, reason=reason)
 
     async def _end(
@@ -244,7 +258,9 @@ class Sandboxes:
         return await sync_workspace(self, record, source=source)
 
     async def backend_status(self, record: SandboxRecord) -> SandboxStatus:
-        return await self.call(lambda: self.backend.status(record.backend_id or ""))
+        return await self.call(
+            lambda: self.backend.status(record.backend_id or ""), scope=record.backend_id
+        )
 
 
 async def _initial_files(session: InterviewSession) -> list[tuple[str, bytes]]:

@@ -25,7 +25,7 @@ from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.bus import EventBus, follow_channel
 from resolvers.errors import BadUserInput, Conflict, NotFound, SandboxUnavailable
-from resolvers.output import OutputCoalescer
+from resolvers.output import OutputCoalescer, capped_emit
 from resolvers.sandboxes import Sandboxes
 from resolvers.sessions import require_session_access
 
@@ -59,7 +59,8 @@ class Terminals:
         backend_id = sandbox.backend_id or ""
         try:
             pty = await self.sandboxes.call(
-                lambda: self.sandboxes.backend.open_pty(backend_id, cols=cols, rows=rows)
+                lambda: self.sandboxes.backend.open_pty(backend_id, cols=cols, rows=rows),
+                scope=backend_id,
             )
         except SandboxError as exc:
             raise SandboxUnavailable(f"could not open a terminal: {exc}") from exc
@@ -97,7 +98,9 @@ class Terminals:
                 live.record.session_id, "terminal.output", {"terminalId": terminal_id, "data": text}
             )
 
-        coalescer = OutputCoalescer(emit)
+        coalescer = OutputCoalescer(
+            capped_emit(self.log, live.record.session_id, emit, {"terminalId": terminal_id})
+        )
         try:
             async for chunk in live.pty.output():
                 await coalescer.feed("pty", chunk)

@@ -1,13 +1,19 @@
 """Files of a session's workspace through the API: list, read, write, delete.
 
 Reads come from the running sandbox, or, when none runs, from the recording's
-snapshots (so an ended interview can still be browsed). Writes and deletes
+snapshots (so an ended interview can still be browsed). A read is a stat
+first; content is read only when asked for, and never past MAX_FILE_BYTES
+(the backend's own, larger, file limit is not what a request may read).
+Sockets, FIFOs and devices are listed with their kind and never read. Writes and deletes
 need a running sandbox and are recorded (content-addressed) as they happen.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal
 
 from modal_app.base import (
@@ -46,10 +52,9 @@ def checked_path(field: str, path: str, *, allow_root: bool = False) -> str:
 
 
 def _file_error(exc: SandboxFileError, field: str = "path") -> Exception:
+    """A file operation's failure is that request's answer (never the backend's health)."""
     if isinstance(exc, FileNotFoundInSandbox):
         return NotFound("file")
-    if isinstance(exc, FileTooLarge):
-        return BadUserInput(field, str(exc))
     return BadUserInput(field, str(exc))
 
 
@@ -63,7 +68,8 @@ async def list_files(
         backend_id = record.backend_id
         try:
             return await sandboxes.call(
-                lambda: sandboxes.backend.list_files(backend_id, prefix, recursive=True)
+                lambda: sandboxes.backend.list_files(backend_id, prefix, recursive=True),
+                scope=backend_id,
             )
         except SandboxFileError as exc:
             raise _file_error(exc) from None
@@ -75,26 +81,116 @@ async def list_files(
     ]
 
 
-async def read_file(
+class OpenedFile:
+    """One ``file()`` answer: metadata from a stat, content read at most once and only if asked.
+
+    Asking only for ``path``/``size`` never reads the file; ``content`` and
+    ``sha256`` read it once (concurrent resolvers share the read), refusing a
+    file over ``max_bytes`` with BAD_USER_INPUT instead of reading it.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        size: int,
+        source: Literal["sandbox", "recording"],
+        read: Callable[[], Awaitable[bytes]],
+        *,
+        max_bytes: int,
+        sha256: str | None = None,
+    ) -> None:
+        self.path = path
+        self.size = size
+        self.source = source
+        self.max_bytes = max_bytes
+        self._read = read
+        self._sha256 = sha256
+        self._loading: asyncio.Task[bytes] | None = None
+
+    async def data(self) -> bytes:
+        if self.size > self.max_bytes:
+            raise BadUserInput(
+                "path",
+                f"is {self.size} bytes; content and sha256 are served for files "
+                f"up to {self.max_bytes} bytes (MAX_FILE_BYTES)",
+            )
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._read())
+        return await asyncio.shield(self._loading)
+
+    async def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = sha256_hex(await self.data())
+        return self._sha256
+
+    async def content(self) -> FileContent:
+        data = await self.data()
+        return FileContent(self.path, len(data), await self.sha256(), data, self.source)
+
+
+def _unreadable(entry: FileEntry) -> BadUserInput | None:
+    if entry.kind == "dir":
+        return BadUserInput("path", "is a directory")
+    if entry.kind not in ("file", "symlink"):
+        return BadUserInput("path", f"is a {entry.kind}; only regular files can be read")
+    return None
+
+
+async def open_file(
     sandboxes: Sandboxes, principal: Principal, session_id: str, path: str
-) -> FileContent:
+) -> OpenedFile:
+    """A file of the session's workspace (running sandbox first, else the recording)."""
     session = await get_session(principal, session_id, log=sandboxes.log)
     relative = checked_path("path", path)
+    limit = sandboxes.policy.max_file_bytes
     record = await sandboxes.live(session.id)
     if record is not None and record.backend_id:
-        backend_id = record.backend_id
+        backend, backend_id = sandboxes.backend, record.backend_id
+
+        async def read() -> bytes:
+            try:
+                return await sandboxes.call(
+                    partial(backend.read_file, backend_id, relative, max_bytes=limit),
+                    scope=backend_id,
+                )
+            except SandboxFileError as exc:
+                raise _file_error(exc) from None
+
         try:
-            data = await sandboxes.call(lambda: sandboxes.backend.read_file(backend_id, relative))
+            entry = await sandboxes.call(
+                partial(backend.stat, backend_id, relative), scope=backend_id
+            )
         except SandboxFileError as exc:
             raise _file_error(exc) from None
-        return FileContent(relative, len(data), sha256_hex(data), data, "sandbox")
+        if (refused := _unreadable(entry)) is not None:
+            raise refused
+        opened = OpenedFile(relative, entry.size, "sandbox", read, max_bytes=limit)
+        if entry.kind == "symlink":
+            # A link inside the workspace: its size is the target's, known once read.
+            opened.size = len(await opened.data())
+        return opened
     snap = await FileSnapshot.get_or_none(
         session_id=session.id, path=relative, sha256__isnull=False
     )
     if snap is None or snap.sha256 is None:
         raise NotFound("file")
-    data = await sandboxes.files.content(snap.sha256)
-    return FileContent(relative, len(data), snap.sha256, data, "recording")
+    sha = snap.sha256
+    return OpenedFile(
+        relative,
+        snap.size,
+        "recording",
+        lambda: sandboxes.files.content(sha),
+        max_bytes=max(limit, snap.size),  # recorded under the limit of its time
+        sha256=sha,
+    )
+
+
+async def read_file(
+    sandboxes: Sandboxes, principal: Principal, session_id: str, path: str
+) -> FileContent:
+    """A whole file (up to MAX_FILE_BYTES), for callers that need the content."""
+    opened = await open_file(sandboxes, principal, session_id, path)
+    return await opened.content()
 
 
 async def write_file(
@@ -107,7 +203,9 @@ async def write_file(
     session, record = await sandboxes.require_live(principal, session_id)
     backend_id = record.backend_id or ""
     try:
-        await sandboxes.call(lambda: sandboxes.backend.write_file(backend_id, relative, data))
+        await sandboxes.call(
+            lambda: sandboxes.backend.write_file(backend_id, relative, data), scope=backend_id
+        )
     except SandboxFileError as exc:
         raise _file_error(exc, "content" if isinstance(exc, FileTooLarge) else "path") from None
     stored = await sandboxes.files.written(session.id, relative, data, source="api")
@@ -121,7 +219,9 @@ async def delete_file(
     session, record = await sandboxes.require_live(principal, session_id)
     backend_id = record.backend_id or ""
     try:
-        await sandboxes.call(lambda: sandboxes.backend.delete(backend_id, relative))
+        await sandboxes.call(
+            lambda: sandboxes.backend.delete(backend_id, relative), scope=backend_id
+        )
     except SandboxFileError as exc:
         raise _file_error(exc) from None
     await sandboxes.files.deleted(session.id, relative, source="api")

@@ -15,15 +15,23 @@ from models.sandbox import SandboxState as SandboxStateEnum
 from resolvers.commands import CommandResult as CommandResultData
 from resolvers.errors import BadUserInput
 from resolvers.workspace import FileContent as FileContentData
+from resolvers.workspace import OpenedFile
 
 strawberry.enum(SandboxStateEnum, name="SandboxState")
 
 
-@strawberry.enum
+@strawberry.enum(
+    description="What a workspace entry is. Only FILE (and a SYMLINK to one) can be read; "
+    "sockets, FIFOs and devices are listed but never opened or recorded."
+)
 class FileKind(Enum):
     FILE = "file"
     DIRECTORY = "dir"
     SYMLINK = "symlink"
+    SOCKET = "socket"
+    FIFO = "fifo"
+    DEVICE = "device"
+    OTHER = "other"
 
 
 @strawberry.enum
@@ -72,41 +80,73 @@ class FileEntry:
         )
 
 
-@strawberry.type
+def _text(data: bytes) -> tuple[str, ContentEncoding]:
+    try:
+        return data.decode("utf-8"), ContentEncoding.UTF8
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode(), ContentEncoding.BASE64
+
+
+@strawberry.type(
+    description="A workspace file. `path` and `size` come from a stat; `content`, `encoding` "
+    "and `sha256` read the file (once), and only for files up to MAX_FILE_BYTES: a bigger "
+    "file answers BAD_USER_INPUT for them."
+)
 class File:
     path: str
     size: int
-    sha256: str
-    encoding: ContentEncoding = strawberry.field(
-        description="UTF8 for text; BASE64 when the bytes are not valid UTF-8."
-    )
-    content: str
     from_recording: bool = strawberry.field(
         description="True when no sandbox runs and the content comes from the recording."
     )
+    opened: strawberry.Private[OpenedFile]
+
+    @strawberry.field
+    async def sha256(self) -> str:
+        return await self.opened.sha256()
+
+    @strawberry.field(description="UTF8 for text; BASE64 when the bytes are not valid UTF-8.")
+    async def encoding(self) -> ContentEncoding:
+        return _text(await self.opened.data())[1]
+
+    @strawberry.field
+    async def content(self) -> str:
+        return _text(await self.opened.data())[0]
 
     @classmethod
-    def of(cls, data: FileContentData) -> File:
-        try:
-            content, encoding = data.data.decode("utf-8"), ContentEncoding.UTF8
-        except UnicodeDecodeError:
-            content, encoding = base64.b64encode(data.data).decode(), ContentEncoding.BASE64
+    def of(cls, opened: OpenedFile) -> File:
         return cls(
-            path=data.path,
-            size=data.size,
-            sha256=data.sha256,
-            encoding=encoding,
-            content=content,
-            from_recording=data.source == "recording",
+            path=opened.path,
+            size=opened.size,
+            from_recording=opened.source == "recording",
+            opened=opened,
         )
+
+    @classmethod
+    def written(cls, data: FileContentData) -> File:
+        """A file just written: its content is at hand, nothing is read back."""
+        loaded = data.data
+        opened = OpenedFile(
+            data.path,
+            data.size,
+            data.source,
+            lambda: _ready(loaded),
+            max_bytes=len(loaded),
+            sha256=data.sha256,
+        )
+        return cls.of(opened)
+
+
+async def _ready(data: bytes) -> bytes:
+    return data
 
 
 def decode_content(content: str, encoding: ContentEncoding) -> bytes:
     if encoding is ContentEncoding.UTF8:
         return content.encode("utf-8")
     try:
+        # b64decode raises a bare ValueError (not binascii.Error) for non-ASCII text.
         return base64.b64decode(content, validate=True)
-    except binascii.Error:
+    except (binascii.Error, ValueError):
         raise BadUserInput("content", "is not valid base64") from None
 
 
