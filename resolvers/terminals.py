@@ -6,6 +6,11 @@ the same screen through ``sessionEvents``/``terminalOutput``. Input, resizes
 and close requests may arrive at any replica: the owner applies its own
 directly and listens on the terminal's bus channel for the others'.
 Input is recorded (``terminal.input``) by the owner once written to the PTY.
+
+Each open terminal is a shell process tree (and, on the local backend, its own
+bwrap invocation), so a session may hold at most ``max_per_session`` open at a
+time (``MAX_TERMINALS_PER_SESSION``); counted from the database, so the cap
+holds across replicas, and serialized per session within a replica.
 """
 
 from __future__ import annotations
@@ -15,16 +20,19 @@ import contextlib
 import json
 import logging
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from modal_app.base import PtyHandle, SandboxError
+from models.sandbox import SandboxRecord
+from models.session import InterviewSession
 from models.terminal import TerminalRecord, TerminalState
 from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.bus import EventBus, follow_channel
-from resolvers.errors import BadUserInput, Conflict, NotFound, SandboxUnavailable
+from resolvers.errors import BadUserInput, Conflict, NotFound, RateLimited, SandboxUnavailable
 from resolvers.output import OutputCoalescer, capped_emit
 from resolvers.sandboxes import Sandboxes
 from resolvers.sessions import require_session_access
@@ -45,17 +53,38 @@ class _LiveTerminal:
 
 
 class Terminals:
-    def __init__(self, sandboxes: Sandboxes, bus: EventBus) -> None:
+    def __init__(self, sandboxes: Sandboxes, bus: EventBus, *, max_per_session: int = 4) -> None:
         self.sandboxes = sandboxes
         self.bus = bus
         self.log = sandboxes.log
+        self.max_per_session = max_per_session
         self._live: dict[uuid.UUID, _LiveTerminal] = {}
+        # Weak: a session's lock lives as long as someone is opening a terminal in it.
+        self._opening: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def open(
         self, principal: Principal, session_id: str, *, cols: int, rows: int
     ) -> TerminalRecord:
         _check_size(cols, rows)
         session, sandbox = await self.sandboxes.require_live(principal, session_id)
+        # Count and open under one lock, so concurrent opens cannot all pass the count.
+        lock = self._opening.setdefault(session.id, asyncio.Lock())
+        async with lock:
+            open_now = await TerminalRecord.filter(
+                session_id=session.id, state=TerminalState.OPEN
+            ).count()
+            if open_now >= self.max_per_session:
+                raise RateLimited(
+                    f"this session already has {open_now} open terminals (at most "
+                    f"{self.max_per_session}); close one with closeTerminal first"
+                )
+            return await self._open(session, sandbox, cols=cols, rows=rows)
+
+    async def _open(
+        self, session: InterviewSession, sandbox: SandboxRecord, *, cols: int, rows: int
+    ) -> TerminalRecord:
         backend_id = sandbox.backend_id or ""
         try:
             pty = await self.sandboxes.call(

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 
 from tests.conftest import Account
 from tests.support import Api
@@ -160,3 +161,99 @@ async def test_nothing_survives_terminate(api: Api, sandbox: Account) -> None:
     assert result.errors or result.data["runCommand"]["exitCode"] != 0
     gone = await wait_until(lambda: not pgrep(f"sleep {marker}"))
     assert gone, "sandbox processes outlived terminateSandbox"
+
+
+async def test_tmp_and_shm_are_bounded(api: Api, sandbox: Account) -> None:
+    """Filling the tmpfs /tmp or /dev/shm (RAM, not the watched workspace) stops at its size."""
+    # Many files, each under RLIMIT_FSIZE, so only the tmpfs size can stop it.
+    fill = (
+        "python3 -c \"\nimport os, errno\nfor d in ('/tmp', '/dev/shm'):\n"
+        "    i = 0\n    try:\n        while True:\n"
+        "            with open(f'{d}/f{i}', 'wb') as f:\n"
+        "                for _ in range(32): f.write(bytes(1 << 20))\n"
+        "            i += 1\n"
+        "    except OSError as e: print(d, errno.errorcode[e.errno], i * 32 < 1024)\n"
+        '    for n in os.listdir(d): os.remove(os.path.join(d, n))\n"'
+    )
+    result = await _keeps_answering(api, sandbox, fill, 60)
+    assert result["stdout"].split("\n")[:2] == ["/tmp ENOSPC True", "/dev/shm ENOSPC True"]
+    after = await run(api, sandbox, "echo alive")
+    assert after["stdout"] == "alive\n"
+
+
+def _host_paths(app: Starlette) -> list[str]:
+    """What the candidate must not learn: host directories and sandbox ids."""
+    root = Path(app.state.services.settings.sandbox_root).resolve()
+    ids = [entry.name for entry in root.iterdir() if entry.name.startswith("sb-")]
+    return [str(root), str(ROOT), "/root", *ids]
+
+
+# Bind mounts of host directories that are not at the same path on the host: the
+# kernel shows their root relative to the filesystem they come from.
+DATA_MOUNTS = ("/workspace", "/home/sandbox", "/opt/interviewlm/toolchain", "/run/interviewlm")
+SHOW = (
+    "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/self/cgroup /proc/1/cgroup; "
+    "tr '\\0' '\\n' < /proc/1/environ; tr '\\0' '\\n' < /proc/self/environ; "
+    "cat /proc/self/mountinfo"
+)
+
+
+async def test_the_sandbox_shows_no_host_paths(api: Api, sandbox: Account, app: Starlette) -> None:
+    """pid 1 is bwrap's init: its cmdline used to be bwrap's argv with every host path;
+    the generated /etc files were bind mounts of files under SANDBOX_ROOT; the
+    cgroup namespace was rooted above the sandbox's group, whose name is its id.
+
+    The data mounts are left out here (see the strict xfail below).
+    """
+    shown = await run(api, sandbox, SHOW)
+    assert shown["exitCode"] == 0, shown["stderr"]
+    assert "bwrap --args" in shown["stdout"]
+    lines = [
+        line
+        for line in shown["stdout"].splitlines()
+        if not (len(line.split()) > 4 and line.split()[4] in DATA_MOUNTS)
+    ]
+    for secret in _host_paths(app):
+        assert not [line for line in lines if secret in line], secret
+    assert " /etc/passwd " not in shown["stdout"]  # copied into the sandbox, not bound
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="residual: a bind mount's root in mountinfo is its path on its filesystem; hidden "
+    "only when SANDBOX_ROOT (and TOOLCHAIN_DIR) are on their own filesystems",
+)
+async def test_mountinfo_of_data_mounts_shows_no_host_paths(
+    api: Api, sandbox: Account, app: Starlette
+) -> None:
+    shown = await run(api, sandbox, "cat /proc/self/mountinfo")
+    for secret in _host_paths(app):
+        assert secret not in shown["stdout"], secret
+
+
+async def test_environment_is_in_no_argv_on_the_host(api: Api, sandbox: Account) -> None:
+    """The sandbox environment used to travel as ``bwrap --setenv NAME VALUE`` (public in ps)."""
+    marker = "4343.25"
+    running = asyncio.create_task(
+        api(
+            RUN,
+            {"s": sandbox["sessionId"], "c": f"echo $HOME; sleep {marker}", "t": 30},
+            token=sandbox["candidateToken"],
+        )
+    )
+    assert await wait_until(lambda: bool(pgrep(f"^sleep {marker}"))), "never started"
+    argvs = [_read(path) for path in Path("/proc").glob("[0-9]*/cmdline")]
+    argvs = [argv for argv in argvs if marker.encode() in argv or b"--setenv" in argv]
+    assert argvs
+    assert all(b"--setenv" not in argv for argv in argvs)
+    assert all(b"/home/sandbox" not in argv for argv in argvs)
+    await api(TERMINATE, {"s": sandbox["sessionId"]}, token=sandbox["candidateToken"])
+    result = await asyncio.wait_for(running, 15)
+    assert result.errors or result.data["runCommand"]["stdout"].startswith("/home/sandbox\n")
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""

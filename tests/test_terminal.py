@@ -115,3 +115,34 @@ async def test_input_typed_on_another_replica_reaches_the_terminal(
     finally:
         owner.stop()
         other.stop()
+
+
+async def test_open_terminals_per_session_are_capped(api: Api, account: Account) -> None:
+    """Attack: a candidate opens shells in a loop (each one a process tree on the host).
+
+    Six concurrent opens against the default cap of four: exactly four open,
+    the others answer RATE_LIMITED saying why; a closed (or exited) terminal
+    frees its slot.
+    """
+    await start(api, account)
+    token = account["candidateToken"]
+    variables = {"s": account["sessionId"], "c": 80, "r": 24}
+    answers = await asyncio.gather(*(api(OPEN, variables, token=token) for _ in range(6)))
+    opened = [a.data["openTerminal"]["id"] for a in answers if not a.codes]
+    refused = [a for a in answers if a.codes]
+    assert len(opened) == 4
+    assert [a.codes for a in refused] == [["RATE_LIMITED"], ["RATE_LIMITED"]]
+    assert "at most 4" in refused[0].errors[0]["message"]
+    assert (await api(OPEN, variables, token=token)).codes == ["RATE_LIMITED"]
+    # Closing one, or exiting its shell, makes room again.
+    (await api(CLOSE, {"t": opened[0]}, token=token)).ok()
+    again = (await api(OPEN, variables, token=token)).ok()["openTerminal"]["id"]
+    await api(INPUT, {"t": opened[1], "d": "exit\n"}, token=token)
+    for _ in range(100):
+        answer = await api(OPEN, variables, token=token)
+        if not answer.codes:
+            break
+        await asyncio.sleep(0.05)
+    assert answer.codes == []
+    for tid in [again, *opened[2:], answer.data["openTerminal"]["id"]]:
+        (await api(CLOSE, {"t": tid}, token=token)).ok()

@@ -1,0 +1,79 @@
+"""Host-side leaks of the local backend, observed from the host while a sandbox runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from modal_app.base import SandboxSpec, run
+from modal_app.local import LocalSandboxBackend
+from tests.sandbox.conftest import make_root
+
+pytestmark = [
+    pytest.mark.timeout(90),
+    pytest.mark.skipif(
+        os.geteuid() != 0 or shutil.which("bwrap") is None,
+        reason="the local backend needs root and bubblewrap",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+async def local() -> AsyncIterator[LocalSandboxBackend]:
+    root = make_root()
+    backend = LocalSandboxBackend(root, tmp_size_mb=8)
+    await backend.start()
+    yield backend
+    await backend.aclose()
+    shutil.rmtree(root.parent, ignore_errors=True)
+
+
+def _host_files(pattern: str) -> dict[int, bytes]:
+    found: dict[int, bytes] = {}
+    for path in Path("/proc").glob(pattern):
+        try:
+            found[int(path.parent.name)] = path.read_bytes()
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+async def test_exec_environment_is_in_no_host_argv(local: LocalSandboxBackend) -> None:
+    """Attack: ``ps`` on the host (or any uid reading /proc/*/cmdline) saw every
+    ``--setenv NAME VALUE`` — the agent's key and per-run token among them."""
+    canary = "sk-canary-" + os.urandom(6).hex()
+    info = await local.create(SandboxSpec(env={"SPEC_CANARY": canary + "-spec"}))
+    handle = await local.exec(
+        info.id,
+        ["sh", "-c", "printenv RUN_CANARY SPEC_CANARY; exec sleep 30"],
+        env={"RUN_CANARY": canary},
+    )
+    seen = b""
+    async for chunk in handle.output():
+        seen += chunk.data
+        if b"-spec" in seen:
+            break
+    assert seen.split() == [canary.encode(), (canary + "-spec").encode()]
+    leaks = {pid: argv for pid, argv in _host_files("[0-9]*/cmdline").items() if b"canary" in argv}
+    assert leaks == {}
+    # Nor in the outer bwrap's own environment (it starts with a fixed minimal one).
+    assert b"canary" not in Path(f"/proc/{handle.pid}/environ").read_bytes()
+    await local.terminate(info.id)
+
+
+async def test_tmp_full_is_enospc_and_the_sandbox_lives_on(local: LocalSandboxBackend) -> None:
+    info = await local.create(SandboxSpec())
+    fill = (
+        "python3 -c \"import errno\ntry:\n  f = open('/tmp/x', 'wb')\n"
+        "  for _ in range(64): f.write(bytes(1 << 20)); f.flush()\n"
+        'except OSError as e: print(errno.errorcode[e.errno])"'
+    )
+    result = await run(local, info.id, fill, timeout_s=30)
+    assert result.stdout == b"ENOSPC\n", result.stderr
+    again = await run(local, info.id, "rm /tmp/x; echo ok > /tmp/y && cat /tmp/y", timeout_s=30)
+    assert again.stdout == b"ok\n"
+    await local.terminate(info.id)
