@@ -19,7 +19,9 @@ Hidden inputs stay in the run (issue 9):
 * hidden cases run after every visible case, so nothing a later visible
   case prints can carry a hidden input stashed in memory or in /tmp;
 * what the run reports about itself (``harness_error`` aside, which is for
-  the server's log only) is fixed text, never candidate-influenced output.
+  the server's log only) is fixed text, never candidate-influenced output;
+* Go is built first in an ordinary command (no case input exists there), so
+  the sandbox's build cache stays warm; the private run gets the binary.
 """
 
 from __future__ import annotations
@@ -131,6 +133,7 @@ class _State:
     compile_ms: int = 0
     hidden_wanted: bool = False
     hidden_sent: bool = False
+    artifact: dict[str, Any] | None = None
 
 
 async def run_harness(
@@ -178,36 +181,26 @@ async def run_harness(
     state = _State(wanted={case.index: case for case in cases})
     started = time.monotonic()
     command = ["python3", "-I", "-S", "-c", harness.BOOTSTRAP]
+    status: ExitStatus | None = None
+    if language is Language.GO:
+        status = await _build_go(backend, sandbox_id, command, document, state, limits=limits)
+        document["budget_s"] = max(0.001, total_timeout_s - (time.monotonic() - started))
     if language is Language.PYTHON:
         # The bootstrap starts the worker before it reads the document.
         config = python_worker_config(solution, entrypoint, mode)
         command += [harness.source(harness.PYTHON_WORKER), config]
-    handle = await backend.exec(
-        sandbox_id, command, timeout_s=total_timeout_s + limits.exec_grace_s, private=True
-    )
-    output = aiter(handle.output())
-    stderr = bytearray()
-    try:
-        await handle.write_stdin(json.dumps(document).encode() + b"\n")
-        if not hidden:
-            await handle.close_stdin()
-
-        async def send_hidden() -> None:
-            await handle.write_stdin(hidden_line)
-            await handle.close_stdin()
-
-        await _consume(output, state, nonce, on_outcome, stderr, send_hidden=send_hidden)
-        status = None if state.done else await handle.wait()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            await handle.kill()
-        raise
-    if status is None:
-        # Every result is in; the supervisor is exiting.  Reap it without making
-        # the caller wait for the sandbox's teardown.
-        _finish_in_background(handle, output)
-    elif state.harness_error is None:
-        state.harness_error = _stopped(status, bytes(stderr), total_timeout_s)
+    if state.compile_error is None and state.harness_error is None:
+        status = await _supervise(
+            backend,
+            sandbox_id,
+            command,
+            document,
+            state,
+            on_outcome=on_outcome,
+            hidden_line=hidden_line if hidden else None,
+            private=True,
+            timeout_s=float(document["budget_s"]) + limits.exec_grace_s,
+        )
     timed_out = status is not None and status.timed_out
     if state.compile_error is None:
         await _fill_missing(state, timed_out=timed_out, on_outcome=on_outcome)
@@ -219,6 +212,81 @@ async def run_harness(
         total_ms=int((time.monotonic() - started) * 1000),
         timed_out=timed_out,
     )
+
+
+async def _build_go(
+    backend: SandboxBackend,
+    sandbox_id: str,
+    command: list[str],
+    document: dict[str, Any],
+    state: _State,
+    *,
+    limits: HarnessLimits,
+) -> ExitStatus | None:
+    """Go: ``go build`` in an ordinary command first, so the sandbox's build cache is
+    used and kept warm (a private run could not write it); the binary goes into
+    the run's document.  No case input exists in this command."""
+    build = _State(wanted={})
+    status = await _supervise(
+        backend,
+        sandbox_id,
+        command,
+        document | {"phase": "build", "cases": [], "hidden_count": 0},
+        build,
+        on_outcome=None,
+        hidden_line=None,
+        private=False,
+        timeout_s=float(document["budget_s"]) + limits.exec_grace_s,
+    )
+    state.compile_error, state.compile_ms = build.compile_error, build.compile_ms
+    if build.artifact is not None:
+        document["artifact"] = build.artifact
+    elif build.compile_error is None:
+        state.harness_error = build.harness_error or "the Go build reported no binary"
+    return status
+
+
+async def _supervise(
+    backend: SandboxBackend,
+    sandbox_id: str,
+    command: list[str],
+    document: dict[str, Any],
+    state: _State,
+    *,
+    on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
+    hidden_line: bytes | None,
+    private: bool,
+    timeout_s: float,
+) -> ExitStatus | None:
+    """One supervisor command: document in, frames out; its status if it was waited for."""
+    handle = await backend.exec(sandbox_id, command, timeout_s=timeout_s, private=private)
+    output = aiter(handle.output())
+    stderr = bytearray()
+    try:
+        await handle.write_stdin(json.dumps(document).encode() + b"\n")
+        if hidden_line is None:
+            await handle.close_stdin()
+
+        async def send_hidden() -> None:
+            if hidden_line is not None:
+                await handle.write_stdin(hidden_line)
+            await handle.close_stdin()
+
+        await _consume(
+            output, state, str(document["nonce"]), on_outcome, stderr, send_hidden=send_hidden
+        )
+        status = None if state.done else await handle.wait()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await handle.kill()
+        raise
+    if status is None:
+        # Every result is in; the supervisor is exiting.  Reap it without making
+        # the caller wait for the sandbox's teardown.
+        _finish_in_background(handle, output)
+    elif state.harness_error is None:
+        state.harness_error = _stopped(status, bytes(stderr), timeout_s)
+    return status
 
 
 def _stopped(status: ExitStatus, stderr: bytes, total_timeout_s: float) -> str:
@@ -385,7 +453,9 @@ def _apply(state: _State, payload: bytes) -> CaseOutcome | None:
             return None
         state.outcomes[outcome.index] = outcome
         return outcome
-    if kind == "hidden":
+    if kind == "artifact":
+        state.artifact = {"binary": frame.get("binary"), "rewrites": frame.get("rewrites") or []}
+    elif kind == "hidden":
         # Once: every visible case is reported, the hidden ones may enter.
         state.hidden_wanted = not state.hidden_sent
         state.hidden_sent = True
@@ -407,7 +477,10 @@ def _outcome(frame: dict[str, Any]) -> CaseOutcome | None:
 
     def text(key: str) -> str | None:
         value = frame.get(key)
-        return value if isinstance(value, str) else None
+        if not isinstance(value, str):
+            return None
+        # Lone surrogates (JSON allows them) cannot be stored or sent as UTF-8.
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
     sig, duration = frame.get("signal"), frame.get("duration_ms")
     return CaseOutcome(

@@ -51,44 +51,50 @@ ATTACKS = {
     "PYTHON": """
 import os, sys
 _stash = []
-PATHS = ["/workspace/leak.txt", os.path.expanduser("~/leak.txt"), "/tmp/leak.txt"]
+FILES = {"ws:": "/workspace/leak.txt", "home:": os.path.expanduser("~/leak.txt"),
+         "tmp:": "/tmp/leak.txt"}
 
 def probe(s):
-    _stash.append(s)
-    for p in PATHS:
+    _stash.append("mem:" + s)
+    for tag, path in FILES.items():
         try:
-            with open(p, "a") as fh:
-                fh.write(s + "\\n")
+            with open(path, "a") as fh:
+                fh.write(tag + s + "\\n")
         except OSError:
             pass
     seen = list(_stash)
-    for p in PATHS:
+    for path in FILES.values():
         try:
-            with open(p) as fh:
+            with open(path) as fh:
                 seen.append(fh.read())
         except OSError:
             pass
     text = "|".join(seen)
-    print(text)
-    print(text, file=sys.stderr)
+    print(text, "out:" + s)
+    print(text, "err:" + s, file=sys.stderr)
     if s.startswith("HIDDEN"):
-        raise ValueError("input was " + s)
+        raise ValueError("raise:" + s)
     return text
 """,
     "JAVASCRIPT": """
 const fs = require("fs");
 const os = require("os");
 const stash = [];
-const PATHS = ["/workspace/leak.txt", os.homedir() + "/leak.txt", "/tmp/leak.txt"];
+const FILES = {"ws:": "/workspace/leak.txt", "home:": os.homedir() + "/leak.txt",
+               "tmp:": "/tmp/leak.txt"};
 function probe(s) {
-  stash.push(s);
-  for (const p of PATHS) { try { fs.appendFileSync(p, s + "\\n"); } catch (e) {} }
+  stash.push("mem:" + s);
+  for (const [tag, p] of Object.entries(FILES)) {
+    try { fs.appendFileSync(p, tag + s + "\\n"); } catch (e) {}
+  }
   const seen = stash.slice();
-  for (const p of PATHS) { try { seen.push(fs.readFileSync(p, "utf8")); } catch (e) {} }
+  for (const p of Object.values(FILES)) {
+    try { seen.push(fs.readFileSync(p, "utf8")); } catch (e) {}
+  }
   const text = seen.join("|");
-  console.log(text);
-  console.error(text);
-  if (s.startsWith("HIDDEN")) throw new Error("input was " + s);
+  console.log(text, "out:" + s);
+  console.error(text, "err:" + s);
+  if (s.startsWith("HIDDEN")) throw new Error("raise:" + s);
   return text;
 }
 """,
@@ -96,16 +102,21 @@ function probe(s) {
 import * as fs from "fs";
 import * as os from "os";
 const stash: string[] = [];
-const PATHS = ["/workspace/leak.txt", os.homedir() + "/leak.txt", "/tmp/leak.txt"];
+const FILES: Record<string, string> = {"ws:": "/workspace/leak.txt",
+  "home:": os.homedir() + "/leak.txt", "tmp:": "/tmp/leak.txt"};
 function probe(s: string): string {
-  stash.push(s);
-  for (const p of PATHS) { try { fs.appendFileSync(p, s + "\\n"); } catch (e) {} }
+  stash.push("mem:" + s);
+  for (const [tag, p] of Object.entries(FILES)) {
+    try { fs.appendFileSync(p, tag + s + "\\n"); } catch (e) {}
+  }
   const seen = stash.slice();
-  for (const p of PATHS) { try { seen.push(fs.readFileSync(p, "utf8")); } catch (e) {} }
+  for (const p of Object.values(FILES)) {
+    try { seen.push(fs.readFileSync(p, "utf8")); } catch (e) {}
+  }
   const text = seen.join("|");
-  console.log(text);
-  console.error(text);
-  if (s.startsWith("HIDDEN")) throw new Error("input was " + s);
+  console.log(text, "out:" + s);
+  console.error(text, "err:" + s);
+  if (s.startsWith("HIDDEN")) throw new Error("raise:" + s);
   return text;
 }
 """,
@@ -119,35 +130,46 @@ import (
 
 var stash []string
 
-func paths() []string {
+func files() [][2]string {
 \thome, _ := os.UserHomeDir()
-\treturn []string{"/workspace/leak.txt", home + "/leak.txt", "/tmp/leak.txt"}
+\treturn [][2]string{{"ws:", "/workspace/leak.txt"}, {"home:", home + "/leak.txt"},
+\t\t{"tmp:", "/tmp/leak.txt"}}
 }
 
 func Probe(s string) string {
-\tstash = append(stash, s)
-\tfor _, p := range paths() {
-\t\tif f, err := os.OpenFile(p, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
-\t\t\tf.WriteString(s + "\\n")
-\t\t\tf.Close()
+\tstash = append(stash, "mem:"+s)
+\tfor _, f := range files() {
+\t\tif fh, err := os.OpenFile(f[1], os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+\t\t\tfh.WriteString(f[0] + s + "\\n")
+\t\t\tfh.Close()
 \t\t}
 \t}
 \tseen := append([]string{}, stash...)
-\tfor _, p := range paths() {
-\t\tif data, err := os.ReadFile(p); err == nil {
+\tfor _, f := range files() {
+\t\tif data, err := os.ReadFile(f[1]); err == nil {
 \t\t\tseen = append(seen, string(data))
 \t\t}
 \t}
 \ttext := strings.Join(seen, "|")
-\tfmt.Println(text)
-\tfmt.Fprintln(os.Stderr, text)
+\tfmt.Println(text, "out:"+s)
+\tfmt.Fprintln(os.Stderr, text, "err:"+s)
 \tif strings.HasPrefix(s, "HIDDEN") {
-\t\tpanic("input was " + s)
+\t\tpanic("raise:" + s)
 \t}
 \treturn text
 }
 """,
 }
+CHANNELS = ("ws:", "home:", "tmp:", "mem:", "out:", "err:", "raise:")
+"""How the attack tags the hidden input it sends down each channel: a file in the
+workspace, in the home directory, in /tmp; kept in memory; the hidden case's
+stdout, stderr and error message."""
+
+
+def leaked(text: str, secret: str) -> list[str]:
+    """The channels through which ``secret`` reached ``text`` ("plain": untagged)."""
+    found = [tag for tag in CHANNELS if tag + secret in text]
+    return found or (["plain"] if secret in text else [])
 
 
 async def hidden_session(api: Api, account: Account, secret: str) -> dict[str, str]:
@@ -233,7 +255,7 @@ async def test_hidden_input_leaks_through_no_channel(
         assert run["status"] == "FINISHED", run
         assert run["compileError"] is None, run["compileError"]
         assert run["error"] is None
-        assert secret not in json.dumps(run)
+        assert leaked(json.dumps(run), secret) == []
         hidden = [r for r in run["results"] if r["hidden"]]
         assert [set(k for k, v in r.items() if v is not None) for r in hidden] == [
             {"index", "hidden", "passed"}
@@ -242,7 +264,7 @@ async def test_hidden_input_leaks_through_no_channel(
         last = run["results"][2]
         assert last["actual"] is not None
         assert "visible-b" in last["actual"]
-    assert secret not in await candidate_can_read(api, session, token)
+    assert leaked(await candidate_can_read(api, session, token), secret) == []
     file_result = await api(FILE, {"s": session, "p": "leak.txt"}, token=token)
     assert file_result.codes == ["NOT_FOUND"]
 
@@ -250,8 +272,8 @@ async def test_hidden_input_leaks_through_no_channel(
     staff = await api(TEST_RUN, {"id": first["id"]}, token=account["interviewerToken"])
     hidden_row = staff.ok()["testRun"]["results"][1]
     assert hidden_row["hidden"] is True
-    assert secret in (hidden_row["error"] or "")
-    assert secret in (hidden_row["output"] or "")
+    assert "raise:" + secret in (hidden_row["error"] or "")
+    assert "out:" + secret in (hidden_row["output"] or "")
 
 
 LIVE = """subscription($s: ID!, $a: Int!) { sessionEvents(sessionId: $s, afterSeq: $a) {
@@ -265,21 +287,33 @@ PROGRESS = """subscription($r: ID!) { testRunProgress(runId: $r) { events {
 } } }"""
 
 
+RAISING = {
+    "PYTHON": ATTACKS["PYTHON"].replace("    return text\n", "    raise RuntimeError(text)\n"),
+    "JAVASCRIPT": ATTACKS["JAVASCRIPT"].replace("return text;", "throw new Error(text);"),
+    "TYPESCRIPT": ATTACKS["TYPESCRIPT"].replace("return text;", "throw new Error(text);"),
+    "GO": ATTACKS["GO"].replace("\treturn text\n", "\tpanic(text)\n"),
+}
+"""The attacks, but visible cases fail with what was collected: the visible error is
+in the case's event, which every watcher of the session gets."""
+
+
+@pytest.mark.parametrize("language", ["PYTHON", "JAVASCRIPT", "TYPESCRIPT", "GO"])
 async def test_hidden_input_stays_out_of_live_streams(
-    live_server: ServerProcess, account: Account
+    live_server: ServerProcess, account: Account, language: str
 ) -> None:
     """sessionEvents and testRunProgress, as the candidate, over a real WebSocket."""
+    assert all(RAISING[lang] != ATTACKS[lang] for lang in ATTACKS)
     secret = f"HIDDEN{secrets.token_hex(8)}"
     async with httpx.AsyncClient(base_url=live_server.url, timeout=60) as http:
         api = Api(http)
         made = await hidden_session(api, account, secret)
         session, token = made["session"], made["candidate"]
         (await api(START, {"s": session}, token=token)).ok()
-        write = {"s": session, "p": "solution.py", "c": ATTACKS["PYTHON"]}
+        write = {"s": session, "p": PATHS[language], "c": RAISING[language]}
         (await api(WRITE, write, token=token)).ok()
         watcher = await GraphQLWS.connect(live_server.ws_url, token)
         await watcher.subscribe(LIVE, {"s": session, "a": 0})
-        run_id = (await api(RUN_TESTS, {"s": session, "l": "PYTHON"}, token=token)).ok()[
+        run_id = (await api(RUN_TESTS, {"s": session, "l": language}, token=token)).ok()[
             "runTests"
         ]["id"]
         progress = await GraphQLWS.connect(live_server.ws_url, token)
@@ -298,11 +332,14 @@ async def test_hidden_input_stays_out_of_live_streams(
         ]
         assert finished, streamed
         live: list[Any] = []
-        with pytest.raises(TimeoutError):
-            while True:
+        while True:
+            try:
                 live.append(await watcher.next_message(timeout=1.5))
+            except TimeoutError:
+                break
         await watcher.close()
         await progress.close()
     text = json.dumps([streamed, live])
     assert "testrun.case" in text
-    assert secret not in text
+    assert "mem:visible-a" in text  # the visible cases' errors did reach the watchers
+    assert leaked(text, secret) == []

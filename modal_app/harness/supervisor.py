@@ -119,6 +119,8 @@ class Run:
         compile_ms = ms_since(started)
         if plan.compile_error is not None:
             self.compile_error(plan.compile_error)
+        elif self.doc.get("phase") == "build":
+            self.emit_artifact(plan)
         else:
             try:
                 self.run_cases(plan)
@@ -132,6 +134,14 @@ class Run:
         if self.prespawned is not None:  # not adopted: nothing ran in a worker
             self.adopt([])
         return compile_ms
+
+    def emit_artifact(self, plan: Any) -> None:
+        """Build only (Go): the binary and the paths to rewrite, for the run that follows."""
+        import base64
+
+        with open(plan.argv[0], "rb") as fh:
+            binary = base64.b64encode(fh.read()).decode("ascii")
+        self.frames.emit({"t": "artifact", "binary": binary, "rewrites": self.builder.rewrites})
 
     def run_cases(self, plan: Any) -> None:
         if plan.loop:
@@ -324,7 +334,8 @@ class Run:
                 self.emit_case(case, "OK", **fields)
                 return False
             value = _text(message.get("value")) or "null"
-            if len(value.encode()) > self.caps["value"]:
+            # surrogatepass: a lone surrogate in a string must not crash the supervisor.
+            if len(value.encode("utf-8", "surrogatepass")) > self.caps["value"]:
                 error = f"the return value is larger than {self.caps['value']} bytes of JSON"
                 self.emit_case(case, "RUNTIME_ERROR", error=error, **fields)
                 return False
