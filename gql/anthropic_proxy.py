@@ -94,8 +94,9 @@ class ProxySocket:
     async def start(self) -> Path:
         if self.directory is not None:
             return self.directory
-        # Short on purpose: a socket path has at most 107 bytes.
-        directory = Path(tempfile.mkdtemp(prefix="ilm-agent-"))
+        # In /tmp, not TMPDIR: bwrap reaches it as the sandbox's uid, so every
+        # ancestor must be searchable; and short: a socket path has <= 107 bytes.
+        directory = Path(tempfile.mkdtemp(prefix="ilm-agent-", dir="/tmp"))
         os.chmod(directory, 0o711)  # noqa: S103 - traversable, not listable
         config = uvicorn.Config(
             self.app,

@@ -12,89 +12,24 @@ adding the real key, and the recording.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import httpx
-import pytest
 
-from tests.anthropic_standin import (
-    INPUT_TOKENS,
-    OUTPUT_TOKENS,
-    StandIn,
-    has_tool_result,
-    last_user_text,
-    tool_results,
+from tests.agent_support import (  # noqa: F401 - fixtures
+    REAL_KEY,
+    RUN_QUERY,
+    agent_server_fixture,
+    ask,
+    needs_cli,
+    standin_fixture,
 )
+from tests.anthropic_standin import INPUT_TOKENS, OUTPUT_TOKENS, StandIn
 from tests.conftest import Account
-from tests.server import ServerProcess, start_server
-from tests.test_claude import ASK, Client, transcript
+from tests.server import ServerProcess
+from tests.test_claude import Client
 from tests.workspace_support import RUN
 
-REAL_KEY = "sk-ant-api03-REALKEY-4b1d9c2e7f"
-RUN_QUERY = """query($r: ID!) { claudeRun(id: $r) {
-  status error costUsd numTurns inputTokens outputTokens apiRequests } }"""
-TOOLCHAIN = Path(__file__).resolve().parent.parent / "toolchain/node_modules/.bin/claude"
-
-pytestmark = pytest.mark.skipif(not TOOLCHAIN.exists(), reason="bash scripts/setup not run")
-
-
-def model(body: dict[str, Any]) -> list[dict[str, Any]]:
-    """The scripted 'model': a tool use first, a final text after its result."""
-    prompt = last_user_text(body)
-    if has_tool_result(body):
-        return [{"type": "text", "text": "Done: " + tool_results(body)[-1][:200]}]
-    if "write" in prompt:
-        return [
-            {"type": "text", "text": "I will write the solution."},
-            {
-                "type": "tool_use",
-                "id": "toolu_write",
-                # --bare offers Bash, Edit and Read; Edit with an empty
-                # old_string creates the file.
-                "name": "Edit",
-                "input": {
-                    "file_path": "/workspace/two_sum.py",
-                    "old_string": "",
-                    "new_string": "def two_sum(nums, target):\n    return [0, 1]\n",
-                },
-            },
-        ]
-    if "environment" in prompt:
-        command = "env; cat /proc/*/environ | tr '\\0' '\\n'; ps -ef; cat /proc/*/cmdline"
-        return [
-            {"type": "tool_use", "id": "toolu_env", "name": "Bash", "input": {"command": command}}
-        ]
-    return [{"type": "text", "text": "You said: " + prompt[:200]}]
-
-
-@pytest.fixture
-def standin() -> Iterator[StandIn]:
-    server = StandIn(model).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def agent_server(
-    server_env: dict[str, str], tmp_path: Path, standin: StandIn
-) -> Iterator[ServerProcess]:
-    env = {
-        **server_env,
-        "ANTHROPIC_API_KEY": REAL_KEY,
-        "ANTHROPIC_UPSTREAM_URL": standin.url,
-        "CLAUDE_TIME_LIMIT_SECONDS": "60",
-    }
-    server = start_server(env, tmp_path)
-    yield server
-    server.stop()
-
-
-async def ask(client: Client, prompt: str) -> tuple[str, list[dict[str, Any]]]:
-    asked = await client(ASK, {"s": client.account["sessionId"], "p": prompt})
-    run_id = asked["data"]["askClaude"]["id"]
-    return run_id, await transcript(client.server, client.account, run_id)
+pytestmark = needs_cli
 
 
 async def test_real_cli_edits_through_the_proxy(

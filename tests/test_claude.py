@@ -1,10 +1,10 @@
 """askClaude end to end on a real server and the real local sandbox.
 
-Anthropic's API cannot be reached from here, so the success path uses a
-stand-in agent (``CLAUDE_COMMAND``) that replays a transcript in the CLI's
-documented stream-json format: the one thing imitated is the outermost
-boundary, the agent process itself. The failure path runs the real Claude
-Code CLI installed from npm, with a key that cannot work.
+These tests pin the transcript parsing, conflicts and cancel with a stand-in
+agent (``CLAUDE_COMMAND``) that replays a transcript in the CLI's documented
+stream-json format. The main agent test, the real Claude Code CLI against a
+stand-in Messages API through the server's proxy, is ``test_agent_cli``. The
+failure path here runs the real CLI with an upstream that cannot be reached.
 """
 
 from __future__ import annotations
@@ -90,7 +90,13 @@ def claude_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Server
 
 @pytest.fixture
 def real_cli_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[ServerProcess]:
-    env = {**server_env, "ANTHROPIC_API_KEY": KEY, "CLAUDE_TIME_LIMIT_SECONDS": "6"}
+    env = {
+        **server_env,
+        "ANTHROPIC_API_KEY": KEY,
+        # Nothing listens there: the proxy answers 502 and the CLI retries.
+        "ANTHROPIC_UPSTREAM_URL": "http://127.0.0.1:9",
+        "CLAUDE_TIME_LIMIT_SECONDS": "6",
+    }
     server = start_server(env, tmp_path)
     yield server
     server.stop()
@@ -159,7 +165,8 @@ async def test_transcript_streams_typed_and_edits_are_recorded(
     assert events[1]["conversationId"] == "conv-123"
     assert events[2]["text"] == "resume="
     assert events[3] == {**events[3], "toolName": "Edit", "toolInput": {"file_path": "solution.py"}}
-    assert events[4]["content"] == "ok [redacted]"
+    # The agent held a run token, never the key.
+    assert events[4]["content"].startswith("ok ilm-run-")
     assert events[5]["text"] == "split"
     assert events[6]["details"] == {"type": "future_line", "x": 1}
     assert events[7]["line"] == "this is not json"
@@ -203,10 +210,10 @@ async def test_transcript_streams_typed_and_edits_are_recorded(
         RUN, {"s": s, "c": "cat .interviewlm/claude/projects/conv-123.jsonl", "t": 10}
     )
     lines = kept["data"]["runCommand"]["stdout"].splitlines()
-    assert [json.loads(line) for line in lines] == [
-        {"prompt": "fix my code", "env": "[redacted]"},
-        {"prompt": "and now?", "env": "[redacted]"},
-    ]
+    kept_lines = [json.loads(line) for line in lines]
+    assert [line["prompt"] for line in kept_lines] == ["fix my code", "and now?"]
+    assert all(line["env"].startswith("ilm-run-") for line in kept_lines)
+    assert kept_lines[0]["env"] != kept_lines[1]["env"], "one token per run"
 
 
 async def test_candidate_commands_never_see_the_key(
@@ -255,7 +262,7 @@ async def test_no_key_configured_is_a_clear_error(api: Api, account: Account) ->
     assert "ANTHROPIC_API_KEY" in result.errors[0]["message"]
 
 
-async def test_real_cli_without_a_usable_key_fails_cleanly(
+async def test_real_cli_with_an_unreachable_upstream_fails_cleanly(
     real_cli_server: ServerProcess, account: Account
 ) -> None:
     client = Client(real_cli_server, account)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -178,29 +178,37 @@ async def test_host_services_are_unreachable(local: LocalSandboxBackend, make: M
         await server.wait_closed()
 
 
-async def test_allow_hosts_needs_operator_opt_in(
-    local: LocalSandboxBackend, make: Maker, sandbox_root: Path
+async def test_no_network_ever_only_a_socket_dir_for_one_exec(
+    local: LocalSandboxBackend, make: Maker
 ) -> None:
+    """No host allowlist is honoured (the old opt-in shared the host network);
+    the agent's one way out is a socket directory bound read-only into one exec."""
     policy = NetworkPolicy(allow_hosts=("api.anthropic.com",))
     with pytest.raises(InvalidSpec):
         await local.create(SandboxSpec(network=policy))
+    with pytest.raises(InvalidSpec):
+        await local.create(SandboxSpec(network=NetworkPolicy(socket_dir="/tmp")))
     info = await make()
     with pytest.raises(InvalidSpec):
         await local.exec(info.id, ["true"], network=policy)
-    opted_in = LocalSandboxBackend(sandbox_root, allow_network_opt_in=True)
-    await opted_in.start()
-    try:
-        other = await opted_in.create(SandboxSpec())
-        script = "import socket; print(len(socket.if_nameindex()))"
-        shared = await opted_in.exec(other.id, ["python3", "-c", script], network=policy)
-        out = b"".join([c.data async for c in shared.output()])
-        assert (await shared.wait()).exit_code == 0
-        assert int(out) == len(socket.if_nameindex()), "that one exec shares the host network"
-        closed = await run(opted_in, other.id, ["python3", "-c", script])
-        assert closed.stdout == b"1\n", "other execs stay without network"
-        await opted_in.terminate(other.id)
-    finally:
-        await opted_in.aclose()
+    # Where the server puts its socket directory: bwrap must reach it as the sandbox uid.
+    sockets = Path(tempfile.mkdtemp(prefix="ilm-test-"))
+    sockets.chmod(0o711)
+    (sockets / "marker").write_text("hi")
+    sockets.joinpath("marker").chmod(0o644)
+    script = (
+        "import socket; print(len(socket.if_nameindex()), open('/run/interviewlm/marker').read());"
+        "open('/run/interviewlm/x', 'w')"
+    )
+    bound = await local.exec(
+        info.id, ["python3", "-c", script], network=NetworkPolicy(socket_dir=str(sockets))
+    )
+    out = b"".join([c.data async for c in bound.output()])
+    assert (await bound.wait()).exit_code == 1, "the directory is read-only"
+    assert out.startswith(b"1 hi"), out
+    other = await run(local, info.id, ["sh", "-c", "ls /run/interviewlm"])
+    assert other.exit_code != 0, "other commands do not see it"
+    shutil.rmtree(sockets)
 
 
 # -- host view and identity ------------------------------------------------------
