@@ -27,7 +27,13 @@ total memory, tasks and CPU share are bounded too.
 Disk: RLIMIT_FSIZE bounds each file; the total (``disk_quota_mb``,
 ``max_inodes``) is enforced by a watchdog while processes run (``local_quota``),
 so the overshoot is what a sandbox writes in one ``disk_check_interval_s``.
-/tmp and /dev/shm are size-bounded tmpfs; / and /dev are read-only.
+/tmp and /dev/shm are size-bounded tmpfs (their pages are also charged to the
+sandbox's memory cgroup); / and /dev are read-only.
+
+Syscalls: a seccomp filter (``local_seccomp``) on every sandboxed process.
+Host details: bwrap's options and the environment reach bwrap in file
+descriptors, never in an argv (``local_launch``), so neither the host's ``ps``
+nor the sandbox's ``/proc/1/cmdline`` shows host paths or secrets.
 
 Network: none (``--unshare-net``: loopback only), for every command; a
 NetworkPolicy with ``allow_hosts`` is refused (InvalidSpec).  The one way out
@@ -35,7 +41,8 @@ is ``NetworkPolicy.socket_dir`` on one exec: a host directory of Unix sockets
 bound read-only into that invocation (the agent's API proxy).
 
 Never falls back to running on the host: ``start`` raises BackendUnavailable
-unless a probe invocation shows separate user, pid and net namespaces.
+unless a probe invocation shows separate user, pid and net namespaces and the
+seccomp filter in force.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 One real invocation, exactly as a sandbox would run it, must show its own
 user, pid and network namespaces (compared with the server's), the mapped
-sandbox uid, and nothing but loopback.  Anything else raises
+sandbox uid, the seccomp filter in force (``Seccomp: 2``), and nothing but
+loopback.  Anything else raises
 BackendUnavailable with bwrap's own message: candidate code never runs
 unisolated as a fallback.
 """
@@ -23,6 +24,7 @@ from modal_app.presets import GENERATED_ETC, SANDBOX_UID, SystemView
 
 _SCRIPT = (
     "readlink /proc/self/ns/user /proc/self/ns/pid /proc/self/ns/net; id -u; echo $$; "
+    "sed -n 's/^Seccomp:[[:space:]]*//p' /proc/self/status; "
     "cut -d: -f1 /proc/net/dev | tail -n +3 | tr -d ' '"
 )
 
@@ -111,7 +113,7 @@ async def _run_probe(
     lines = out.decode().split()
     host = [os.readlink(f"/proc/self/ns/{ns}") for ns in ("user", "pid", "net")]
     problems = []
-    if len(lines) < 5:
+    if len(lines) < 6:
         problems.append(f"unexpected probe output {out!r}")
     else:
         for ns, inside, outside in zip(("user", "pid", "net"), lines[:3], host, strict=True):
@@ -121,8 +123,10 @@ async def _run_probe(
             problems.append(f"runs as uid {lines[3]} instead of {SANDBOX_UID}")
         if not lines[4].isdigit() or int(lines[4]) > 10:
             problems.append("not in its own pid namespace")
-        if lines[5:] != ["lo"]:
-            problems.append(f"network interfaces visible: {lines[5:]}")
+        if lines[5] != "2":
+            problems.append(f"no seccomp filter in force (Seccomp: {lines[5]})")
+        if lines[6:] != ["lo"]:
+            problems.append(f"network interfaces visible: {lines[6:]}")
     if problems:
         raise BackendUnavailable("sandbox isolation check failed: " + "; ".join(problems))
 

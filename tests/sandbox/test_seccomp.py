@@ -260,3 +260,19 @@ async def test_ordinary_programs_still_work(local: LocalSandboxBackend) -> None:
         go = await run(local, info.id, "go build -o app main.go && ./app", timeout_s=150)
         assert go.stdout.decode().split() == ["goroutines", "8", "exec", "<nil>"], go.stderr
     await local.terminate(info.id)
+
+
+@live
+@pytest.mark.timeout(60)
+async def test_commands_and_terminals_run_under_the_filter(local: LocalSandboxBackend) -> None:
+    info = await local.create(SandboxSpec())
+    status = "sed -n 's/^Seccomp:[[:space:]]*/mode-/p' /proc/self/status"
+    result = await run(local, info.id, status, timeout_s=30)
+    assert result.stdout == b"mode-2\n"
+    pty = await local.open_pty(info.id, command=["sh", "-c", status])
+    seen = b""
+    async for chunk in pty.output():
+        seen += chunk
+    assert b"mode-2" in seen
+    await pty.wait()
+    await local.terminate(info.id)
