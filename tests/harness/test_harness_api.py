@@ -186,3 +186,73 @@ async def test_supervisor_compiles_its_source_when_the_bytecode_does_not_fit(
     monkeypatch.setattr(harness, "compiled_modules", lambda: {"tag": "other-999", "code": []})
     run = await boxes[PY].run("def solve(n):\n    return n * 2\n", [CaseInput(0, [21])])
     assert [(o.status, o.value_json) for o in run.outcomes] == [("OK", "42")]
+
+
+class _Recording:
+    """A backend wrapper that records what each exec is sent on stdin, and when."""
+
+    def __init__(self, inner: SandboxBackend) -> None:
+        self.inner = inner
+        self.writes: list[tuple[float, bytes]] = []
+        self.private: list[bool] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+    async def exec(self, *args: object, **kwargs: object) -> object:
+        self.private.append(bool(kwargs.get("private")))
+        handle = await self.inner.exec(*args, **kwargs)  # type: ignore[arg-type]
+        writes = self.writes
+        write = handle.write_stdin
+
+        async def recorded(data: bytes) -> None:
+            writes.append((time.monotonic(), data))
+            await write(data)
+
+        handle.write_stdin = recorded  # type: ignore[method-assign]
+        return handle
+
+
+@pytest.mark.parametrize("language", [PY, Language.GO])
+async def test_hidden_inputs_enter_only_after_every_visible_case(
+    boxes: dict[Language, Box], language: Language
+) -> None:
+    """Hidden cases run last, in a private command, and their inputs are sent only
+    when every visible case is reported: no visible output can carry one."""
+    box = boxes[language]
+    source = (
+        "def solve(s):\n    return s\n"
+        if language is PY
+        else "package main\n\nfunc Solve(s string) string { return s }\n"
+    )
+    path = await box.write(source)
+    recording = _Recording(box.backend)
+    reported: list[tuple[float, CaseOutcome]] = []
+
+    async def on_outcome(outcome: CaseOutcome) -> None:
+        reported.append((time.monotonic(), outcome))
+
+    cases = [
+        CaseInput(0, ["visible-0"]),
+        CaseInput(1, ["SECRET-1"], hidden=True),
+        CaseInput(2, ["visible-2"]),
+    ]
+    run = await run_harness(
+        recording,  # type: ignore[arg-type]
+        box.id,
+        language=language,
+        entrypoint="solve" if language is PY else "Solve",
+        solution_path=path,
+        cases=cases,
+        on_outcome=on_outcome,
+        total_timeout_s=60,
+    )
+    assert [o.value_json for o in run.outcomes] == ['"visible-0"', '"SECRET-1"', '"visible-2"']
+    assert [o.index for _, o in reported] == [0, 2, 1]  # hidden last
+    assert recording.private[-1] is True
+    assert all(not p for p in recording.private[:-1])  # the Go build: no case input there
+    secret_writes = [(at, data) for at, data in recording.writes if b"SECRET-1" in data]
+    assert len(secret_writes) == 1
+    sent_at, data = secret_writes[0]
+    assert b"visible" not in data
+    assert sent_at > max(at for at, o in reported if o.index != 1)
