@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modal_app.base import SandboxSpec, run
+from modal_app.base import Limits, SandboxSpec, run
 from modal_app.local import LocalSandboxBackend
 from tests.sandbox.conftest import make_root
 
@@ -77,3 +77,26 @@ async def test_tmp_full_is_enospc_and_the_sandbox_lives_on(local: LocalSandboxBa
     again = await run(local, info.id, "rm /tmp/x; echo ok > /tmp/y && cat /tmp/y", timeout_s=30)
     assert again.stdout == b"ok\n"
     await local.terminate(info.id)
+
+
+async def test_tmpfs_pages_count_against_the_sandbox_memory() -> None:
+    """Attack: park data in /tmp (RAM) beyond the sandbox's memory limit.
+
+    /tmp here is larger (256 MB) than the sandbox's memory (64 MB): the pages
+    are charged to the sandbox's memory cgroup, so the writer dies instead.
+    """
+    root = make_root()
+    backend = LocalSandboxBackend(root, tmp_size_mb=256)
+    await backend.start()
+    try:
+        if backend.cgroups is None:
+            pytest.skip("no writable cgroup hierarchy here: /tmp is bounded by its size only")
+        info = await backend.create(SandboxSpec(limits=Limits(memory_mb=64, max_processes=32)))
+        fill = "for i in 1 2 3 4 5; do head -c 30000000 /dev/zero > /tmp/f$i; done; echo stored"
+        result = await run(backend, info.id, fill, timeout_s=30)
+        assert b"stored" not in result.stdout
+        assert (await run(backend, info.id, "echo alive", timeout_s=30)).stdout == b"alive\n"
+        await backend.terminate(info.id)
+    finally:
+        await backend.aclose()
+        shutil.rmtree(root.parent, ignore_errors=True)
