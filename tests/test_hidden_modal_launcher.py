@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from modal_app.modal_private import PRIVATE_UID, private_argv
+from modal_app.modal_private import LAUNCHER, PRIVATE_UID, private_argv
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the launcher runs as root")
 
@@ -81,3 +81,10 @@ def live_processes(uid: int) -> list[int]:
             if fields["Uid"].split()[0] == str(uid) and fields["State"].split()[0] != "Z":
                 found.append(int(entry))
     return found
+
+
+def test_the_launcher_wraps_the_command_unchanged() -> None:
+    argv = private_argv(["python3", "-I", "-c", "x"])
+    assert argv[:5] == ["python3", "-I", "-S", "-c", LAUNCHER]
+    assert argv[5:] == [str(PRIVATE_UID), "/workspace", "python3", "-I", "-c", "x"]
+    compile(LAUNCHER, "launcher", "exec")
