@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from modal_app.base import Limits, SandboxSpec, run
 from modal_app.local import LocalSandboxBackend
+from modal_app.local_launch import gate_argv
 from tests.sandbox.conftest import make_root
 
 pytestmark = [
@@ -100,3 +102,19 @@ async def test_tmpfs_pages_count_against_the_sandbox_memory() -> None:
     finally:
         await backend.aclose()
         shutil.rmtree(root.parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize(("line", "ran"), [(b"go\n", True), (b"", False)])
+def test_the_cgroup_gate_runs_nothing_unless_released(
+    tmp_path: Path, line: bytes, ran: bool
+) -> None:
+    """If the server cannot put the process into its group, it must not run at all."""
+    gate_r, gate_w = os.pipe()
+    marker = tmp_path / "ran"
+    argv = gate_argv(shutil.which("bash") or "/bin/bash", gate_r)
+    proc = subprocess.Popen([*argv, "touch", str(marker)], pass_fds=[gate_r])
+    os.close(gate_r)
+    os.write(gate_w, line)
+    os.close(gate_w)
+    assert (proc.wait(10) == 0) is ran
+    assert marker.exists() is ran
