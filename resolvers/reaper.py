@@ -7,7 +7,8 @@ sandboxes whose owning process is gone died with it and are marked terminated
 
 Reap: terminate sandboxes idle past ``idle_timeout_s``, older than
 ``max_lifetime_s``, or whose session has ended; remove workspaces of ended
-sandboxes after ``retention_s``.
+sandboxes after ``retention_s``; now and then delete file blobs no session
+refers to (``resolvers.storage.collect_blobs``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from models.terminal import TerminalRecord, TerminalState
 from models.testrun import TestRun, TestRunStatus
 from resolvers.errors import SandboxUnavailable
 from resolvers.sandboxes import LIVE, Sandboxes
+from resolvers.storage import collect_blobs_now_and_then
 
 logger = logging.getLogger("interviewlm.reaper")
 
@@ -38,6 +40,7 @@ class ReapReport:
     expired: int = 0
     session_ended: int = 0
     removed: int = 0
+    blobs_collected: int = 0
 
 
 def _owner_alive(owner: str, me: str) -> bool:
@@ -138,7 +141,15 @@ async def reap_once(sandboxes: Sandboxes, *, now: datetime | None = None) -> Rea
         record.workspace_removed_at = now
         await record.save(update_fields=["workspace_removed_at"])
         removed += 1
-    return ReapReport(idle=idle, expired=expired, session_ended=session_ended, removed=removed)
+    # File contents no session refers to any more (deleted sessions).
+    collected = await collect_blobs_now_and_then()
+    return ReapReport(
+        idle=idle,
+        expired=expired,
+        session_ended=session_ended,
+        removed=removed,
+        blobs_collected=collected,
+    )
 
 
 async def run_reaper(sandboxes: Sandboxes, *, interval_s: float) -> None:

@@ -24,6 +24,7 @@ A cap of 0 means no cap.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -174,3 +175,19 @@ async def collect_blobs(*, grace: timedelta = timedelta(hours=1), batch: int = G
         removed += await FileBlob.filter(sha256__in=list(orphans)).delete()
         if len(orphans) < batch:
             return removed
+
+
+_last_collection: list[float] = []
+
+
+async def collect_blobs_now_and_then(*, every_s: float = 3600.0) -> int:
+    """``collect_blobs`` at most once per ``every_s`` in this process (the reaper's pass).
+
+    The orphan query reads the whole blob table; blobs only become orphans
+    when sessions are deleted, so an hourly pass is plenty.
+    """
+    now = time.monotonic()
+    if _last_collection and now - _last_collection[-1] < every_s:
+        return 0
+    _last_collection[:] = [now]
+    return await collect_blobs()

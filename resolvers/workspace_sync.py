@@ -16,9 +16,9 @@ could write its API key somewhere) are replaced before anything is stored.
 The workspace is the candidate's: every failure about one of its files is
 that file's problem and the sync goes on with the rest, so one planted FIFO
 or socket cannot stop later changes (the final code) from being recorded.
-The walk is bounded (``MAX_SYNC_ENTRIES``); when a huge directory cuts it
-short, files already in the recording that the walk did not reach are looked
-up one by one rather than recorded as deleted.
+The walk is bounded (``MAX_SYNC_ENTRIES``, and each listing by the backend);
+files already in the recording that it did not reach (a huge directory cut
+it short) are looked up one by one rather than recorded as deleted.
 
 A file whose size and mtime are unchanged since it was last hashed is not
 read again for ``REHASH_AFTER_S``, so a burst of commands does not re-read a
@@ -83,8 +83,8 @@ def _hashes_of(sandbox_id: str) -> dict[str, _Hashed]:
     return hashes
 
 
-async def _walk(sandboxes: Sandboxes, sandbox_id: str) -> tuple[dict[str, FileEntry], bool]:
-    """Tracked entries, directory by directory; (entries, complete)."""
+async def _walk(sandboxes: Sandboxes, sandbox_id: str) -> dict[str, FileEntry]:
+    """Tracked entries, directory by directory, at most about MAX_SYNC_ENTRIES."""
     backend = sandboxes.backend
     found: dict[str, FileEntry] = {}
     todo: deque[str] = deque([""])
@@ -108,8 +108,8 @@ async def _walk(sandboxes: Sandboxes, sandbox_id: str) -> tuple[dict[str, FileEn
             elif tracked(entry.path):
                 found[entry.path] = entry
             if len(found) + len(todo) >= MAX_SYNC_ENTRIES:
-                return found, False
-    return found, True
+                return found
+    return found
 
 
 async def sync_workspace(
@@ -119,16 +119,17 @@ async def sync_workspace(
     backend, sandbox_id = sandboxes.backend, record.backend_id or ""
     session_id = record.session_id
     files, limit = sandboxes.files, sandboxes.policy.max_file_bytes
-    listed, complete = await _walk(sandboxes, sandbox_id)
+    listed = await _walk(sandboxes, sandbox_id)
     known = await files.current(session_id)
-    if not complete:
-        for path in sorted(set(known) - set(listed)):
-            try:
-                listed[path] = await sandboxes.call(
-                    partial(backend.stat, sandbox_id, path), scope=sandbox_id
-                )
-            except SandboxFileError:
-                continue  # gone: recorded as deleted below
+    # A recorded file the walk did not see is looked up before it is called
+    # deleted: a listing cut short by a huge directory must not lose the code.
+    for path in sorted(p for p in set(known) - set(listed) if tracked(p)):
+        try:
+            listed[path] = await sandboxes.call(
+                partial(backend.stat, sandbox_id, path), scope=sandbox_id
+            )
+        except SandboxFileError:
+            continue  # gone: recorded as deleted below
     present = {path: e for path, e in listed.items() if e.kind == "file"}
     hashes = _hashes_of(sandbox_id)
     now = time.monotonic()

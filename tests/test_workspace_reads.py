@@ -1,0 +1,111 @@
+"""What one ``file()`` request may read, through the API on the real local sandbox (issue 9 §4).
+
+Before: each alias read up to the backend's 64 MiB limit (not MAX_FILE_BYTES),
+and asking only for ``size`` read the whole file; a query of many aliases
+multiplied that. Now: metadata comes from a stat, content only when asked and
+only up to MAX_FILE_BYTES, and at most 16 reads per request.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+
+from gql.workspace_ops import MAX_FILE_READS
+from tests.conftest import Account
+from tests.support import Api
+from tests.workspace_support import WRITE, run, start
+
+
+@pytest.fixture
+def reads(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int | None]]:
+    """Every read_file the API makes of the real backend (path, max_bytes)."""
+    backend = app.state.services.sandboxes.backend
+    real: Callable[..., Awaitable[bytes]] = backend.read_file
+    seen: list[tuple[str, int | None]] = []
+
+    async def spy(sandbox_id: str, path: str, *, max_bytes: int | None = None) -> bytes:
+        seen.append((path, max_bytes))
+        return await real(sandbox_id, path, max_bytes=max_bytes)
+
+    monkeypatch.setattr(backend, "read_file", spy)
+    return seen
+
+
+def aliases(count: int, fields: str, path: str = "big.txt") -> str:
+    body = " ".join(
+        f'f{i}: file(sessionId: $s, path: "{path}") {{ {fields} }}' for i in range(count)
+    )
+    return f"query($s: ID!) {{ {body} }}"
+
+
+async def test_size_only_never_reads_and_content_is_capped_at_max_file_bytes(
+    app: Starlette, api: Api, account: Account, reads: list[tuple[str, int | None]]
+) -> None:
+    limit = app.state.services.settings.max_file_bytes
+    await start(api, account)
+    await run(api, account, f"head -c {limit * 8} /dev/urandom > big.bin")
+    reads.clear()
+    sid, token = account["sessionId"], account["candidateToken"]
+    meta = await api(aliases(1, "path size fromRecording", "big.bin"), {"s": sid}, token=token)
+    assert meta.ok()["f0"] == {"path": "big.bin", "size": limit * 8, "fromRecording": False}
+    assert reads == []
+    content = await api(aliases(1, "content", "big.bin"), {"s": sid}, token=token)
+    assert content.codes == ["BAD_USER_INPUT"]
+    assert "MAX_FILE_BYTES" in content.errors[0]["message"]
+    assert reads == []  # refused from the stat, nothing read
+    await run(api, account, f"head -c {limit} /dev/zero > edge.bin")
+    reads.clear()  # the sync after the command read it
+    edge = await api(
+        aliases(1, "size sha256 content encoding", "edge.bin"), {"s": sid}, token=token
+    )
+    assert edge.ok()["f0"]["size"] == limit
+    assert reads == [("edge.bin", limit)]  # read once for content and sha256, capped
+
+
+async def test_many_aliases_are_bounded(
+    api: Api, account: Account, reads: list[tuple[str, int | None]]
+) -> None:
+    await start(api, account)
+    sid, token = account["sessionId"], account["candidateToken"]
+    await api(WRITE, {"s": sid, "p": "big.txt", "c": "x" * 1000}, token=token)
+    reads.clear()
+    many = await api(aliases(MAX_FILE_READS + 1, "content"), {"s": sid}, token=token)
+    assert set(many.codes) == {"BAD_USER_INPUT"}, many.body
+    assert reads == []
+    # Through a fragment and inline fragments, the count is the same.
+    spread = (
+        "query($s: ID!) { ...F } fragment F on Query { "
+        + " ".join(
+            f'f{i}: file(sessionId: $s, path: "big.txt") {{ ... on File {{ sha256 }} }}'
+            for i in range(MAX_FILE_READS + 1)
+        )
+        + " }"
+    )
+    assert set((await api(spread, {"s": sid}, token=token)).codes) == {"BAD_USER_INPUT"}
+    assert reads == []
+    allowed = await api(aliases(MAX_FILE_READS, "content"), {"s": sid}, token=token)
+    assert len(allowed.ok()) == MAX_FILE_READS
+    assert len(reads) == MAX_FILE_READS
+    reads.clear()
+    sizes = await api(aliases(25, "size"), {"s": sid}, token=token)  # stats only
+    assert {v["size"] for v in sizes.ok().values()} == {1000}
+    assert reads == []
+
+
+async def test_base64_with_non_ascii_is_bad_user_input(api: Api, account: Account) -> None:
+    await start(api, account)
+    sid, token = account["sessionId"], account["candidateToken"]
+    for content in ("aGVsbG8=é", "ü", "☃☃☃☃", "aGVs\u0000bG8="):
+        result = await api(
+            WRITE, {"s": sid, "p": "x.bin", "c": content, "e": "BASE64"}, token=token
+        )
+        assert result.codes == ["BAD_USER_INPUT"], (content, result.body)
+        assert result.errors[0]["extensions"]["field"] == "content"
+    good = base64.b64encode("é".encode()).decode()
+    ok: Any = await api(WRITE, {"s": sid, "p": "x.bin", "c": good, "e": "BASE64"}, token=token)
+    assert ok.ok()["writeFile"]["size"] == 2
