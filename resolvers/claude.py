@@ -307,6 +307,9 @@ class ClaudeAgent:
         return run
 
     async def close(self) -> None:
+        # Runs cut short by a shutdown never reach _finish: end their tokens here.
+        with contextlib.suppress(Exception):
+            await ClaudeRun.filter(id__in=list(self._active)).update(token_hash=None)
         for active in list(self._active.values()):
             with contextlib.suppress(Exception):
                 await self._kill(active)
