@@ -37,12 +37,16 @@ class SandboxEvent(SessionEvent):
 
 @strawberry.type
 class FileEvent(SessionEvent):
-    """``file.written`` / ``file.deleted`` / ``file.skipped`` (over the size limit)."""
+    """``file.written`` / ``file.deleted`` / ``file.skipped`` (not stored: see ``reason``)."""
 
     path: str
     size: int | None
     sha256: str | None
     source: str | None = strawberry.field(description="api, starter, sandbox or agent.")
+    reason: str | None = strawberry.field(
+        description="file.skipped: why the content is not in the recording (over the file "
+        "size limit, the session's storage budget used up, unreadable)."
+    )
 
 
 @strawberry.type
@@ -147,6 +151,7 @@ _BUILDERS: dict[str, Callable[[EventRecord, dict[str, Any]], SessionEvent]] = {
         size=p.get("size"),
         sha256=p.get("sha256"),
         source=p.get("source"),
+        reason=p.get("reason"),
     ),
     "command": lambda r, p: CommandEvent(
         **meta(r),
