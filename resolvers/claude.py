@@ -186,7 +186,8 @@ class ClaudeAgent:
                 env=env,
                 timeout_s=self.config.time_limit_s + 5,
                 network=link.network,
-            )
+            ),
+            scope=sandbox.backend_id,  # one sandbox's failure never opens the shared breaker
         )
         active.handle = handle
         if active.cancelled:

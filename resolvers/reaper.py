@@ -134,7 +134,9 @@ async def reap_once(sandboxes: Sandboxes, *, now: datetime | None = None) -> Rea
     for record in stale:
         if record.backend_id:
             try:
-                await sandboxes.call(partial(sandboxes.backend.remove, record.backend_id))
+                await sandboxes.call(
+                    partial(sandboxes.backend.remove, record.backend_id), scope=record.backend_id
+                )
             except (SandboxError, SandboxUnavailable) as exc:
                 logger.warning("could not remove workspace of %s: %s", record.id, exc)
                 continue
