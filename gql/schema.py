@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
@@ -36,9 +38,13 @@ from gql.types.session import (
     InterviewSessionConnection,
 )
 from gql.workspace_ops import WorkspaceMutation, WorkspaceQuery
+from modal_app.base import SandboxError
 from models.session import SessionStatus
 from resolvers import accounts, notes, questions, recordings, sessions
+from resolvers.errors import SandboxUnavailable
 from resolvers.languages import LANGUAGES
+
+logger = logging.getLogger("interviewlm.schema")
 
 
 @strawberry.type
@@ -154,6 +160,7 @@ class Mutation:
         model = await sessions.end_session(
             await principal_of(info), session_id, cancel=cancel, log=info.context.log
         )
+        await _stop_sandbox(info, model.id)
         return InterviewSession.of(model)
 
     @strawberry.mutation(description="Create an API token; the secret is in the payload, once.")
@@ -185,6 +192,20 @@ class Mutation:
             await principal_of(info), id, revocations=info.context.services.revocations
         )
         return ApiToken.of(revoked)
+
+
+async def _stop_sandbox(info: Info, session_id: uuid.UUID) -> None:
+    """An ended session's candidate changes nothing more: not even through a process
+    left running in the sandbox. Its final workspace is captured as the sandbox stops.
+    A sandbox held by another replica is stopped by that replica's reaper."""
+    sandboxes = info.context.sandboxes
+    record = await sandboxes.live(session_id)
+    if record is None or record.owner != sandboxes.owner:
+        return
+    try:
+        await sandboxes.stop(record, reason="the session ended")
+    except (SandboxError, SandboxUnavailable):
+        logger.warning("stopping the sandbox of ended session %s failed", session_id)
 
 
 RootQuery = merge_types("Query", (Query, WorkspaceQuery, TestRunQuery, ClaudeQuery))

@@ -73,7 +73,7 @@ class Settings:
     candidate_token_ttl_s: int = 7 * 24 * 3600
     max_body_bytes: int = 4 << 20
     anon_max_body_bytes: int = 64 << 10
-    max_query_tokens: int = 10_000
+    max_query_tokens: int = 5_000
     anon_max_query_tokens: int = 1_000
     graphiql: bool = False
     max_query_depth: int = 12

@@ -212,8 +212,9 @@ async def test_after_end_session_the_candidate_reads_but_changes_nothing(
 ) -> None:
     """Attack: endSession left the candidate's token fully working for days. Now every
     change (files, commands, sandbox, terminals -- one opened before the end included
-    --, test runs, Claude) is CONFLICT with a clear message; reads stay until the token
-    expires. Real sandbox, real database."""
+    --, test runs, Claude) is CONFLICT with a clear message, the sandbox is stopped
+    (its final workspace recorded), and reads stay until the token expires. Real
+    sandbox, real database."""
     sid, candidate = account["sessionId"], account["candidateToken"]
     started = await api(
         "mutation($s: ID!) { startSandbox(sessionId: $s) { state } }", {"s": sid}, token=candidate
@@ -238,7 +239,16 @@ async def test_after_end_session_the_candidate_reads_but_changes_nothing(
         token=account["interviewerToken"],
     )
     assert note.ok()["addNote"]["text"] == "wrap-up"
-    await api(CANDIDATE_CHANGES["terminateSandbox"], {"s": sid}, token=account["interviewerToken"])
+    # Nor through a process left running: the sandbox stopped with the session.
+    sandbox = await api(
+        "query($s: ID!) { session(id: $s) { sandbox { state endReason } } }",
+        {"s": sid},
+        token=account["interviewerToken"],
+    )
+    assert sandbox.ok()["session"]["sandbox"] == {
+        "state": "TERMINATED",
+        "endReason": "the session ended",
+    }
 
 
 async def test_a_candidate_mutation_over_websocket_is_refused_after_the_end(
