@@ -213,7 +213,7 @@ class Sandboxes:
         if record.backend_id is not None:
             # A dead sandbox has nothing new to capture.
             with contextlib.suppress(SandboxError, SandboxUnavailable):
-                await self.sync_workspace(record)
+                await self.sync_workspace(record, thorough=True)
             # Recorded as ended even if the backend fails to answer: its own
             # lifetime limit (set at create) stops the sandbox in the end.
             with contextlib.suppress(SandboxUnavailable):
@@ -253,9 +253,11 @@ class Sandboxes:
         if isinstance(exc, SandboxNotFound | SandboxTerminated):
             await self._end(record, SandboxState.TERMINATED, reason=f"sandbox ended: {exc}")
 
-    async def sync_workspace(self, record: SandboxRecord, *, source: str = "sandbox") -> int:
+    async def sync_workspace(
+        self, record: SandboxRecord, *, source: str = "sandbox", thorough: bool = False
+    ) -> int:
         """Record files changed inside the sandbox (by commands, the terminal, the agent)."""
-        return await sync_workspace(self, record, source=source)
+        return await sync_workspace(self, record, source=source, thorough=thorough)
 
     async def backend_status(self, record: SandboxRecord) -> SandboxStatus:
         return await self.call(

@@ -22,7 +22,8 @@ it short) are looked up one by one rather than recorded as deleted.
 
 A file whose size and mtime are unchanged since it was last hashed is not
 read again for ``REHASH_AFTER_S``, so a burst of commands does not re-read a
-large workspace each time; the periodic re-read catches a forged mtime.
+large workspace each time; the periodic re-read, and the final capture before
+a sandbox ends (which reads everything), catch a forged mtime.
 """
 
 from __future__ import annotations
@@ -113,9 +114,13 @@ async def _walk(sandboxes: Sandboxes, sandbox_id: str) -> dict[str, FileEntry]:
 
 
 async def sync_workspace(
-    sandboxes: Sandboxes, record: SandboxRecord, *, source: str = "sandbox"
+    sandboxes: Sandboxes, record: SandboxRecord, *, source: str = "sandbox", thorough: bool = False
 ) -> int:
-    """Record every difference; returns how many paths changed."""
+    """Record every difference; returns how many paths changed.
+
+    ``thorough`` (the final capture before a sandbox ends) re-reads every file
+    whatever its size and mtime say.
+    """
     backend, sandbox_id = sandboxes.backend, record.backend_id or ""
     session_id = record.session_id
     files, limit = sandboxes.files, sandboxes.policy.max_file_bytes
@@ -147,6 +152,7 @@ async def sync_workspace(
             and seen is not None
             and (seen.size, seen.mtime, seen.sha256) == (entry.size, entry.mtime, old.sha256)
             and now - seen.at < REHASH_AFTER_S
+            and not thorough
         ):
             continue  # unchanged since we last read it
         try:

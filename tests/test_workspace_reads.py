@@ -9,6 +9,7 @@ only up to MAX_FILE_BYTES, and at most 16 reads per request.
 from __future__ import annotations
 
 import base64
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -16,9 +17,10 @@ import pytest
 from starlette.applications import Starlette
 
 from gql.workspace_ops import MAX_FILE_READS
+from resolvers import workspace_sync
 from tests.conftest import Account
 from tests.support import Api
-from tests.workspace_support import WRITE, run, start
+from tests.workspace_support import WRITE, events, run, start
 
 
 @pytest.fixture
@@ -109,3 +111,41 @@ async def test_base64_with_non_ascii_is_bad_user_input(api: Api, account: Accoun
     good = base64.b64encode("é".encode()).decode()
     ok: Any = await api(WRITE, {"s": sid, "p": "x.bin", "c": good, "e": "BASE64"}, token=token)
     assert ok.ok()["writeFile"]["size"] == 2
+
+
+async def test_sync_does_not_reread_unchanged_files_until_the_rehash_period(
+    app: Starlette,
+    api: Api,
+    account: Account,
+    reads: list[tuple[str, int | None]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A burst of commands must not re-read the whole workspace each time (a read amplifier)."""
+    await start(api, account)
+    await run(api, account, "for i in $(seq 20); do head -c 100000 /dev/urandom > f$i.bin; done")
+    reads.clear()
+    await run(api, account, "echo changed > f1.bin")
+    assert [path for path, _ in reads] == ["f1.bin"]  # size/mtime changed: only that one
+    reads.clear()
+    # A forged mtime hides a change only until the periodic re-read.
+    await run(api, account, "touch -r f3.bin /tmp/t; cp f2.bin f3.bin; touch -r /tmp/t f3.bin")
+    assert reads == []
+
+    async def f3_versions() -> int:
+        log = await events(api, account)
+        return sum(e["type"] == "file.written" and e["payload"]["path"] == "f3.bin" for e in log)
+
+    assert await f3_versions() == 1
+    # The final capture before the sandbox ends reads everything: f3 is caught.
+    sandboxes = app.state.services.sandboxes
+    record = await sandboxes.live(uuid.UUID(account["sessionId"]))
+    assert await sandboxes.sync_workspace(record, thorough=True) == 1
+    assert await f3_versions() == 2
+    # So is a forged file once its hash is older than REHASH_AFTER_S.
+    await run(api, account, "touch -r f4.bin /tmp/t; cp f2.bin f4.bin; touch -r /tmp/t f4.bin")
+    monkeypatch.setattr(workspace_sync, "REHASH_AFTER_S", 0.0)
+    reads.clear()
+    await run(api, account, "true")
+    assert len(reads) >= 20
+    log = await events(api, account)
+    assert sum(e["type"] == "file.written" and e["payload"]["path"] == "f4.bin" for e in log) == 2
