@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from gql.anthropic_proxy import PROXY_PREFIX, agent_link, proxy_routes
 from gql.settings import Settings
 from modal_app.base import NetworkPolicy
+from modal_app.modal_refs import SandboxRef, SandboxRefs
 from models.claude import ClaudeRun, ClaudeRunStatus
 from resolvers.anthropic_proxy import AnthropicProxy, ProxyConfig, UsageMeter, mint_token
 from tests.anthropic_standin import INPUT_TOKENS, OUTPUT_TOKENS, StandIn, sse_events
@@ -198,3 +199,37 @@ def test_settings() -> None:
     assert settings.anthropic_upstream_url == "http://127.0.0.1:1234"
     assert Settings.from_env({}).anthropic_upstream_url == "https://api.anthropic.com"
     assert not hasattr(settings, "claude_allow_network")
+
+
+class _StandInSandbox:
+    """Stand-in for a Modal Sandbox (Modal is unreachable here): records egress policies."""
+
+    object_id = "sb-standin"
+
+    def __init__(self) -> None:
+        self.policies: list[tuple[list[str], list[str]]] = []
+
+        async def set_policy(
+            *, outbound_cidr_allowlist: list[str], outbound_domain_allowlist: list[str]
+        ) -> None:
+            self.policies.append((outbound_cidr_allowlist, outbound_domain_allowlist))
+
+        self._experimental_set_outbound_network_policy = type("Call", (), {"aio": set_policy})
+
+
+async def test_modal_egress_is_the_public_host_only_while_the_agent_runs() -> None:
+    sandbox = _StandInSandbox()
+    refs = SandboxRefs(client=lambda: None)  # type: ignore[arg-type, return-value]
+    ref = SandboxRef(
+        sandbox=sandbox,  # type: ignore[arg-type]
+        tags={},
+        created_at=0,
+        volume_name=None,
+        limits=None,
+        network=NetworkPolicy(),
+    )
+    link = await agent_link("https://ilm.example.com", None)()
+    release = await refs.widen(ref, link.network)
+    assert sandbox.policies == [([], ["ilm.example.com"])]
+    await release()  # what the exec handle does when the agent exits
+    assert sandbox.policies[-1] == ([], [])
