@@ -162,9 +162,16 @@ class Terminals:
         session_id = live.record.session_id
         if op["op"] == "input":
             await live.pty.write(op["data"].encode())
-            await self.log.append(
-                session_id, "terminal.input", {"terminalId": terminal_id, "data": op["data"]}
-            )
+
+            async def record_input(_stream: str, text: str) -> None:
+                await self.log.append(
+                    session_id, "terminal.input", {"terminalId": terminal_id, "data": text}
+                )
+
+            # Typed input counts against the session's recorded-output cap too:
+            # otherwise a flood of terminalInput would be the uncapped channel.
+            source = {"terminalId": terminal_id}
+            await capped_emit(self.log, session_id, record_input, source)("input", op["data"])
         elif op["op"] == "resize":
             await live.pty.resize(op["cols"], op["rows"])
             await TerminalRecord.filter(id=live.record.id).update(cols=op["cols"], rows=op["rows"])

@@ -119,7 +119,8 @@ class TestRuns:
             )
         except IntegrityError:
             raise Conflict("a test run of this session is already in progress") from None
-        await self.sandboxes.sync_workspace(sandbox)
+        # Thorough: the snapshot names the code tested, whatever mtimes say.
+        await self.sandboxes.sync_workspace(sandbox, thorough=True)
         snapshot = {
             path: f.sha256 for path, f in (await self.sandboxes.files.current(session.id)).items()
         }

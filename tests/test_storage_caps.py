@@ -92,6 +92,10 @@ async def test_terminal_output_is_capped_per_session(
     assert of_type(log, "output.truncated") == [{"terminalId": tid, "limitBytes": CAP}]
     await asyncio.sleep(1)  # the rest of the 8 MB drains, unrecorded
     assert output_bytes(await events(api, account)) <= CAP
+    # Typed input is under the same cap: a flood of terminalInput is not a way around it.
+    (await api(INPUT, {"t": tid, "d": "echo after-the-cap\n"}, token=token)).ok()
+    inputs = [p["input"] for p in of_type(await events(api, account), "terminal.input")]
+    assert inputs == [PRINT_8MB + "\n"]
 
 
 async def test_replicas_share_the_output_cap(account: Account, limits: EventLog) -> None:
