@@ -10,8 +10,13 @@ kernel keyrings, every mount API, ptrace and cross-process memory access,
 kernel modules, kexec, setting clocks, new namespaces (``unshare``/``clone``
 with any ``CLONE_NEW*`` flag, ``setns``), perf events, userfaultfd, swap,
 reboot, acct, quotas, file handles (``open_by_handle_at`` is a classic
-container escape), ASLR-weakening ``personality`` flags and the terminal
-injection ioctls ``TIOCSTI``/``TIOCLINUX``.  Denied calls fail with EPERM so
+container escape), ASLR-weakening ``personality`` flags, the terminal
+injection ioctls ``TIOCSTI``/``TIOCLINUX`` and line-discipline changes
+(``TIOCSETD``: loads rarely used, historically exploitable tty code).  Sockets
+are limited to the families programs use (unix, IPv4, IPv6, netlink): the
+others (AF_ALG, AF_TIPC, AF_VSOCK, ...) are kernel code a candidate never
+needs, and fail with EAFNOSUPPORT as on a kernel without them.  Denied calls
+fail with EPERM so
 programs fail cleanly instead of being killed; ``clone3`` fails with ENOSYS
 because its flags sit in memory a filter cannot read, and glibc then falls
 back to ``clone``, whose flags are checked.
@@ -41,6 +46,7 @@ RET_ERRNO = 0x00050000
 RET_ALLOW = 0x7FFF0000
 EPERM = 1
 ENOSYS = 38
+EAFNOSUPPORT = 97
 AUDIT_ARCH_X86_64 = 0xC000003E
 AUDIT_ARCH_AARCH64 = 0xC00000B7
 X32_SYSCALL_BIT = 0x40000000
@@ -65,6 +71,9 @@ _PERSONALITY_QUERY = 0xFFFFFFFF
 # an unsigned int, so the low half of args[1] is what the kernel uses.
 TIOCSTI = 0x5412
 TIOCLINUX = 0x541C
+TIOCSETD = 0x5423
+# <bits/socket.h>: PF_LOCAL, PF_INET, PF_INET6, PF_NETLINK.
+SOCKET_FAMILIES = (1, 2, 10, 16)
 
 DENIED: tuple[str, ...] = (
     # io_uring: its own syscall surface, bypasses per-syscall filtering.
@@ -135,7 +144,7 @@ DENIED: tuple[str, ...] = (
     "query_module",
 )
 NOT_IMPLEMENTED: tuple[str, ...] = ("clone3",)
-_CHECKED = ("clone", "unshare", "personality", "ioctl")
+_CHECKED = ("clone", "unshare", "personality", "ioctl", "socket", "socketpair")
 
 X86_64: Mapping[str, int] = {
     "io_uring_setup": 425, "io_uring_enter": 426, "io_uring_register": 427,
@@ -158,6 +167,7 @@ X86_64: Mapping[str, int] = {
     "iopl": 172, "ioperm": 173, "modify_ldt": 154, "uselib": 134, "_sysctl": 156,
     "create_module": 174, "get_kernel_syms": 177, "query_module": 178,
     "clone3": 435, "clone": 56, "unshare": 272, "personality": 135, "ioctl": 16,
+    "socket": 41, "socketpair": 53,
 }  # fmt: skip
 """x86_64 numbers, from /usr/include/x86_64-linux-gnu/asm/unistd_64.h."""
 
@@ -180,6 +190,7 @@ AARCH64: Mapping[str, int] = {
     "syslog": 116, "sethostname": 161, "setdomainname": 162, "vhangup": 58,
     "nfsservctl": 42, "fanotify_init": 262,
     "clone3": 435, "clone": 220, "unshare": 97, "personality": 92, "ioctl": 29,
+    "socket": 198, "socketpair": 199,
 }  # fmt: skip
 """aarch64 numbers, from /usr/include/asm-generic/unistd.h (no iopl & co. there)."""
 
@@ -271,6 +282,14 @@ def build_filter() -> bytes:
     asm.load(_ARG1_LO)
     asm.jump(_JEQ, TIOCSTI, "eperm")
     asm.jump(_JEQ, TIOCLINUX, "eperm")
+    asm.jump(_JEQ, TIOCSETD, "eperm")
+    asm.ret(RET_ALLOW)
+    asm.label("check_socket")
+    asm.label("check_socketpair")
+    asm.load(_ARG0_LO)
+    for family in SOCKET_FAMILIES:
+        asm.jump(_JEQ, family, "allow")
+    asm.ret(RET_ERRNO | EAFNOSUPPORT)
     asm.label("allow")
     asm.ret(RET_ALLOW)
     asm.label("eperm")

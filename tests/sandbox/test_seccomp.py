@@ -9,10 +9,12 @@ the program, while ordinary Python, Node and Go programs keep working.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
+import socket
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -44,6 +46,18 @@ def test_syscall_numbers_match_the_kernel_headers(arch: str) -> None:
     }
     wrong = {name: (nr, defined.get(name)) for name, nr in table.items() if defined[name] != nr}
     assert wrong == {}, f"(ours, header's): {wrong}"
+
+
+def test_ioctl_and_errno_numbers_match_the_headers() -> None:
+    ioctls = Path("/usr/include/asm-generic/ioctls.h")
+    if not ioctls.is_file():
+        pytest.skip("kernel headers not installed")
+    defined = dict(re.findall(r"#define (TIOC\w+)\s+(0x[0-9A-Fa-f]+)", ioctls.read_text()))
+    for name in ("TIOCSTI", "TIOCLINUX", "TIOCSETD"):
+        assert int(defined[name], 16) == getattr(sc, name)
+    assert (sc.EPERM, sc.ENOSYS, sc.EAFNOSUPPORT) == (errno.EPERM, errno.ENOSYS, errno.EAFNOSUPPORT)
+    families = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+    assert families == sc.SOCKET_FAMILIES
 
 
 def test_every_denied_syscall_is_in_the_x86_64_table() -> None:
@@ -80,6 +94,7 @@ def _evaluate(program: bytes, nr: int, arch: int, args: tuple[int, ...] = ()) ->
 
 X86, ARM = sc.AUDIT_ARCH_X86_64, sc.AUDIT_ARCH_AARCH64
 EPERM, ENOSYS = sc.RET_ERRNO | sc.EPERM, sc.RET_ERRNO | sc.ENOSYS
+EAFNOSUPPORT = sc.RET_ERRNO | sc.EAFNOSUPPORT
 CLONE_NEWUSER, CLONE_NEWNS, SIGCHLD = 0x10000000, 0x00020000, 17
 
 
@@ -111,6 +126,15 @@ CLONE_NEWUSER, CLONE_NEWNS, SIGCHLD = 0x10000000, 0x00020000, 17
         (ARM, 435, (), ENOSYS),
         (ARM, 220, (CLONE_NEWUSER,), EPERM),
         (ARM, 220, (SIGCHLD,), sc.RET_ALLOW),
+        (X86, 16, (0, sc.TIOCSETD), EPERM),
+        (X86, 41, (1,), sc.RET_ALLOW),  # AF_UNIX
+        (X86, 41, (2,), sc.RET_ALLOW),  # AF_INET
+        (X86, 41, (10,), sc.RET_ALLOW),  # AF_INET6
+        (X86, 41, (16,), sc.RET_ALLOW),  # AF_NETLINK
+        (X86, 41, (38,), EAFNOSUPPORT),  # AF_ALG
+        (X86, 53, (40,), EAFNOSUPPORT),  # socketpair(AF_VSOCK)
+        (ARM, 198, (30,), EAFNOSUPPORT),  # AF_TIPC
+        (ARM, 198, (2,), sc.RET_ALLOW),
     ],
 )
 def test_filter_decisions(arch: int, nr: int, args: tuple[int, ...], expected: int) -> None:
@@ -187,7 +211,18 @@ res = {
     "setns": call(308, os.open("/proc/self/ns/uts", os.O_RDONLY), 0),
     "tiocsti": "OK" if libc.ioctl(slave, 0x5412, ctypes.c_char_p(b"x")) == 0
                else errno.errorcode[ctypes.get_errno()],
+    "tiocsetd": "OK" if libc.ioctl(slave, 0x5423, ctypes.byref(ctypes.c_int(13))) == 0
+               else errno.errorcode[ctypes.get_errno()],
 }
+import socket
+for name, family in (("af_alg", 38), ("af_vsock", 40), ("af_tipc", 30)):
+    try:
+        socket.socket(family, socket.SOCK_SEQPACKET if family != 40 else socket.SOCK_STREAM)
+        res[name] = "OK"
+    except OSError as e:
+        res[name] = errno.errorcode[e.errno]
+for family in (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK):
+    socket.socket(family, socket.SOCK_DGRAM).close()
 os.kill(sibling, 9)
 print(json.dumps(res))
 """
@@ -203,6 +238,7 @@ async def test_denied_syscalls_fail_with_eperm(local: LocalSandboxBackend) -> No
     outcome = json.loads(result.stdout)
     expected = {name: "EPERM" for name in outcome}
     expected["clone3"] = "ENOSYS"
+    expected.update(af_alg="EAFNOSUPPORT", af_vsock="EAFNOSUPPORT", af_tipc="EAFNOSUPPORT")
     assert outcome == expected
     await local.terminate(info.id)
 
