@@ -27,7 +27,8 @@ and ``get_root_value`` are inherited. Spec decisions, by section:
   executed operation gets 200, even with ``data: null``.
 - Appendix A, application/json: 200 for every well-formed request, request errors included.
 - Bodies over the request's limit get 413: on a larger ``Content-Length`` before reading,
-  otherwise as soon as the counted stream passes the limit. The limit is what ``admit``
+  otherwise as soon as the counted stream passes the limit; a longer query string gets
+  414 (GET parameters are bounded alike). The limit is what ``admit``
   returns (``max_body_bytes`` by default); ``admit`` runs before anything is read or
   parsed, so a subclass can authenticate there and refuse cheaply (see gql.view).
 - Every error has ``extensions.code`` (an existing one is kept): request errors default to
@@ -244,6 +245,8 @@ class GraphQLHTTP(GraphQL[ContextT, RootT]):
             message = f"Acceptable response media types: {GRAPHQL_RESPONSE_JSON}, {JSON}."
             raise GraphQLHTTPError(406, message)
         limit = await self.admit(request)
+        if len(request.scope.get("query_string") or b"") > limit:
+            raise GraphQLHTTPError(414, f"The query string exceeds {limit} bytes.")
         if request.method == "POST":
             body = await self._read_body(request, limit)
             request = Request(request.scope, _replay(body, request.receive))

@@ -6,7 +6,9 @@ import asyncio
 import hashlib
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -14,7 +16,7 @@ from graphql import get_introspection_query
 
 from models.token import ApiToken, CandidateToken
 from tests.conftest import Account
-from tests.server import ServerProcess
+from tests.server import ServerProcess, start_server
 from tests.support import Api
 
 VIEWER = "{ viewer { kind account { id } user { role } session { id } } }"
@@ -274,3 +276,34 @@ async def test_documents_expensive_to_validate_are_refused_cheaply(
     async with httpx.AsyncClient(base_url=live_server.url, headers=headers) as http:
         allowed = await http.post("/graphql", json={"query": ten})
     assert allowed.json()["data"]["viewer"]["kind"] == "INTERVIEWER"
+
+
+async def _raw_get(server: ServerProcess, target: str, headers: str = "") -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        request = f"GET {target} HTTP/1.1\r\nHost: x\r\nAccept: application/json\r\n{headers}"
+        writer.write(f"{request}Connection: close\r\n\r\n".encode())
+        await writer.drain()
+        async with asyncio.timeout(10):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_get_parameters_are_bounded_like_bodies(
+    server_env: dict[str, str], account: Account, tmp_path: Path
+) -> None:
+    """A GET carries its document and variables in the URL: the same limits apply (the
+    HTTP parser caps URLs near 64 KiB anyway; here ANON_MAX_BODY_BYTES is lower)."""
+    server = start_server({**server_env, "ANON_MAX_BODY_BYTES": "4096"}, tmp_path)
+    try:
+        padding = '{"pad": "' + "x" * 10_000 + '"}'
+        query = urlencode({"query": "{ languages { id } }", "variables": padding})
+        anonymous = await _raw_get(server, f"/graphql?{query}")
+        assert anonymous.startswith(b"HTTP/1.1 414"), anonymous[:200]
+        token = f"Authorization: Bearer {account['interviewerToken']}\r\n"
+        authenticated = await _raw_get(server, f"/graphql?{query}", token)
+        assert authenticated.startswith(b"HTTP/1.1 200"), authenticated[:200]
+        assert b'"languages"' in authenticated
+    finally:
+        server.stop()
