@@ -42,6 +42,10 @@ class FileContent:
 
 
 def checked_path(field: str, path: str, *, allow_root: bool = False) -> str:
+    if not _is_utf8(path):
+        # A JSON "\udcff" escape decodes to a lone surrogate: no file can be named
+        # by it through the API, and no PostgreSQL text can hold it.
+        raise BadUserInput(field, "must be valid Unicode text (no lone surrogates)")
     try:
         normalized = normalize_workspace_path(path)
     except InvalidPath as exc:
@@ -49,6 +53,14 @@ def checked_path(field: str, path: str, *, allow_root: bool = False) -> str:
     if not normalized and not allow_root:
         raise BadUserInput(field, "must name a file inside /workspace")
     return normalized
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _file_error(exc: SandboxFileError, field: str = "path") -> Exception:

@@ -9,6 +9,7 @@ only up to MAX_FILE_BYTES, and at most 16 reads per request.
 from __future__ import annotations
 
 import base64
+import json
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +20,7 @@ from starlette.applications import Starlette
 from gql.workspace_ops import MAX_FILE_READS
 from resolvers import workspace_sync
 from tests.conftest import Account
-from tests.support import Api
+from tests.support import Api, Result
 from tests.workspace_support import WRITE, events, run, start
 
 
@@ -149,3 +150,33 @@ async def test_sync_does_not_reread_unchanged_files_until_the_rehash_period(
     assert len(reads) >= 20
     log = await events(api, account)
     assert sum(e["type"] == "file.written" and e["payload"]["path"] == "f4.bin" for e in log) == 2
+
+
+async def test_lone_surrogates_in_path_or_content_are_bad_user_input(
+    api: Api, account: Account
+) -> None:
+    """JSON lets a client send "\\udcff"; it must not reach the disk or the database."""
+    await start(api, account)
+    sid, token = account["sessionId"], account["candidateToken"]
+
+    async def post(query: str, variables: dict[str, Any]) -> Result:
+        body = json.dumps({"query": query, "variables": variables})  # ASCII: \\udcff escapes
+        response = await api.client.post(
+            "/graphql",
+            content=body.encode(),
+            headers={"authorization": f"Bearer {token}", "content-type": "application/json"},
+        )
+        return Result(response.status_code, response.json())
+
+    for variables, field in (
+        ({"s": sid, "p": "bad\udcff.txt", "c": "x"}, "path"),
+        ({"s": sid, "p": "ok.txt", "c": "x\ud800y"}, "content"),
+    ):
+        result = await post(WRITE, variables)
+        assert result.codes == ["BAD_USER_INPUT"], result.body
+        assert result.errors[0]["extensions"]["field"] == field
+    read = await post(
+        "query($s: ID!, $p: String!) { file(sessionId: $s, path: $p) { size } }",
+        {"s": sid, "p": "bad\udcff.txt"},
+    )
+    assert read.codes == ["BAD_USER_INPUT"]

@@ -142,7 +142,10 @@ async def _ready(data: bytes) -> bytes:
 
 def decode_content(content: str, encoding: ContentEncoding) -> bytes:
     if encoding is ContentEncoding.UTF8:
-        return content.encode("utf-8")
+        try:
+            return content.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
+            raise BadUserInput("content", "is not valid Unicode text") from None
     try:
         # b64decode raises a bare ValueError (not binascii.Error) for non-ASCII text.
         return base64.b64decode(content, validate=True)
