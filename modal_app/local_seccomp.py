@@ -16,10 +16,9 @@ injection ioctls ``TIOCSTI``/``TIOCLINUX`` and line-discipline changes
 are limited to the families programs use (unix, IPv4, IPv6, netlink): the
 others (AF_ALG, AF_TIPC, AF_VSOCK, ...) are kernel code a candidate never
 needs, and fail with EAFNOSUPPORT as on a kernel without them.  Denied calls
-fail with EPERM so
-programs fail cleanly instead of being killed; ``clone3`` fails with ENOSYS
-because its flags sit in memory a filter cannot read, and glibc then falls
-back to ``clone``, whose flags are checked.
+fail with EPERM so programs fail cleanly instead of being killed; ``clone3``
+fails with ENOSYS because its flags sit in memory a filter cannot read, and
+glibc then falls back to ``clone``, whose flags are checked.
 
 Architecture: the program checks ``seccomp_data.arch`` first.  x86_64 and
 aarch64 have their own syscall tables (numbers copied from the kernel's
@@ -64,7 +63,8 @@ _CLONE_NS = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x2
 _CLONE_NS |= 0x40000000
 _UNSHARE_NS = _CLONE_NS | 0x00000080
 # <linux/personality.h>: ADDR_NO_RANDOMIZE, MMAP_PAGE_ZERO, ADDR_COMPAT_LAYOUT,
-# READ_IMPLIES_EXEC.  0xffffffff only queries the current persona.
+# READ_IMPLIES_EXEC — the flags the kernel itself clears on setuid exec
+# (PER_CLEAR_ON_SETID).  0xffffffff only queries the current persona.
 _PERSONALITY_WEAKENING = 0x0040000 | 0x0100000 | 0x0200000 | 0x0400000
 _PERSONALITY_QUERY = 0xFFFFFFFF
 # <asm-generic/ioctls.h> (same numbers on x86_64 and aarch64); ioctl's cmd is

@@ -60,6 +60,21 @@ def test_ioctl_and_errno_numbers_match_the_headers() -> None:
     assert families == sc.SOCKET_FAMILIES
 
 
+def test_clone_and_personality_flags_match_the_headers() -> None:
+    sched, persona = Path("/usr/include/linux/sched.h"), Path("/usr/include/linux/personality.h")
+    if not sched.is_file() or not persona.is_file():
+        pytest.skip("kernel headers not installed")
+    new = re.findall(r"#define CLONE_NEW\w+\s+(0x[0-9a-fA-F]+)", sched.read_text())
+    assert len(new) == 8
+    assert sum(int(flag, 16) for flag in new) == sc._UNSHARE_NS
+    assert sc._UNSHARE_NS & ~sc._CLONE_NS == 0x80  # CLONE_NEWTIME: unshare only
+    weakening = re.findall(
+        r"(?:ADDR_NO_RANDOMIZE|MMAP_PAGE_ZERO|ADDR_COMPAT_LAYOUT|READ_IMPLIES_EXEC) =\s+(0x\w+)",
+        persona.read_text(),
+    )
+    assert sum(int(flag, 16) for flag in weakening) == sc._PERSONALITY_WEAKENING
+
+
 def test_every_denied_syscall_is_in_the_x86_64_table() -> None:
     assert set(sc.DENIED) <= set(sc.X86_64)
     # aarch64 lacks only the x86-specific calls.
