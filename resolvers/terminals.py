@@ -201,7 +201,7 @@ class Terminals:
             raise SandboxUnavailable("the terminal's server cannot be reached; retry")
 
     async def input(self, principal: Principal, terminal_id: str, data: str) -> TerminalRecord:
-        if len(data.encode()) > MAX_INPUT_BYTES:
+        if len(check.unicode_text("data", data).encode()) > MAX_INPUT_BYTES:
             raise BadUserInput("data", f"at most {MAX_INPUT_BYTES} bytes at a time")
         record = await self._load(principal, terminal_id)
         await self._send(record, {"op": "input", "data": data})

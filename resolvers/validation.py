@@ -20,7 +20,17 @@ def text(field: str, value: str, *, max_length: int, allow_empty: bool = False) 
         raise BadUserInput(field, f"must be at most {max_length} characters")
     if "\x00" in value:
         raise BadUserInput(field, "must not contain NUL characters")
+    unicode_text(field, value)
     return stripped
+
+
+def unicode_text(field: str, value: str) -> str:
+    """JSON's "\\ud800" escapes decode to lone surrogates, which no UTF-8 (nor PostgreSQL) holds."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadUserInput(field, "must be valid Unicode text (no unpaired surrogates)") from None
+    return value
 
 
 def optional_text(field: str, value: str | None, *, max_length: int) -> str | None:

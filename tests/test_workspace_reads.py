@@ -21,7 +21,8 @@ from gql.workspace_ops import MAX_FILE_READS
 from resolvers import workspace_sync
 from tests.conftest import Account
 from tests.support import Api, Result
-from tests.workspace_support import WRITE, events, run, start
+from tests.test_terminal import INPUT, OPEN
+from tests.workspace_support import RUN, WRITE, events, run, start
 
 
 @pytest.fixture
@@ -180,3 +181,10 @@ async def test_lone_surrogates_in_path_or_content_are_bad_user_input(
         {"s": sid, "p": "bad\udcff.txt"},
     )
     assert read.codes == ["BAD_USER_INPUT"]
+    command = await post(RUN, {"s": sid, "c": "echo \ud800", "t": 5})
+    assert command.codes == ["BAD_USER_INPUT"], command.body
+    assert command.errors[0]["extensions"]["field"] == "command"
+    opened = await post(OPEN, {"s": sid, "c": 80, "r": 24})
+    typed = await post(INPUT, {"t": opened.ok()["openTerminal"]["id"], "d": "\udcff"})
+    assert typed.codes == ["BAD_USER_INPUT"], typed.body
+    assert typed.errors[0]["extensions"]["field"] == "data"
