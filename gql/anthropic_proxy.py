@@ -90,10 +90,14 @@ class ProxySocket:
         self.directory: Path | None = None
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
 
     async def start(self) -> Path:
-        if self.directory is not None:
-            return self.directory
+        """Started by the first agent run (concurrent first runs share one server)."""
+        async with self._lock:
+            return self.directory or await self._start()
+
+    async def _start(self) -> Path:
         # In /tmp, not TMPDIR: bwrap reaches it as the sandbox's uid, so every
         # ancestor must be searchable; and short: a socket path has <= 107 bytes.
         directory = Path(tempfile.mkdtemp(prefix="ilm-agent-", dir="/tmp"))

@@ -62,8 +62,10 @@ process.stdin.on('end', () => {
   const all = Buffer.concat(chunks), nl = all.indexOf(10);
   const head = JSON.parse(all.subarray(0, nl).toString()), prompt = all.subarray(nl + 1);
   const config = fs.mkdtempSync(path.join(os.tmpdir(), 'claude-'));
-  fs.mkdirSync(head.conversations, { recursive: true });
-  fs.symlinkSync(head.conversations, path.join(config, 'projects'));
+  try {  // without it (the candidate broke the path) the conversation is not kept
+    fs.mkdirSync(head.conversations, { recursive: true });
+    fs.symlinkSync(head.conversations, path.join(config, 'projects'));
+  } catch (e) { process.stderr.write('conversations not kept: ' + e.code + '\n'); }
   const env = Object.assign({}, process.env, {
     CLAUDE_CONFIG_DIR: config, ANTHROPIC_API_KEY: head.token,
     CLAUDE_PROMPT: prompt.toString(),

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import anyio
 import httpx
 from tortoise.expressions import F
 
@@ -225,10 +226,13 @@ class AnthropicProxy:
         except httpx.HTTPError as exc:
             logger.warning("run %s: upstream stream broke (%s)", run_id, type(exc).__name__)
         finally:
-            await response.aclose()
-            if metered:
-                meter.finish()
-                await self._record(run_id, meter)
+            # Also when the agent hung up mid-stream (its server cancels this
+            # generator): what was used is still counted.
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
+                if metered:
+                    meter.finish()
+                    await self._record(run_id, meter)
 
     async def _record(self, run_id: uuid.UUID, meter: UsageMeter) -> None:
         if meter.input_tokens or meter.output_tokens:
