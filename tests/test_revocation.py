@@ -22,7 +22,8 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from models.token import ApiToken, CandidateToken
+from models.token import ApiToken, CandidateToken, TokenScope
+from resolvers.accounts import issue_token
 from resolvers.auth import hash_token
 from tests.conftest import REDIS_URL, Account
 from tests.server import ServerProcess, start_server
@@ -189,3 +190,36 @@ async def test_revocation_closes_sockets_on_every_replica(
     finally:
         first.stop()
         second.stop()
+
+
+async def test_the_sweep_closes_connections_of_tokens_revoked_behind_its_back(
+    app: Any, account: Account
+) -> None:
+    """The bus is not durable (a message published while Redis is down is lost) and a
+    token can be revoked in the database directly: the periodic sweep catches both.
+    The registry of the running app, the real database; the sweep is called directly
+    instead of waiting for its 30-second tick."""
+    registry = app.state.services.revocations
+    token_id = await issue_token_for(account)
+    closed: list[str] = []
+
+    async def close(reason: str) -> None:
+        closed.append(reason)
+
+    registration = registry.register(token_id, None, close)
+    try:
+        await registry.sweep()
+        await asyncio.sleep(0)
+        assert closed == []
+        await ApiToken.filter(id=token_id).update(revoked_at=datetime.now(UTC))
+        await registry.sweep()
+        await asyncio.sleep(0.05)
+        assert closed == ["token revoked or expired"]
+        assert registry.open_count(token_id) == 0
+    finally:
+        registration.cancel()
+
+
+async def issue_token_for(account: Account) -> Any:
+    created = await issue_token(account["accountId"], name="swept", scope=TokenScope.INTERVIEWER)
+    return created.api_token.id
