@@ -34,16 +34,22 @@ import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from modal_app import harness
 from modal_app.base import ExecHandle, ExitStatus, Language, OutputChunk, SandboxBackend
 from modal_app.harness.build import python_worker_config
 from modal_app.paths import normalize_workspace_path, workspace_abspath
+from modal_app.testrun_frames import (
+    CaseOutcome,
+    FrameState,
+    Status,
+    consume,
+    fill_missing,
+    stopped,
+)
 
-Status = Literal["OK", "RUNTIME_ERROR", "TIMEOUT", "MEMORY_LIMIT"]
-STATUSES: frozenset[str] = frozenset(get_args(Status))
 Mode = Literal["function", "program"]
 
 KIB = 1024
@@ -56,8 +62,6 @@ _WORKERS: dict[Language, tuple[str, ...]] = {
     Language.TYPESCRIPT: (harness.NODE_WORKER,),
     Language.GO: (harness.GO_MAIN,),
 }
-_MAX_FRAME_BYTES = 64 * MIB
-_STDERR_TAIL = 8 * KIB
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,22 +75,6 @@ class CaseInput:
     timeout_ms: int = 2000
     hidden: bool = False
     """Hidden cases run after all visible ones (see the module doc)."""
-
-
-@dataclass(frozen=True, slots=True)
-class CaseOutcome:
-    index: int
-    status: Status
-    value_json: str | None
-    """Function mode: the return value as JSON text (None unless OK)."""
-    stdout: str
-    """Program mode: the program's output; function mode: what the function printed."""
-    stderr: str
-    error: str | None
-    """``Type: message`` of an exception, exit/signal description, or timeout note."""
-    traceback: str | None
-    signal: int | None
-    duration_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,19 +109,6 @@ class HarnessLimits:
     """Loading (importing) the solution in a worker, before the first case."""
     exec_grace_s: float = 5.0
     """The sandbox command is killed this long after ``total_timeout_s``."""
-
-
-@dataclass
-class _State:
-    wanted: dict[int, CaseInput]
-    outcomes: dict[int, CaseOutcome] = field(default_factory=dict)
-    compile_error: str | None = None
-    harness_error: str | None = None
-    done: bool = False
-    compile_ms: int = 0
-    hidden_wanted: bool = False
-    hidden_sent: bool = False
-    artifact: dict[str, Any] | None = None
 
 
 async def run_harness(
@@ -178,7 +153,7 @@ async def run_harness(
     )
     document["hidden_count"] = len(hidden)
     hidden_line = json.dumps([_case_json(case) for case in hidden]).encode() + b"\n"
-    state = _State(wanted={case.index: case for case in cases})
+    state = FrameState(wanted={case.index: case for case in cases})
     started = time.monotonic()
     command = ["python3", "-I", "-S", "-c", harness.BOOTSTRAP]
     status: ExitStatus | None = None
@@ -203,7 +178,7 @@ async def run_harness(
         )
     timed_out = status is not None and status.timed_out
     if state.compile_error is None:
-        await _fill_missing(state, timed_out=timed_out, on_outcome=on_outcome)
+        await fill_missing(state, timed_out=timed_out, on_outcome=on_outcome)
     return HarnessRun(
         compile_error=state.compile_error,
         outcomes=[] if state.compile_error else [state.outcomes[case.index] for case in cases],
@@ -219,14 +194,14 @@ async def _build_go(
     sandbox_id: str,
     command: list[str],
     document: dict[str, Any],
-    state: _State,
+    state: FrameState,
     *,
     limits: HarnessLimits,
 ) -> ExitStatus | None:
     """Go: ``go build`` in an ordinary command first, so the sandbox's build cache is
     used and kept warm (a private run could not write it); the binary goes into
     the run's document.  No case input exists in this command."""
-    build = _State(wanted={})
+    build = FrameState(wanted={})
     status = await _supervise(
         backend,
         sandbox_id,
@@ -251,7 +226,7 @@ async def _supervise(
     sandbox_id: str,
     command: list[str],
     document: dict[str, Any],
-    state: _State,
+    state: FrameState,
     *,
     on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
     hidden_line: bytes | None,
@@ -272,7 +247,7 @@ async def _supervise(
                 await handle.write_stdin(hidden_line)
             await handle.close_stdin()
 
-        await _consume(
+        await consume(
             output, state, str(document["nonce"]), on_outcome, stderr, send_hidden=send_hidden
         )
         status = None if state.done else await handle.wait()
@@ -285,20 +260,8 @@ async def _supervise(
         # the caller wait for the sandbox's teardown.
         _finish_in_background(handle, output)
     elif state.harness_error is None:
-        state.harness_error = _stopped(status, bytes(stderr), timeout_s)
+        state.harness_error = stopped(status, bytes(stderr), timeout_s)
     return status
-
-
-def _stopped(status: ExitStatus, stderr: bytes, total_timeout_s: float) -> str:
-    """Why the harness ended without finishing."""
-    if status.timed_out:
-        return f"the test run exceeded its time limit of {total_timeout_s:g} s"
-    if status.signal is not None:
-        how = f"killed by signal {status.signal}"
-    else:
-        how = f"exit status {status.exit_code}"
-    tail = stderr.decode("utf-8", "replace").strip()
-    return f"the test harness stopped unexpectedly ({how})" + (f": {tail}" if tail else "")
 
 
 _FINISHING: set[asyncio.Task[None]] = set()
@@ -398,133 +361,6 @@ def _caps(limits: HarnessLimits, mode: Mode) -> dict[str, int]:
         "value": limits.value_cap,
         "compile": limits.compile_output_cap,
     }
-
-
-async def _consume(
-    output: AsyncIterator[OutputChunk],
-    state: _State,
-    nonce: str,
-    on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
-    stderr: bytearray,
-    *,
-    send_hidden: Callable[[], Awaitable[None]],
-) -> None:
-    """Act on every valid frame until the done frame or the end of the output.
-
-    Keeps the tail of stderr (the supervisor's own; candidate output never
-    reaches it) for the error message of a harness that died.
-    """
-    prefix = f"{harness.FRAME_PREFIX}{nonce}>>".encode()
-    pending = bytearray()
-    async for chunk in output:
-        if chunk.stream == "stderr":
-            stderr += chunk.data
-            del stderr[:-_STDERR_TAIL]
-            continue
-        pending += chunk.data
-        while (end := pending.find(b"\n")) >= 0:
-            line = bytes(pending[:end])
-            del pending[: end + 1]
-            if line.startswith(prefix):
-                outcome = _apply(state, line[len(prefix) :])
-                if state.hidden_wanted:
-                    state.hidden_wanted = False
-                    await send_hidden()
-                if outcome is not None and on_outcome is not None:
-                    await on_outcome(outcome)
-                if state.done:
-                    return
-        if len(pending) > _MAX_FRAME_BYTES:
-            pending.clear()
-
-
-def _apply(state: _State, payload: bytes) -> CaseOutcome | None:
-    """Record one frame; the new outcome if it was a case frame."""
-    try:
-        frame = json.loads(payload)
-    except ValueError:
-        return None
-    if not isinstance(frame, dict):
-        return None
-    kind = frame.get("t")
-    if kind == "case":
-        outcome = _outcome(frame)
-        if outcome is None or outcome.index not in state.wanted or outcome.index in state.outcomes:
-            return None
-        state.outcomes[outcome.index] = outcome
-        return outcome
-    if kind == "artifact":
-        state.artifact = {"binary": frame.get("binary"), "rewrites": frame.get("rewrites") or []}
-    elif kind == "hidden":
-        # Once: every visible case is reported, the hidden ones may enter.
-        state.hidden_wanted = not state.hidden_sent
-        state.hidden_sent = True
-    elif kind == "compile_error":
-        state.compile_error = str(frame.get("message") or "compilation failed")
-    elif kind == "done":
-        state.done = True
-        compile_ms = frame.get("compile_ms")
-        state.compile_ms = compile_ms if isinstance(compile_ms, int) else 0
-    elif kind == "harness_error":
-        state.harness_error = f"the test harness failed: {frame.get('message')}"
-    return None
-
-
-def _outcome(frame: dict[str, Any]) -> CaseOutcome | None:
-    index, status = frame.get("index"), frame.get("status")
-    if not isinstance(index, int) or status not in STATUSES:
-        return None
-
-    def text(key: str) -> str | None:
-        value = frame.get(key)
-        if not isinstance(value, str):
-            return None
-        # Lone surrogates (JSON allows them) cannot be stored or sent as UTF-8.
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-    sig, duration = frame.get("signal"), frame.get("duration_ms")
-    return CaseOutcome(
-        index=index,
-        status=status,
-        value_json=text("value") if status == "OK" else None,
-        stdout=text("stdout") or "",
-        stderr=text("stderr") or "",
-        error=text("error"),
-        traceback=text("traceback"),
-        signal=sig if isinstance(sig, int) else None,
-        duration_ms=duration if isinstance(duration, int) else 0,
-    )
-
-
-async def _fill_missing(
-    state: _State,
-    *,
-    timed_out: bool,
-    on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
-) -> None:
-    # Fixed text: harness_error may quote the sandbox's stderr.
-    if timed_out:
-        reason = "the test run's time limit was reached"
-    else:
-        reason = "the test harness stopped before reporting it"
-    status: Status = "TIMEOUT" if timed_out else "RUNTIME_ERROR"
-    for index in state.wanted:
-        if index in state.outcomes:
-            continue
-        outcome = CaseOutcome(
-            index=index,
-            status=status,
-            value_json=None,
-            stdout="",
-            stderr="",
-            error=f"not run: {reason}",
-            traceback=None,
-            signal=None,
-            duration_ms=0,
-        )
-        state.outcomes[index] = outcome
-        if on_outcome is not None:
-            await on_outcome(outcome)
 
 
 __all__ = [
