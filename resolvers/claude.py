@@ -263,7 +263,13 @@ class ClaudeAgent:
         )
         with contextlib.suppress(SandboxError, SandboxUnavailable):
             await self.sandboxes.sync_workspace(sandbox, source="agent")
-        await self._event(run, "claude.finished", {"status": status.value, **outcome})
+        used = await ClaudeRun.get(id=run.id)
+        usage = {
+            "input_tokens": used.input_tokens,
+            "output_tokens": used.output_tokens,
+            "api_requests": used.api_requests,
+        }
+        await self._event(run, "claude.finished", {"status": status.value, **outcome, **usage})
 
     async def _event(self, run: ClaudeRun, type_: str, payload: dict[str, Any]) -> None:
         await self.log.append(

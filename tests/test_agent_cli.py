@@ -63,6 +63,8 @@ async def test_real_cli_edits_through_the_proxy(
     assert run["apiRequests"] >= len(messages) >= 2
     assert run["inputTokens"] == INPUT_TOKENS * len(messages)
     assert run["outputTokens"] == OUTPUT_TOKENS * len(messages)
+    assert events[-1]["inputTokens"] == run["inputTokens"]
+    assert events[-1]["outputTokens"] == run["outputTokens"]
     # Upstream got the real key; the sandbox only ever had the run token.
     assert {s.headers.get("x-api-key") for s in standin.seen} == {REAL_KEY}
     assert not any("authorization" in s.headers for s in standin.seen)

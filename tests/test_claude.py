@@ -31,7 +31,9 @@ ASK = "mutation($s: ID!, $p: String!) { askClaude(sessionId: $s, prompt: $p) { i
 CANCEL = "mutation($r: ID!) { cancelClaude(runId: $r) { id status error } }"
 CLAUDE_OUTPUT = """subscription($r: ID!) { claudeOutput(runId: $r) { lastSeq events {
   seq type
-  ... on ClaudeRunEvent { claudeStatus error prompt costUsd numTurns }
+  ... on ClaudeRunEvent {
+    claudeStatus error prompt costUsd numTurns inputTokens outputTokens apiRequests
+  }
   ... on ClaudeInitEvent { conversationId model tools }
   ... on ClaudeTextEvent { text }
   ... on ClaudeToolUseEvent { toolName toolInput }

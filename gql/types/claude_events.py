@@ -29,6 +29,15 @@ class ClaudeRunEvent(ClaudeEvent):
     cost_usd: float | None
     num_turns: int | None
     duration_ms: int | None
+    input_tokens: int | None = strawberry.field(
+        description="claude.finished: the run's input tokens, as the server's proxy saw them."
+    )
+    output_tokens: int | None = strawberry.field(
+        description="claude.finished: the run's output tokens, as the server's proxy saw them."
+    )
+    api_requests: int | None = strawberry.field(
+        description="claude.finished: the run's Messages API requests through the proxy."
+    )
 
 
 @strawberry.type
@@ -104,6 +113,9 @@ def _claude_run(record: EventRecord, payload: dict[str, Any]) -> ClaudeRunEvent:
         cost_usd=payload.get("cost_usd"),
         num_turns=payload.get("num_turns"),
         duration_ms=payload.get("duration_ms"),
+        input_tokens=payload.get("input_tokens"),
+        output_tokens=payload.get("output_tokens"),
+        api_requests=payload.get("api_requests"),
     )
 
 
