@@ -153,7 +153,11 @@ class Mutation:
         )
         return CreateSessionPayload.of(created)
 
-    @strawberry.mutation(description="Finish a session (COMPLETED), or cancel it (CANCELLED).")
+    @strawberry.mutation(
+        description="Finish a session (COMPLETED), or cancel it (CANCELLED). Its sandbox"
+        " stops; its candidate keeps read access until the token expires, and can change"
+        " nothing more (CONFLICT)."
+    )
     async def end_session(
         self, info: Info, session_id: strawberry.ID, cancel: bool = False
     ) -> InterviewSession:
@@ -186,7 +190,10 @@ class Mutation:
         assert isinstance(event, NoteEvent)
         return event
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Revoke at once: requests with it are refused and its open WebSockets"
+        " closed, on every replica."
+    )
     async def revoke_api_token(self, info: Info, id: strawberry.ID) -> ApiToken:
         revoked = await accounts.revoke_api_token(
             await principal_of(info), id, revocations=info.context.services.revocations
