@@ -289,3 +289,26 @@ async def test_real_cli_with_an_unreachable_upstream_fails_cleanly(
     # The time limit ended the run, and with it the agent's token.
     stored = await ClaudeRun.get(id=run_id)
     assert (stored.token_hash, stored.token_expires_at) == (None, None)
+
+
+async def test_a_failed_run_says_what_happened_without_internals(
+    claude_server: ServerProcess, account: Account
+) -> None:
+    """Old main put the process's stderr (paths, tracebacks) into ClaudeRun.error."""
+    crash = (
+        "import sys; sys.stderr.write('Traceback: /srv/interviewlm/internal.py line 3');"
+        " sys.exit(3)"
+    )
+    client = Client(claude_server, account)
+    await client.start(agent=crash)
+    asked = await client(ASK, {"s": account["sessionId"], "p": "hello"})
+    run_id = asked["data"]["askClaude"]["id"]
+    events = await transcript(claude_server, account, run_id)
+    assert events[-1]["error"] == "the agent stopped without an answer (exit code 3)"
+    said = [e for e in events if e["type"] == "claude.system"]
+    assert "internal.py" in json.dumps(said[0]["details"]), "kept as the agent's own output"
+    run = await client("query($r: ID!) { claudeRun(id: $r) { status error } }", {"r": run_id})
+    assert run["data"]["claudeRun"] == {
+        "status": "FAILED",
+        "error": "the agent stopped without an answer (exit code 3)",
+    }
