@@ -146,6 +146,12 @@ def agent_link(public_url: str, socket: ProxySocket | None) -> Callable[[], Awai
 
         return through_socket
     host = urlsplit(public_url).hostname or ""
+    if host in {"", "localhost"} or host.startswith("127.") or host == "::1":
+        logger.warning(
+            "PUBLIC_URL (%s) is not reachable from a remote sandbox: the agent cannot reach "
+            "its API proxy; set PUBLIC_URL to this server's public address",
+            public_url,
+        )
 
     async def through_public_url() -> AgentLink:
         # The sandbox may reach this one host, for the agent's command only.
