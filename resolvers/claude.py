@@ -49,12 +49,6 @@ from resolvers.sessions import get_session, require_session_access
 logger = logging.getLogger("interviewlm.claude")
 REDACTED = "[redacted]"
 TOKEN_GRACE_S = 30
-# What a finished run's ``error`` says: what happened, never internals.
-_SUBTYPES = {
-    "error_max_turns": "the agent reached its turn limit",
-    "error_max_budget_usd": "the agent reached its budget",
-    "error_during_execution": "the agent stopped with an error",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +210,7 @@ class ClaudeAgent:
             ok = not result.is_error and result.subtype == "success"
             outcome.update(
                 status=ClaudeRunStatus.SUCCEEDED if ok else ClaudeRunStatus.FAILED,
-                error=None if ok else _SUBTYPES.get(result.subtype, "the agent reported an error"),
+                error=None if ok else cs.result_error(result.subtype),
                 cost_usd=result.cost_usd,
                 num_turns=result.num_turns,
                 duration_ms=result.duration_ms,
@@ -237,7 +231,7 @@ class ClaudeAgent:
     async def _record_line(self, run: ClaudeRun, line: str) -> cs.Result | None:
         result = None
         for item in cs.parse_line(line):
-            kind = _KINDS[type(item)]
+            kind = cs.KINDS[type(item)]
             payload = asdict(item)
             if isinstance(item, cs.Init | cs.Result) and item.conversation_id:
                 await ClaudeRun.filter(id=run.id).update(conversation_id=item.conversation_id)
@@ -322,15 +316,3 @@ class ClaudeAgent:
                 await self._kill(active)
         for task in list(self._tasks):
             task.cancel()
-
-
-_KINDS: dict[type, str] = {
-    cs.Init: "init",
-    cs.Text: "text",
-    cs.ToolUse: "tool_use",
-    cs.ToolResult: "tool_result",
-    cs.Result: "result",
-    cs.System: "system",
-    cs.Raw: "raw",
-    cs.ParseError: "error",
-}

@@ -149,3 +149,27 @@ def parse_line(line: str) -> list[Item]:
             )
         ]
     return [Raw(data)]
+
+
+KINDS: dict[type, str] = {
+    Init: "init",
+    Text: "text",
+    ToolUse: "tool_use",
+    ToolResult: "tool_result",
+    Result: "result",
+    System: "system",
+    Raw: "raw",
+    ParseError: "error",
+}
+
+# What a finished run's ``error`` says for the CLI's error results: what
+# happened, never internals (the result's own text stays in its event).
+RESULT_ERRORS = {
+    "error_max_turns": "the agent reached its turn limit",
+    "error_max_budget_usd": "the agent reached its budget",
+    "error_during_execution": "the agent stopped with an error",
+}
+
+
+def result_error(subtype: str) -> str:
+    return RESULT_ERRORS.get(subtype, "the agent reported an error")

@@ -106,3 +106,18 @@ def test_line_buffer_reassembles_split_lines() -> None:
     multibyte = "é".encode()
     assert buffer.feed(b'"' + multibyte[:1]) == []
     assert buffer.feed(multibyte[1:] + b'"\n') == ['"é"']
+
+
+def test_error_results_become_plain_sentences() -> None:
+    assert cs.result_error("error_max_turns") == "the agent reached its turn limit"
+    assert cs.result_error("whatever_the_cli_invents") == "the agent reported an error"
+    assert set(cs.KINDS) == {
+        cs.Init,
+        cs.Text,
+        cs.ToolUse,
+        cs.ToolResult,
+        cs.Result,
+        cs.System,
+        cs.Raw,
+        cs.ParseError,
+    }
