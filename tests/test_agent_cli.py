@@ -73,6 +73,15 @@ async def test_real_cli_edits_through_the_proxy(
     assert follow_up[-1]["claudeStatus"] == "SUCCEEDED"
     last = standin.seen[-1].body["messages"]
     assert any("please write the solution" in json.dumps(m) for m in last)
+    # ...also after the sandbox was stopped and started again.
+    s = account["sessionId"]
+    await client("mutation($s: ID!) { terminateSandbox(sessionId: $s) { state } }", {"s": s})
+    await client.start(agent=None)
+    _, restarted = await ask(client, "still there?")
+    assert restarted[-1]["claudeStatus"] == "SUCCEEDED"
+    history = json.dumps(standin.seen[-1].body["messages"])
+    assert "please write the solution" in history
+    assert "and now?" in history
 
 
 async def test_a_prompt_is_never_an_option(
