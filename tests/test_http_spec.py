@@ -563,3 +563,18 @@ async def test_the_app_serves_graphiql_only_when_the_setting_says_so(
 def test_scripts_serve_enables_graphiql_for_development() -> None:
     script = (Path(__file__).resolve().parent.parent / "scripts" / "serve").read_text()
     assert 'export GRAPHIQL="${GRAPHIQL:-true}"' in script
+
+
+@BOTH
+async def test_absurdly_nested_json_is_not_well_formed(accept: str) -> None:
+    """json.loads raises RecursionError (not ValueError) past ~1,000 levels: that was a 500."""
+    deep = "[" * 5_000 + "]" * 5_000
+    view = GraphQLHTTP(schema, max_body_bytes=1 << 20)
+    response = await post(
+        f'{{"query": "{{ hello }}", "variables": {{"a": {deep}}}}}', accept, view=view
+    )
+    assert_request_error(response, 400, accept)
+    params = {"query": "{ hello }", "variables": f'{{"a": {deep}}}'}
+    async with client(view) as c:
+        response = await c.get("/graphql", params=params, headers={"accept": accept})
+    assert_request_error(response, 400, accept)
