@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,6 +75,8 @@ class Seen:
 class StandIn:
     script: Script
     seen: list[Seen] = field(default_factory=list)
+    pause_s: float = 0.0
+    """Between events: a slow stream, for clients that hang up mid-answer."""
     server: ThreadingHTTPServer | None = None
 
     @property
@@ -132,10 +135,11 @@ class StandIn:
                     frame = f"event: {name}\ndata: {json.dumps(event)}\n\n".encode()
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(frame), frame))
                     self.wfile.flush()
+                    time.sleep(standin.pause_s)
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
@@ -144,6 +148,11 @@ class StandIn:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client hanging up mid-stream is part of the tests
 
 
 def _message(body: dict[str, Any], blocks: list[Block]) -> dict[str, Any]:

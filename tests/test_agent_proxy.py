@@ -7,6 +7,7 @@ of it (the real CLI in the sandbox) is ``test_agent_cli``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -17,7 +18,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from gql.anthropic_proxy import PROXY_PREFIX, agent_link, proxy_routes
+from gql.anthropic_proxy import PROXY_PREFIX, SOCKET_NAME, ProxySocket, agent_link, proxy_routes
 from gql.settings import Settings
 from modal_app.base import NetworkPolicy
 from modal_app.modal_refs import SandboxRef, SandboxRefs
@@ -233,3 +234,38 @@ async def test_modal_egress_is_the_public_host_only_while_the_agent_runs() -> No
     assert sandbox.policies == [([], ["ilm.example.com"])]
     await release()  # what the exec handle does when the agent exits
     assert sandbox.policies[-1] == ([], [])
+
+
+async def test_usage_counts_when_the_agent_hangs_up_mid_stream(
+    app: Starlette, account: Account, upstream: StandIn
+) -> None:
+    """Through the real Unix-socket server the local sandboxes use."""
+    upstream.pause_s = 0.5
+    proxy = AnthropicProxy(ProxyConfig(api_key=KEY, upstream_url=upstream.url))
+    socket = ProxySocket(proxy)
+    directory = await socket.start()
+    assert oct(directory.stat().st_mode & 0o777) == "0o711"
+    token, run = await new_run(account)
+    transport = httpx.AsyncHTTPTransport(uds=str(directory / SOCKET_NAME))
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://agent") as http:
+            request = http.build_request(
+                "POST",
+                PROXY_PREFIX + "/v1/messages",
+                json={**BODY, "stream": True},
+                headers={"x-api-key": token},
+            )
+            response = await http.send(request, stream=True)
+            first = await anext(response.aiter_bytes())
+            assert b"message_start" in first
+            await response.aclose()  # the agent was killed mid-answer
+        for _ in range(100):
+            run = await ClaudeRun.get(id=run.id)
+            if run.input_tokens:
+                break
+            await asyncio.sleep(0.05)
+        assert (run.api_requests, run.input_tokens) == (1, INPUT_TOKENS)
+    finally:
+        await socket.aclose()
+        await proxy.aclose()
+    assert not directory.exists()
