@@ -17,6 +17,7 @@ from collections import OrderedDict
 
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UnsetType
@@ -24,7 +25,7 @@ from strawberry.types.unset import UnsetType
 from gql.context import Context, Services
 from gql.http import GraphQLHTTP, GraphQLHTTPError
 from gql.subscriptions import SHARED_RENDERINGS
-from gql.ws import LegacyWSHandler, TransportWSHandler
+from gql.ws import LegacyWSHandler, TransportWSHandler, bounded_messages
 from resolvers.auth import Principal, authenticate, parse_bearer
 from resolvers.errors import ApiError
 
@@ -36,6 +37,16 @@ class GraphQLView(GraphQLHTTP[Context, None]):
     checks_operation_name = False  # gql.parsing does it on the one parse
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            receive, send = bounded_messages(
+                receive,
+                send,
+                before_ack=self.services.settings.anon_max_body_bytes,
+                after_ack=self.max_body_bytes,
+            )
+        await super().__call__(scope, receive, send)
 
     async def admit(self, request: Request) -> int:
         header = request.headers.get("authorization")

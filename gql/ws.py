@@ -1,4 +1,5 @@
-"""WebSocket protocol handlers that check the token at every subscribe, not only at connect.
+"""WebSocket protocol handlers that check the token at every subscribe, not only at connect;
+and a bound on message sizes (``bounded_messages``).
 
 Strawberry authenticates a WebSocket once (``on_ws_connect``). Here, for both
 graphql-transport-ws and the legacy graphql-ws, every ``subscribe``/``start``
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.types import Message, Receive, Send
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
 )
@@ -92,3 +94,34 @@ class LegacyWSHandler(_TokenChecks, BaseGraphQLWSHandler[Context, None]):
     async def cleanup(self) -> None:
         self._unregister()
         await super().cleanup()
+
+
+def bounded_messages(
+    receive: Receive, send: Send, *, before_ack: int, after_ack: int
+) -> tuple[Receive, Send]:
+    """Cap incoming WebSocket messages: ``before_ack`` bytes until the server has
+    acknowledged the connection (the token is checked by then), ``after_ack`` after.
+    A larger message closes the socket (1009) before it is decoded: without this, an
+    unauthenticated client had its 16 MiB messages JSON-decoded on the event loop."""
+    state = {"acked": False, "closed": False}
+
+    async def bounded_send(message: Message) -> None:
+        if state["closed"]:
+            return  # we closed the socket ourselves; the handler does not know yet
+        if not state["acked"] and message["type"] == "websocket.send":
+            state["acked"] = "connection_ack" in (message.get("text") or "")
+        await send(message)
+
+    async def bounded_receive() -> Message:
+        message = await receive()
+        if message["type"] != "websocket.receive":
+            return message
+        size = len(message.get("text") or "") or len(message.get("bytes") or b"")
+        limit = after_ack if state["acked"] else before_ack
+        if size <= limit:
+            return message
+        await send({"type": "websocket.close", "code": 1009, "reason": "message too big"})
+        state["closed"] = True
+        return {"type": "websocket.disconnect", "code": 1009}
+
+    return bounded_receive, bounded_send

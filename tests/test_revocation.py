@@ -223,3 +223,22 @@ async def test_the_sweep_closes_connections_of_tokens_revoked_behind_its_back(
 async def issue_token_for(account: Account) -> Any:
     created = await issue_token(account["accountId"], name="swept", scope=TokenScope.INTERVIEWER)
     return created.api_token.id
+
+
+@pytest.mark.parametrize("protocol", ["graphql-transport-ws", "graphql-ws"])
+async def test_oversized_messages_before_the_ack_are_not_decoded(
+    live_server: ServerProcess, account: Account, protocol: str
+) -> None:
+    """Before its token is checked, a client may send ANON_MAX_BODY_BYTES per message
+    (it used to be uvicorn's 16 MiB, JSON-decoded on the event loop): 1009, closed."""
+    connection = await websockets.connect(
+        live_server.ws_url, subprotocols=[protocol], max_size=None
+    )
+    pad = "x" * (1 << 20)
+    init = {"type": "connection_init", "payload": {"authorization": "Bearer x", "pad": pad}}
+    await connection.send(json.dumps(init))
+    assert await _closed_code(connection, timeout=5) == 1009
+    client = await GraphQLWS.connect(live_server.ws_url, account["interviewerToken"])
+    await client.subscribe(SESSION_EVENTS, {"s": account["sessionId"], "a": 0, "pad": pad})
+    await _first_batch(client)  # after the ack, MAX_BODY_BYTES applies
+    await client.close()
