@@ -152,6 +152,16 @@ async def _finish(
 async def end_session(
     principal: Principal, session_id: str, *, cancel: bool, log: EventLog
 ) -> InterviewSession:
+    """End the session: COMPLETED (by its candidate or staff) or CANCELLED (staff only).
+
+    Afterwards its candidate keeps read-only access -- the session, its question, its
+    files and recording, live events -- until their token expires (the session's
+    ``expiresAt``), so they can still look at what they handed in; every change
+    (files, commands, terminals, test runs, Claude, sandbox) is CONFLICT, enforced for
+    all mutations in ``Principal.require_writable``. The token is not revoked: reading
+    one's own finished interview leaks nothing, and an ATS may link to it. The GraphQL
+    layer also stops the session's sandbox, so nothing keeps running for it.
+    """
     session = await get_session(principal, session_id, log=log)
     if cancel:
         principal.require_staff()
