@@ -97,6 +97,11 @@ class Settings:
         database_url = env.get("DATABASE_URL", "").strip() or d.database_url
         if not database_url.startswith(("sqlite://", "postgres://", "postgresql://")):
             raise SettingsError("DATABASE_URL must be a sqlite:// or postgres:// URL")
+        upstream = (
+            env.get("ANTHROPIC_UPSTREAM_URL", "").strip() or d.anthropic_upstream_url
+        ).rstrip("/")
+        if not upstream.startswith(("https://", "http://")):
+            raise SettingsError("ANTHROPIC_UPSTREAM_URL must be an http:// or https:// URL")
         return cls(
             database_url=database_url,
             redis_url=env.get("REDIS_URL", "").strip() or None,
@@ -107,9 +112,7 @@ class Settings:
             modal_token_secret=env.get("MODAL_TOKEN_SECRET") or None,
             anthropic_api_key=env.get("ANTHROPIC_API_KEY") or None,
             claude_command=env.get("CLAUDE_COMMAND") or None,
-            anthropic_upstream_url=(
-                env.get("ANTHROPIC_UPSTREAM_URL", "").strip() or d.anthropic_upstream_url
-            ).rstrip("/"),
+            anthropic_upstream_url=upstream,
             claude_max_requests_per_run=_int(
                 env, "CLAUDE_MAX_REQUESTS_PER_RUN", d.claude_max_requests_per_run
             ),

@@ -19,7 +19,7 @@ import pytest
 from starlette.applications import Starlette
 
 from gql.anthropic_proxy import PROXY_PREFIX, SOCKET_NAME, ProxySocket, agent_link, proxy_routes
-from gql.settings import Settings
+from gql.settings import Settings, SettingsError
 from modal_app.base import NetworkPolicy
 from modal_app.modal_refs import SandboxRef, SandboxRefs
 from models.claude import ClaudeRun, ClaudeRunStatus
@@ -200,6 +200,8 @@ def test_settings() -> None:
     assert settings.anthropic_upstream_url == "http://127.0.0.1:1234"
     assert Settings.from_env({}).anthropic_upstream_url == "https://api.anthropic.com"
     assert not hasattr(settings, "claude_allow_network")
+    with pytest.raises(SettingsError):
+        Settings.from_env({"ANTHROPIC_UPSTREAM_URL": "file:///etc/passwd"})
 
 
 class _StandInSandbox:
