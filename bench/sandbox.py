@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from modal_app.base import SandboxSpec, run
-from modal_app.local import LocalSandboxBackend
+from modal_app.local.backend import LocalSandboxBackend
 
 HEADING = "## Sandbox (bench/sandbox.py)"
 
@@ -134,7 +134,7 @@ async def measure(n: int) -> tuple[list[tuple[str, float, float]], dict[str, str
 
 async def backend_command_line(backend: LocalSandboxBackend, sandbox_id: str) -> list[str]:
     """The argv the backend would spawn for ``true`` in that sandbox (cgroups off)."""
-    from modal_app.local_bwrap import bwrap_args, prlimit_args
+    from modal_app.local.bwrap import bwrap_args, prlimit_args
 
     runner = backend._started()  # the benchmark measures internals
     meta = await backend._load(sandbox_id)

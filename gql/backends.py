@@ -8,12 +8,12 @@ from modal_app.base import SandboxBackend
 
 def build_backend(settings: Settings) -> SandboxBackend:
     if settings.sandbox_backend == "modal":
-        from modal_app.modal_backend import ModalSandboxBackend
+        from modal_app.modal.backend import ModalSandboxBackend
 
         return ModalSandboxBackend(
             token_id=settings.modal_token_id, token_secret=settings.modal_token_secret
         )
-    from modal_app.local import LocalSandboxBackend
+    from modal_app.local.backend import LocalSandboxBackend
 
     # The pinned Node tools (TypeScript, the Claude Code CLI) that setup
     # installs; without them TypeScript runs report a compile error.

@@ -9,7 +9,7 @@ hashes of the files tested), one ``testrun.case`` per case as it finishes, and
 ``{runId, index, passed}`` as public fields (see resolvers.visibility).
 
 Hidden inputs never reach the candidate (issue 9): the harness runs as a
-private exec with the hidden cases last (``modal_app.testrun``); their
+private exec with the hidden cases last (``modal_app.harness.runner``); their
 results are recorded together once the harness has finished, so a
 candidate cannot time one hidden case from its event; a candidate sees of
 them only ``passed`` (interviewers see everything). A run's ``error`` is one
@@ -34,8 +34,8 @@ from modal_app.base import (
     SandboxNotFound,
     SandboxTerminated,
 )
-from modal_app.local_private import SnapshotTooLarge
-from modal_app.testrun import CaseInput, CaseOutcome, HarnessRun, run_harness
+from modal_app.harness.runner import CaseInput, CaseOutcome, HarnessRun, run_harness
+from modal_app.local.private import SnapshotTooLarge
 from models.question import Question, QuestionLanguage, TestCase
 from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
 from resolvers import validation as check

@@ -51,6 +51,46 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "db: uses the database (runs in both database passes)")
 
 
+# -- in CI nothing skips but Modal's credential-gated tests -----------------------
+
+ALLOWED_CI_SKIP = "Modal credentials not set"
+"""The one skip reason (a prefix) CI accepts: Modal's API cannot be reached without them."""
+
+
+def forbid_skips() -> bool:
+    """CI (``CI`` set to anything but empty/0/false; scripts/test sets it) forbids skips."""
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no"}
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # (path, line, "Skipped: reason")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None]:  # pragma: no cover - exercised by tests/test_unit_ci_skips.py
+    """A skip in CI is a failure: a missing tool or service there would otherwise turn its
+    tests into a green "s", and the containment they prove would silently go unchecked."""
+    report: pytest.TestReport = yield  # type: ignore[misc]
+    if not forbid_skips() or not report.skipped or hasattr(report, "wasxfail"):
+        return report  # type: ignore[no-any-return]
+    reason = skip_reason(report)
+    if reason.startswith(ALLOWED_CI_SKIP):
+        return report  # type: ignore[no-any-return]
+    report.outcome = "failed"
+    report.longrepr = (
+        f"{item.nodeid} skipped in CI: {reason}\n"
+        f"Only Modal's credential-gated tests may skip in CI ({ALLOWED_CI_SKIP!r}); "
+        "install what the test needs (bash scripts/setup, bash scripts/services) "
+        "or run as root, or unset CI to allow skips locally."
+    )
+    return report  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="session")
 async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
     if test_database() == "sqlite":

@@ -1,7 +1,11 @@
-"""Helpers for driving the API the way clients do: GraphQL over real HTTP semantics."""
+"""Helpers for driving the API the way clients do (GraphQL over real HTTP semantics),
+and ``wait_until``: waiting on a condition, never sleeping, to synchronize with the server."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,3 +53,28 @@ class Api:
             "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
         )
         return Result(response.status_code, response.json())
+
+
+Predicate = Callable[[], "bool | Awaitable[bool]"]
+
+
+async def wait_until(predicate: Predicate, timeout: float = 10.0, *, what: str = "") -> None:
+    """Return as soon as ``predicate()`` holds; fail the test after ``timeout`` seconds.
+
+    The synchronization tests use instead of sleeping: a sleep is too short on a
+    loaded machine (flaky) and too long everywhere else (slow), and when the
+    condition never comes it lets the test carry on as if it had. The predicate
+    may be sync or async; it is checked right away, then every few milliseconds.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    delay = 0.005
+    while True:
+        outcome = predicate()
+        if inspect.isawaitable(outcome):
+            outcome = await outcome
+        if outcome:
+            return
+        if asyncio.get_running_loop().time() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.1)

@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 from gql.anthropic_proxy import PROXY_PREFIX, SOCKET_NAME, ProxySocket, agent_link, proxy_routes
 from gql.settings import Settings, SettingsError
 from modal_app.base import NetworkPolicy
-from modal_app.modal_refs import SandboxRef, SandboxRefs
+from modal_app.modal.refs import SandboxRef, SandboxRefs
 from models.claude import ClaudeRun, ClaudeRunStatus
 from resolvers.anthropic_proxy import AnthropicProxy, ProxyConfig, UsageMeter, mint_token
 from tests.anthropic_standin import INPUT_TOKENS, OUTPUT_TOKENS, StandIn, sse_events

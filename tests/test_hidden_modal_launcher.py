@@ -1,4 +1,4 @@
-"""The Modal backend's private-exec launcher (``modal_app.modal_private``), run on this host.
+"""The Modal backend's private-exec launcher (``modal_app.modal.private``), run on this host.
 
 Modal's API cannot be reached from the tests, so the launcher that Modal runs
 inside its container runs here instead, as root (like the container's
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from modal_app.modal_private import LAUNCHER, PRIVATE_UID, private_argv
+from modal_app.modal.private import LAUNCHER, PRIVATE_UID, private_argv
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the launcher runs as root")
 

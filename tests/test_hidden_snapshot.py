@@ -1,4 +1,4 @@
-"""The private snapshot a test run sees (``modal_app.local_private``), and the sandbox's view of it.
+"""The private snapshot a test run sees (``modal_app.local.private``), and the sandbox's view of it.
 
 A read-only bind of the live workspace would not do: a FIFO or a Unix socket
 there can still be opened for writing, and a process in the candidate's
@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from modal_app.base import Language, SandboxSpec, run
-from modal_app.local import LocalSandboxBackend
-from modal_app.local_private import SnapshotTooLarge, make_snapshot
+from modal_app.local.backend import LocalSandboxBackend
+from modal_app.local.private import SnapshotTooLarge, make_snapshot
 
 UID = 1_999_999_999
 

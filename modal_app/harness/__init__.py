@@ -1,6 +1,6 @@
 """The in-sandbox test harness: sources shipped into a sandbox for a test run.
 
-The runner (``modal_app.testrun.run_harness``) starts one command per test run,
+The runner (``modal_app.harness.runner.run_harness``) starts one command per test run,
 ``python3 -I -S -c BOOTSTRAP``, as a *private* exec (a read-only snapshot of
 the workspace, a fresh home and /tmp, nothing written outlives it), and
 writes one JSON document line to its stdin: the supervisor's modules, the

@@ -155,7 +155,7 @@ class Builder:
         os.mkdir(build)
         built = self.doc.get("artifact")
         if isinstance(built, dict):
-            # Built by an earlier, ordinary command (see modal_app.testrun): the
+            # Built by an earlier, ordinary command (see modal_app.harness.runner): the
             # build cache is not writable here, and may only be written before
             # any hidden input exists.
             binary = os.path.join(build, "solution.bin")

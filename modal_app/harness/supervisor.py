@@ -1,6 +1,6 @@
 """The in-sandbox supervisor of one test run (standard library only).
 
-Started by ``modal_app.testrun`` as ``python3 -I -S -c BOOTSTRAP``; the
+Started by ``modal_app.harness.runner`` as ``python3 -I -S -c BOOTSTRAP``; the
 bootstrap reads one JSON document from stdin (this package's supervisor
 modules, the worker sources and the run's configuration with the case
 inputs), registers the modules and calls :func:`main`.  Nothing is written
@@ -40,7 +40,7 @@ PR_SET_DUMPABLE = 4
 
 
 def main(document: dict[str, Any]) -> None:
-    """Run the test run described by ``document`` (see ``modal_app.testrun``)."""
+    """Run the test run described by ``document`` (see ``modal_app.harness.runner``)."""
     _make_private()
     frames = Frames(str(document["nonce"]))
     started = time.monotonic()

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from modal_app.base import Language, Limits, SandboxBackend, SandboxSpec
-from modal_app.testrun import CaseInput, HarnessRun, run_harness
+from modal_app.harness.runner import CaseInput, HarnessRun, run_harness
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSIONS = {
@@ -84,7 +84,7 @@ async def harness_backend() -> AsyncIterator[SandboxBackend]:
         pytest.skip("the local backend needs root (it runs each sandbox as its own uid)")
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed (run scripts/setup)")
-    from modal_app.local import LocalSandboxBackend
+    from modal_app.local.backend import LocalSandboxBackend
 
     top = Path(tempfile.mkdtemp(prefix="ilm-harness-tests-"))
     top.chmod(0o711)

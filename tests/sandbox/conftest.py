@@ -37,7 +37,7 @@ class BackendFactory:
 
 
 def _local(root: Path) -> SandboxBackend:
-    from modal_app.local import LocalSandboxBackend
+    from modal_app.local.backend import LocalSandboxBackend
 
     return LocalSandboxBackend(root)
 
@@ -52,7 +52,7 @@ def _local_skip() -> str | None:
 
 def _modal(root: Path) -> SandboxBackend:
     del root  # Modal keeps its state remotely
-    from modal_app.modal_backend import ModalSandboxBackend
+    from modal_app.modal.backend import ModalSandboxBackend
 
     return ModalSandboxBackend(
         token_id=os.environ.get("MODAL_TOKEN_ID"),

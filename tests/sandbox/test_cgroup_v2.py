@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from modal_app import local_cgroup
 from modal_app.base import Limits
-from modal_app.local_cgroup import GROUP_PARENT_NAME, SERVER_LEAF_NAME, detect_v2
+from modal_app.local import cgroup as local_cgroup
+from modal_app.local.cgroup import GROUP_PARENT_NAME, SERVER_LEAF_NAME, detect_v2
 
 
 class FakeCgroupFs:

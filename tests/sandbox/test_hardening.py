@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from modal_app.base import Limits, SandboxSpec, run
-from modal_app.local import LocalSandboxBackend
-from modal_app.local_launch import gate_argv
+from modal_app.local.backend import LocalSandboxBackend
+from modal_app.local.launch import gate_argv
 from tests.sandbox.conftest import make_root
 
 pytestmark = [

@@ -33,9 +33,9 @@ from modal_app.base import (
     SandboxTerminated,
     run,
 )
-from modal_app.local import LocalSandboxBackend
-from modal_app.local_bwrap import uid_pids
-from modal_app.presets import GENERATED_ETC
+from modal_app.local.backend import LocalSandboxBackend
+from modal_app.local.bwrap import uid_pids
+from modal_app.local.presets import GENERATED_ETC
 from tests.sandbox.conftest import make_root
 
 pytestmark = [

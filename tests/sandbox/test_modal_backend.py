@@ -58,10 +58,10 @@ from modal_app.base import (
     SandboxStatus,
     SandboxTerminated,
 )
-from modal_app.modal_backend import ModalSandboxBackend
-from modal_app.modal_errors import map_modal_error, translate_errors
-from modal_app.modal_files import entry_from_info, entry_from_volume
-from modal_app.modal_images import (
+from modal_app.modal.backend import ModalSandboxBackend
+from modal_app.modal.errors import map_modal_error, translate_errors
+from modal_app.modal.files import entry_from_info, entry_from_volume
+from modal_app.modal.images import (
     CLAUDE_CODE_VERSION,
     GO_VERSION,
     NODE_VERSION,
@@ -70,9 +70,9 @@ from modal_app.modal_images import (
     language_image,
     spec_image,
 )
-from modal_app.modal_process import ModalExecHandle, ProcessContext, _drain
-from modal_app.modal_refs import status_from_returncode
-from modal_app.modal_shell import (
+from modal_app.modal.process import ModalExecHandle, ProcessContext, _drain
+from modal_app.modal.refs import status_from_returncode
+from modal_app.modal.shell import (
     GUARD_ESCAPES,
     GUARD_SYMLINK,
     exec_wrapper_argv,
@@ -80,7 +80,7 @@ from modal_app.modal_shell import (
     kill_tree_argv,
     resize_argv,
 )
-from modal_app.modal_spec import (
+from modal_app.modal.spec import (
     MAX_TIMEOUT_S,
     RESERVED_TAGS,
     TAG_CREATED,

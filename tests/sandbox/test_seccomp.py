@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from modal_app import local_seccomp as sc
 from modal_app.base import Limits, SandboxSpec, run
-from modal_app.local import LocalSandboxBackend
+from modal_app.local import seccomp as sc
+from modal_app.local.backend import LocalSandboxBackend
 from tests.sandbox.conftest import make_root
 
 HEADERS = {

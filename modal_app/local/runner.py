@@ -10,16 +10,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modal_app.base import BackendUnavailable, FileNotFoundInSandbox, InvalidSpec, NetworkPolicy
-from modal_app.local_bwrap import Invocation, Tools, spawn
-from modal_app.local_cgroup import Cgroups
-from modal_app.local_exec import LocalExecHandle
-from modal_app.local_files import stat_path
-from modal_app.local_meta import MetaStore, SandboxMeta
-from modal_app.local_private import make_snapshot, remove_snapshot
-from modal_app.local_pty import LocalPtyHandle, set_winsize
-from modal_app.local_spec import NETWORK_REFUSED, check_env
+from modal_app.local.bwrap import Invocation, Tools, spawn
+from modal_app.local.cgroup import Cgroups
+from modal_app.local.exec import LocalExecHandle
+from modal_app.local.files import stat_path
+from modal_app.local.meta import MetaStore, SandboxMeta
+from modal_app.local.presets import SystemView, environment
+from modal_app.local.private import make_snapshot, remove_snapshot
+from modal_app.local.pty import LocalPtyHandle, set_winsize
+from modal_app.local.spec import NETWORK_REFUSED, check_env
 from modal_app.paths import normalize_workspace_path, workspace_abspath
-from modal_app.presets import SystemView, environment
 
 Handle = LocalExecHandle | LocalPtyHandle
 

@@ -32,8 +32,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from modal_app.local_seccomp import FILTER
-from modal_app.presets import GENERATED_ETC
+from modal_app.local.presets import GENERATED_ETC
+from modal_app.local.seccomp import FILTER
 
 
 def memfd(name: str, data: bytes) -> int:

@@ -41,10 +41,10 @@ from modal_app.base import (
     SandboxFileError,
     SandboxTerminated,
 )
-from modal_app.modal_errors import translate_errors
-from modal_app.modal_refs import SandboxRef, SandboxRefs
-from modal_app.modal_shell import GUARD_ESCAPES, GUARD_SYMLINK, guard_argv
-from modal_app.modal_spec import ModalOptions
+from modal_app.modal.errors import translate_errors
+from modal_app.modal.refs import SandboxRef, SandboxRefs
+from modal_app.modal.shell import GUARD_ESCAPES, GUARD_SYMLINK, guard_argv
+from modal_app.modal.spec import ModalOptions
 from modal_app.paths import normalize_workspace_path, workspace_abspath
 
 T = TypeVar("T")

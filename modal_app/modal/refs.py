@@ -31,9 +31,9 @@ from modal_app.base import (
     SandboxStatus,
     SandboxTerminated,
 )
-from modal_app.modal_errors import translate_errors
-from modal_app.modal_process import ProcessContext
-from modal_app.modal_spec import (
+from modal_app.modal.errors import translate_errors
+from modal_app.modal.process import ProcessContext
+from modal_app.modal.spec import (
     TAG_CREATED,
     TAG_LIMITS,
     TAG_VOLUME,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from modal_app.base import InvalidSpec, SandboxSpec
+from modal_app.local.presets import check_limits
 from modal_app.paths import normalize_workspace_path
-from modal_app.presets import check_limits
 
 NETWORK_REFUSED = (
     "local sandboxes have no network (the agent reaches its API proxy through a socket)"

@@ -52,9 +52,9 @@ from pathlib import Path
 from typing import Any
 
 from modal_app.base import SOCKET_MOUNT, BackendUnavailable, Limits
-from modal_app.local_cgroup import Cgroups
-from modal_app.local_launch import LaunchFds, gate_argv
-from modal_app.presets import (
+from modal_app.local.cgroup import Cgroups
+from modal_app.local.launch import LaunchFds, gate_argv
+from modal_app.local.presets import (
     GENERATED_ETC,
     SANDBOX_HOME,
     SANDBOX_UID,

@@ -40,8 +40,7 @@ from typing import Any, Literal
 from modal_app import harness
 from modal_app.base import ExecHandle, ExitStatus, Language, OutputChunk, SandboxBackend
 from modal_app.harness.build import python_worker_config
-from modal_app.paths import normalize_workspace_path, workspace_abspath
-from modal_app.testrun_frames import (
+from modal_app.harness.protocol import (
     CaseOutcome,
     FrameState,
     Status,
@@ -49,6 +48,7 @@ from modal_app.testrun_frames import (
     fill_missing,
     stopped,
 )
+from modal_app.paths import normalize_workspace_path, workspace_abspath
 
 Mode = Literal["function", "program"]
 

@@ -34,8 +34,8 @@ from typing import Literal
 import modal.container_process
 
 from modal_app.base import ExitStatus, OutputChunk, SandboxError
-from modal_app.modal_errors import translate_errors
-from modal_app.modal_shell import kill_tree_argv, resize_argv
+from modal_app.modal.errors import translate_errors
+from modal_app.modal.shell import kill_tree_argv, resize_argv
 
 _STDIN_CHUNK = 1 << 20
 _QUEUE_CHUNKS = 64

@@ -68,14 +68,14 @@ from modal_app.base import (
     SandboxStatus,
     SandboxTerminated,
 )
-from modal_app.modal_errors import translate_errors
-from modal_app.modal_files import ModalFiles
-from modal_app.modal_images import ImageCatalog
-from modal_app.modal_private import private_argv
-from modal_app.modal_process import ModalExecHandle, ModalPtyHandle
-from modal_app.modal_refs import SandboxRef, SandboxRefs, status_from_returncode
-from modal_app.modal_shell import STATE_DIR, exec_wrapper_argv
-from modal_app.modal_spec import (
+from modal_app.modal.errors import translate_errors
+from modal_app.modal.files import ModalFiles
+from modal_app.modal.images import ImageCatalog
+from modal_app.modal.private import private_argv
+from modal_app.modal.process import ModalExecHandle, ModalPtyHandle
+from modal_app.modal.refs import SandboxRef, SandboxRefs, status_from_returncode
+from modal_app.modal.shell import STATE_DIR, exec_wrapper_argv
+from modal_app.modal.spec import (
     TAG_VOLUME,
     ModalOptions,
     app_name,

@@ -71,18 +71,18 @@ from modal_app.base import (
     SandboxStatus,
     SandboxTerminated,
 )
-from modal_app.local_bwrap import Tools, uid_pids
-from modal_app.local_cgroup import Cgroups, detect_v1, detect_v2, from_v2_parent
-from modal_app.local_exec import LocalExecHandle
-from modal_app.local_fileapi import WorkspaceFiles, owner_of
-from modal_app.local_files import mkdir as fs_mkdir
-from modal_app.local_meta import MetaStore, SandboxMeta, check_sandbox_id, new_sandbox_id
-from modal_app.local_probe import probe_isolation
-from modal_app.local_pty import LocalPtyHandle
-from modal_app.local_quota import DiskQuota, QuotaState
-from modal_app.local_runner import Handle, Runner
-from modal_app.local_spec import check_spec, command_argv
-from modal_app.presets import GENERATED_ETC, system_view
+from modal_app.local.bwrap import Tools, uid_pids
+from modal_app.local.cgroup import Cgroups, detect_v1, detect_v2, from_v2_parent
+from modal_app.local.exec import LocalExecHandle
+from modal_app.local.fileapi import WorkspaceFiles, owner_of
+from modal_app.local.files import mkdir as fs_mkdir
+from modal_app.local.meta import MetaStore, SandboxMeta, check_sandbox_id, new_sandbox_id
+from modal_app.local.presets import GENERATED_ETC, system_view
+from modal_app.local.probe import probe_isolation
+from modal_app.local.pty import LocalPtyHandle
+from modal_app.local.quota import DiskQuota, QuotaState
+from modal_app.local.runner import Handle, Runner
+from modal_app.local.spec import check_spec, command_argv
 
 _log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from modal_app.base import FileEntry
-from modal_app.local_files import (
+from modal_app.local.files import (
     Owner,
     delete,
     list_files,
@@ -22,8 +22,8 @@ from modal_app.local_files import (
     stat_path,
     write_file,
 )
-from modal_app.local_meta import MetaStore, SandboxMeta
-from modal_app.local_oserrors import os_errors_as_file_errors
+from modal_app.local.meta import MetaStore, SandboxMeta
+from modal_app.local.oserrors import os_errors_as_file_errors
 from modal_app.paths import normalize_workspace_path
 
 _MB = 1024 * 1024

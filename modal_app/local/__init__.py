@@ -1,0 +1,1 @@
+"""Local backend (placeholder docstring, see step 2)."""

@@ -1,0 +1,1 @@
+"""Modal backend (placeholder docstring, see step 2)."""
