@@ -1,6 +1,6 @@
 """``runCommand``: a command in the session's sandbox, never on the host.
 
-The log gets ``command.started``, the output as coalesced ``terminal.output``
+The log gets ``command.started``, the output as coalesced ``command.output``
 events (up to the output cap, then one ``command.truncated``; and within the
 session's recorded-output cap, then one ``output.truncated``), and
 ``command.exited``; files the command changed are recorded after it.
@@ -8,14 +8,21 @@ session's recorded-output cap, then one ``output.truncated``), and
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from dataclasses import dataclass
+from functools import partial
 
 from modal_app.base import ExecResult, OutputChunk, SandboxError, run
 from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.errors import SandboxUnavailable
+from resolvers.event_kinds import (
+    CommandExited,
+    CommandFailed,
+    CommandOutput,
+    CommandStarted,
+    CommandTruncated,
+)
 from resolvers.output import OutputCoalescer, capped_emit
 from resolvers.sandboxes import Sandboxes
 
@@ -52,53 +59,57 @@ async def run_command(
     command_id = str(uuid.uuid4())
     log = sandboxes.log
     await log.append(
-        session.id,
-        "command.started",
-        {"commandId": command_id, "command": command, "timeoutSeconds": timeout_s},
+        session.id, CommandStarted(command_id, command=command, timeout_seconds=timeout_s)
     )
 
     async def emit(stream: str, text: str) -> None:
-        await log.append(
-            session.id, "terminal.output", {"commandId": command_id, "stream": stream, "data": text}
-        )
+        await log.append(session.id, CommandOutput(command_id, stream, text))
 
-    coalescer = OutputCoalescer(capped_emit(log, session.id, emit, {"commandId": command_id}))
+    coalescer = OutputCoalescer(capped_emit(log, session.id, emit, command_id=command_id))
 
     async def on_output(chunk: OutputChunk) -> None:
         await coalescer.feed(chunk.stream, chunk.data)
 
     try:
-        async with asyncio.timeout(timeout_s + GRACE_S):
-            result: ExecResult = await run(
+        # Through the breaker like every backend call: an open breaker refuses at
+        # once, and a backend that never reports counts against this sandbox.
+        result: ExecResult = await sandboxes.call(
+            partial(
+                run,
                 sandboxes.backend,
                 backend_id,
                 command,
                 timeout_s=timeout_s,
                 output_cap=output_cap,
                 on_output=on_output,
-            )
-    except (SandboxError, TimeoutError) as exc:
+            ),
+            deadline_s=timeout_s + GRACE_S,
+            scope=backend_id,
+        )
+    except SandboxUnavailable as exc:
         await coalescer.close()
-        await log.append(session.id, "command.failed", {"commandId": command_id, "error": str(exc)})
-        if isinstance(exc, SandboxError):
-            await sandboxes.on_backend_gone(record, exc)
-        raise SandboxUnavailable(f"the command could not run: {exc or 'timed out'}") from exc
+        await log.append(
+            session.id, "command.failed", {"commandId": command_id, "error": exc.message}
+        )
+        raise
+    except SandboxError as exc:
+        await coalescer.close()
+        await log.append(session.id, CommandFailed(command_id, error=str(exc)))
+        await sandboxes.on_backend_gone(record, exc)
+        raise SandboxUnavailable(f"the command could not run: {exc}") from exc
     await coalescer.close()
     if result.truncated:
-        await log.append(
-            session.id, "command.truncated", {"commandId": command_id, "limitBytes": output_cap}
-        )
+        await log.append(session.id, CommandTruncated(command_id, limit_bytes=output_cap))
     await log.append(
         session.id,
-        "command.exited",
-        {
-            "commandId": command_id,
-            "exitCode": result.exit_code,
-            "signal": result.signal,
-            "timedOut": result.timed_out,
-            "durationMs": result.duration_ms,
-            "truncated": result.truncated,
-        },
+        CommandExited(
+            command_id,
+            exit_code=result.exit_code,
+            signal=result.signal,
+            timed_out=result.timed_out,
+            duration_ms=result.duration_ms,
+            truncated=result.truncated,
+        ),
     )
     await sandboxes.sync_workspace(record)
     return CommandResult(

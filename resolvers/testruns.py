@@ -23,6 +23,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from tortoise.exceptions import IntegrityError
@@ -40,7 +41,7 @@ from models.question import Question, QuestionLanguage, TestCase
 from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
 from resolvers import validation as check
 from resolvers.auth import Principal
-from resolvers.errors import BadUserInput, Conflict, NotFound
+from resolvers.errors import BadUserInput, Conflict, NotFound, SandboxUnavailable
 from resolvers.events import without_nul
 from resolvers.judging import judge
 from resolvers.languages import language_info
@@ -49,6 +50,8 @@ from resolvers.sessions import require_session_access
 
 logger = logging.getLogger("interviewlm.testruns")
 OUTPUT_LIMIT = 64 * 1024
+# Beyond the run's own time limit, how long the harness may take to report it.
+HARNESS_GRACE_S = 30
 Judged = tuple[TestCase, int, Verdict, CaseOutcome | None]
 
 
@@ -186,17 +189,23 @@ class TestRuns:
             for i, c in enumerate(cases)
         ]
         try:
-            result: HarnessRun = await run_harness(
-                self.sandboxes.backend,
-                backend_id,
-                language=Language(run.language),
-                entrypoint=spec.entrypoint,
-                solution_path=spec.solution_path,
-                cases=inputs,
-                on_outcome=on_outcome,
-                total_timeout_s=self.run_timeout_s,
+            # Through the breaker like every backend call (scoped to this sandbox).
+            result: HarnessRun = await self.sandboxes.call(
+                partial(
+                    run_harness,
+                    self.sandboxes.backend,
+                    backend_id,
+                    language=Language(run.language),
+                    entrypoint=spec.entrypoint,
+                    solution_path=spec.solution_path,
+                    cases=inputs,
+                    on_outcome=on_outcome,
+                    total_timeout_s=self.run_timeout_s,
+                ),
+                deadline_s=self.run_timeout_s + HARNESS_GRACE_S,
+                scope=backend_id,
             )
-        except SandboxError as exc:
+        except (SandboxError, SandboxUnavailable) as exc:
             logger.warning("test run %s: the sandbox failed: %r", run.id, exc)
             queue.put_nowait(None)
             await writer
@@ -328,8 +337,10 @@ ERROR_TIME_LIMIT = "the test run reached its time limit; cases not run by then f
 ERROR_HARNESS = "the test run stopped unexpectedly; cases not run by then failed"
 
 
-def sandbox_error(exc: SandboxError) -> str:
+def sandbox_error(exc: SandboxError | SandboxUnavailable) -> str:
     """What a client is told when the sandbox could not run the tests (no internals)."""
+    if isinstance(exc, SandboxUnavailable):
+        return "the sandbox service is unavailable; please run the tests again in a few seconds"
     if isinstance(exc, SandboxTerminated | SandboxNotFound):
         return "the sandbox has ended; start it again to run the tests"
     if isinstance(exc, QuotaExceeded):
