@@ -88,9 +88,7 @@ async def run_command(
         )
     except SandboxUnavailable as exc:
         await coalescer.close()
-        await log.append(
-            session.id, "command.failed", {"commandId": command_id, "error": exc.message}
-        )
+        await log.append(session.id, CommandFailed(command_id, error=exc.message))
         raise
     except SandboxError as exc:
         await coalescer.close()
