@@ -12,7 +12,7 @@ import os
 import secrets
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +72,15 @@ def skip_reason(report: pytest.TestReport) -> str:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[None]:  # pragma: no cover - exercised by tests/test_unit_ci_skips.py
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """A skip in CI is a failure: a missing tool or service there would otherwise turn its
     tests into a green "s", and the containment they prove would silently go unchecked."""
-    report: pytest.TestReport = yield  # type: ignore[misc]
+    report = yield
     if not forbid_skips() or not report.skipped or hasattr(report, "wasxfail"):
-        return report  # type: ignore[no-any-return]
+        return report
     reason = skip_reason(report)
     if reason.startswith(ALLOWED_CI_SKIP):
-        return report  # type: ignore[no-any-return]
+        return report
     report.outcome = "failed"
     report.longrepr = (
         f"{item.nodeid} skipped in CI: {reason}\n"
@@ -88,7 +88,7 @@ def pytest_runtest_makereport(
         "install what the test needs (bash scripts/setup, bash scripts/services) "
         "or run as root, or unset CI to allow skips locally."
     )
-    return report  # type: ignore[no-any-return]
+    return report
 
 
 @pytest.fixture(scope="session")
