@@ -19,6 +19,7 @@ from gql.anthropic_proxy import ProxySocket, agent_link, proxy_routes
 from gql.backends import build_backend
 from gql.context import Services
 from gql.parsing import DocumentLimits
+from gql.renders import SharedRenders
 from gql.schema import build_schema
 from gql.settings import Settings
 from gql.view import GraphQLView
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             link=agent_link(settings.public_url, proxy_socket) if proxy.config.api_key else None,
         ),
         revocations=Revocations(bus),
+        renders=SharedRenders(),
     )
     view = GraphQLView(
         build_schema(

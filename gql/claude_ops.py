@@ -8,7 +8,6 @@ from datetime import datetime
 import strawberry
 
 from gql.context import Info, principal_of
-from gql.subscriptions import batch_of
 from gql.types.event import SessionEventBatch
 from models.claude import ClaudeRun as ClaudeRunModel
 from models.claude import ClaudeRunStatus
@@ -89,4 +88,4 @@ class ClaudeSubscription:
         principal = await principal_of(info)
         run = await info.context.claude.get(principal, run_id)
         async for batch in follow_claude_run(info.context.live, principal, run, after_seq):
-            yield batch_of(strawberry.ID(str(run.session_id)), batch)
+            yield info.context.renders.batch(strawberry.ID(str(run.session_id)), batch)

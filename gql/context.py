@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
+from gql.renders import SharedRenders
 from gql.settings import Settings
 from resolvers.auth import Principal, authenticate, parse_bearer
 from resolvers.bus import EventBus
@@ -50,6 +51,8 @@ class Services:
     test_runs: TestRuns
     claude: ClaudeAgent
     revocations: Revocations
+    renders: SharedRenders
+    """Live batches rendered once for all their watchers (gql.renders)."""
 
 
 @dataclass(slots=True)
@@ -88,6 +91,10 @@ class Context:
     @property
     def sandboxes(self) -> Sandboxes:
         return self.services.sandboxes
+
+    @property
+    def renders(self) -> SharedRenders:
+        return self.services.renders
 
     @property
     def authenticated(self) -> bool:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import OrderedDict
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from graphql import ExecutionResult, OperationDefinitionNode
@@ -15,10 +14,10 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 
 from gql.claude_ops import ClaudeMutation, ClaudeQuery, ClaudeSubscription
-from gql.context import Info, principal_of
+from gql.context import Context, Info, principal_of
 from gql.errors import ApiSchema
 from gql.parsing import BoundedDocuments, DocumentLimits
-from gql.subscriptions import SHARED_RENDERINGS, Subscription
+from gql.subscriptions import Subscription
 from gql.terminal_ops import TerminalMutation
 from gql.testrun_ops import TestRunMutation, TestRunQuery, TestRunSubscription
 from gql.types.account import (
@@ -186,9 +185,8 @@ class Mutation:
         record = await notes.add_note(
             await principal_of(info), session_id, text, log=info.context.log
         )
-        event = event_of(record)
-        assert isinstance(event, NoteEvent)
-        return event
+        # add_note appends a note.added, whose GraphQL type is NoteEvent.
+        return cast(NoteEvent, event_of(record))
 
     @strawberry.mutation(
         description="Revoke at once: requests with it are refused and its open WebSockets"
@@ -245,26 +243,24 @@ class PerEventMemoExecutionContext(StrawberryGraphQLCoreExecutionContext):
         """Render one event batch once for every watcher asking the same thing.
 
         Watchers given the same ``SessionEventBatch`` object (same events, same
-        visibility: see gql.subscriptions.batch_of) with the same document and
+        visibility: see ``SharedRenders.batch``) with the same document and
         variables get the same result; its fields are plain data, independent
-        of the caller. Anything else executes as usual.
+        of the caller. Anything else executes as usual. The results are kept by
+        the app (``Context.renders``), not by this module.
         """
         payload = self.root_value
-        if not isinstance(payload, SessionEventBatch):
+        context = self.context_value
+        if not isinstance(payload, SessionEventBatch) or not isinstance(context, Context):
             return super().execute_operation(serially)
-        key = (id(payload), _document_key(self.operation), repr(self.variable_values))
-        hit = _SHARED.get(key)
-        if hit is not None and hit[0] is payload:
-            return hit[1]
+        results = context.services.renders.results
+        key = (_document_key(self.operation), repr(self.variable_values))
+        hit = results.get(payload, key)
+        if hit is not None:
+            return hit
         result = super().execute_operation(serially)
         if isinstance(result, ExecutionResult) and not result.errors:
-            _SHARED[key] = (payload, result)
-            if len(_SHARED) > SHARED_RENDERINGS:
-                _SHARED.popitem(last=False)
+            results.put(payload, result, key)
         return result
-
-
-_SHARED: OrderedDict[tuple[int, str, str], tuple[Any, ExecutionResult]] = OrderedDict()
 
 
 def _document_key(operation: OperationDefinitionNode) -> str:

@@ -2,34 +2,13 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import AsyncGenerator
 
 import strawberry
 
 from gql.context import Info, principal_of
-from gql.types.event import SessionEventBatch, event_of
-from resolvers.live import Batch
+from gql.types.event import SessionEventBatch
 from resolvers.watching import follow_session
-
-_RENDERED: OrderedDict[int, tuple[Batch, SessionEventBatch]] = OrderedDict()
-# Watchers render a batch within moments of each other, so a few recent
-# batches are all that sharing needs; more would pin large output in memory.
-SHARED_RENDERINGS = 16
-
-
-def batch_of(session_id: strawberry.ID, batch: Batch) -> SessionEventBatch:
-    """The GraphQL value of a batch, built once for every watcher given the same list."""
-    hit = _RENDERED.get(id(batch))
-    if hit is not None and hit[0] is batch:  # the list is held, so its id is not reused
-        return hit[1]
-    value = SessionEventBatch(
-        session_id=session_id, events=[event_of(r) for r in batch], last_seq=batch[-1].seq
-    )
-    _RENDERED[id(batch)] = (batch, value)
-    if len(_RENDERED) > SHARED_RENDERINGS:
-        _RENDERED.popitem(last=False)
-    return value
 
 
 async def _session_batches(
@@ -43,8 +22,9 @@ async def _session_batches(
         after_seq=after_seq,
         terminal_only=terminal_only,
     )
+    renders = info.context.renders
     async for batch in batches:
-        yield batch_of(session_id, batch)
+        yield renders.batch(session_id, batch)
 
 
 @strawberry.type

@@ -8,7 +8,6 @@ from datetime import datetime
 import strawberry
 
 from gql.context import Info, principal_of
-from gql.subscriptions import batch_of
 from gql.types.event import SessionEventBatch
 from modal_app.base import Language
 from models.testrun import TestRun as TestRunModel
@@ -119,4 +118,4 @@ class TestRunSubscription:
         principal = await principal_of(info)
         run = await info.context.test_runs.get(principal, run_id)
         async for batch in follow_test_run(info.context.live, principal, run):
-            yield batch_of(strawberry.ID(str(run.session_id)), batch)
+            yield info.context.renders.batch(strawberry.ID(str(run.session_id)), batch)

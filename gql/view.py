@@ -13,7 +13,6 @@ small body limit (``ANON_MAX_BODY_BYTES``) and a small token limit
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,7 +23,6 @@ from strawberry.types.unset import UnsetType
 
 from gql.context import Context, Services
 from gql.http import GraphQLHTTP, GraphQLHTTPError
-from gql.subscriptions import SHARED_RENDERINGS
 from gql.ws import LegacyWSHandler, TransportWSHandler, bounded_messages
 from resolvers.auth import Principal, authenticate, parse_bearer
 from resolvers.errors import ApiError
@@ -65,12 +63,17 @@ class GraphQLView(GraphQLHTTP[Context, None]):
         """Serialize a subscription result once for all the watchers that share it.
 
         Watchers of one event batch share one result (gql.schema); only the
-        operation id differs between their ``next`` messages.
+        operation id differs between their ``next`` messages. The JSON is kept by
+        the app (``Services.renders``), keyed by the result's identity.
         """
         if isinstance(data, dict) and data.get("type") == "next" and len(data) == 3:
             payload = data.get("payload")
             if isinstance(payload, dict) and payload.keys() == {"data"}:
-                body = _encoded(payload["data"])
+                value = payload["data"]
+                encoded = self.services.renders.encoded
+                body = encoded.get(value)
+                if body is None:
+                    body = encoded.put(value, json.dumps(value, separators=(",", ":")))
                 return (
                     f'{{"id":{json.dumps(data["id"])},"type":"next","payload":{{"data":{body}}}}}'
                 )
@@ -94,17 +97,3 @@ class GraphQLView(GraphQLHTTP[Context, None]):
         except ApiError as exc:
             raise ConnectionRejectionError({"message": exc.message, "code": exc.code}) from None
         return {"kind": principal.kind.value}
-
-
-_ENCODED: OrderedDict[int, tuple[object, str]] = OrderedDict()
-
-
-def _encoded(value: object) -> str:
-    hit = _ENCODED.get(id(value))
-    if hit is not None and hit[0] is value:  # held, so the id is not reused
-        return hit[1]
-    text = json.dumps(value, separators=(",", ":"))
-    _ENCODED[id(value)] = (value, text)
-    if len(_ENCODED) > SHARED_RENDERINGS:
-        _ENCODED.popitem(last=False)
-    return text

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 
 from gql.context import Context
 from gql.schema import build_schema
+from resolvers.event_kinds import FileWritten, NoteAdded
 from tests.conftest import Account
 
 QUERY = """subscription($s: ID!, $a: Int!) { sessionEvents(sessionId: $s, afterSeq: $a) {
@@ -37,11 +38,12 @@ async def test_staff_watchers_share_one_rendering(app: Starlette, account: Accou
         await subscribe(app, account["atsToken"], sid, last),
         await subscribe(app, account["candidateToken"], sid, last),
     ]
+    # Every watcher is registered with the hub once it has received a first event.
+    first = [asyncio.ensure_future(anext(s)) for s in streams]
+    await services.log.append(uuid.UUID(sid), FileWritten("warm-up", size=1))
+    await asyncio.wait_for(asyncio.gather(*first), 10)
     waiting = [asyncio.ensure_future(anext(s)) for s in streams]
-    await asyncio.sleep(0.3)  # every watcher is registered with the hub
-    await services.log.append_many(
-        uuid.UUID(sid), [("note.added", {"text": "t1"}), ("file.written", {"path": "a", "size": 1})]
-    )
+    await services.log.append_many(uuid.UUID(sid), [NoteAdded("t1"), FileWritten("a", size=1)])
     staff_a, staff_b, candidate = await asyncio.wait_for(asyncio.gather(*waiting), 10)
     for stream in streams:
         await stream.aclose()
