@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gql.cli import _export_schema
 
@@ -66,3 +69,22 @@ def test_bad_settings_fail_with_a_message(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "SANDBOX_BACKEND" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_caps_websocket_messages_at_the_body_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uvicorn buffers WebSocket messages up to 16 MiB unless told: ``serve`` passes
+    MAX_BODY_BYTES, so no message past the API's own limit is ever held."""
+    import uvicorn
+
+    from gql.cli import main
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite://{tmp_path / 'serve.sqlite3'}")
+    monkeypatch.setenv("SANDBOX_ROOT", str(tmp_path / "sandboxes"))
+    monkeypatch.setenv("MAX_BODY_BYTES", "300000")
+    main(["serve", "--port", "0"])
+    assert seen["ws_max_size"] == 300_000
+    assert seen["ws"] == "websockets-sansio"
