@@ -33,7 +33,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from modal_app.base import Language, SandboxBackend, SandboxSpec, run
-from modal_app.harness.runner import CaseInput, run_harness
+from modal_app.harness.protocol import CaseInput
+from modal_app.harness.runner import run_harness
 from modal_app.local.backend import LocalSandboxBackend
 
 REPO = Path(__file__).resolve().parents[1]

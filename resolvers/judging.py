@@ -13,7 +13,7 @@ import json
 import math
 from typing import Any
 
-from modal_app.harness.runner import CaseOutcome
+from modal_app.harness.protocol import CaseOutcome
 from models.question import TestCase
 from models.testrun import Verdict
 

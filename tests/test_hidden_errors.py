@@ -95,7 +95,7 @@ def test_sandbox_failures_are_told_without_internals(error: str, shown: str) -> 
 
 
 def test_a_run_without_a_harness_error_has_no_error() -> None:
-    from modal_app.harness.runner import HarnessRun
+    from modal_app.harness.protocol import HarnessRun
 
     assert run_error(HarnessRun(compile_error=None, outcomes=[])) is None
     stopped = HarnessRun(compile_error=None, outcomes=[], harness_error="stderr: secret")

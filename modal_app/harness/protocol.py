@@ -1,26 +1,86 @@
-"""The runner's side of the harness protocol: frames in, typed outcomes out.
+"""The test-run protocol's types and the request the runner sends (host side).
 
-Only lines ``<<ILM:{nonce}>>{json}`` on the supervisor's stdout count (see
-``modal_app.harness``); one outcome per requested case index is accepted.
-Texts are made storable (lone surrogates replaced), and cases the harness
-did not report are filled in with fixed text: what the sandbox wrote to
-stderr goes to ``harness_error`` (for the server's log) only.
+``CaseInput`` and ``HarnessLimits`` describe a request, ``CaseOutcome`` and
+``HarnessRun`` its results; ``request_document`` builds the supervisor's stdin
+document (sources and inputs, never expected values).  Frames coming back
+are parsed by ``frames``; ``runner`` drives the sandbox command.  Imports
+``modal_app.base`` and this package only (nothing of the sandbox side runs here).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+import keyword
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 from modal_app import harness
-from modal_app.base import ExitStatus, OutputChunk
+from modal_app.base import Language
+
+Mode = Literal["function", "program"]
+
+KIB = 1024
+MIB = 1024 * 1024
+_JS_IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
+_GO_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_WORKERS: dict[Language, tuple[str, ...]] = {
+    Language.PYTHON: (harness.PYTHON_WORKER,),
+    Language.JAVASCRIPT: (harness.NODE_WORKER,),
+    Language.TYPESCRIPT: (harness.NODE_WORKER,),
+    Language.GO: (harness.GO_MAIN,),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CaseInput:
+    """One case's input: ``args`` (function mode) or ``stdin`` (program mode)."""
+
+    index: int
+    args: Sequence[Any] | None = None
+    """The positional arguments, JSON values."""
+    stdin: str | None = None
+    timeout_ms: int = 2000
+    hidden: bool = False
+    """Hidden cases run after all visible ones (see the module doc)."""
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessRun:
+    compile_error: str | None
+    """Compiler output (TS type errors, Go build errors, Python/JS syntax errors,
+    a missing entry point); when set, ``outcomes`` is empty."""
+    outcomes: list[CaseOutcome]
+    """One per input case, in input order (unless ``compile_error``)."""
+    harness_error: str | None = None
+    """The harness itself failed or was stopped; cases it did not report are
+    filled in (TIMEOUT if the run's time limit was reached, else RUNTIME_ERROR).
+    For the server's log: it may hold what the sandbox wrote to stderr."""
+    timed_out: bool = False
+    """The run's time limit was reached (the command was killed)."""
+    compile_ms: int = 0
+    total_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessLimits:
+    output_cap: int = 64 * KIB
+    """Per case: what a function printed (function mode)."""
+    program_output_cap: int = 1 * MIB
+    """Per case: a program's stdout (program mode; it is the answer)."""
+    stderr_cap: int = 64 * KIB
+    value_cap: int = 1 * MIB
+    """Per case: the return value's JSON; larger is a RUNTIME_ERROR."""
+    compile_output_cap: int = 64 * KIB
+    compile_timeout_s: float = 60.0
+    load_timeout_s: float = 10.0
+    """Loading (importing) the solution in a worker, before the first case."""
+    exec_grace_s: float = 5.0
+    """The sandbox command is killed this long after ``total_timeout_s``."""
+
 
 Status = Literal["OK", "RUNTIME_ERROR", "TIMEOUT", "MEMORY_LIMIT"]
 STATUSES: frozenset[str] = frozenset(get_args(Status))
-_MAX_FRAME_BYTES = 64 * 1024 * 1024
-_STDERR_TAIL = 8 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,157 +99,85 @@ class CaseOutcome:
     duration_ms: int
 
 
-@dataclass
-class FrameState:
-    wanted: dict[int, object]
-    outcomes: dict[int, CaseOutcome] = field(default_factory=dict)
-    compile_error: str | None = None
-    harness_error: str | None = None
-    done: bool = False
-    compile_ms: int = 0
-    hidden_wanted: bool = False
-    hidden_sent: bool = False
-    artifact: dict[str, Any] | None = None
+def check_cases(cases: Sequence[CaseInput]) -> Mode:
+    if not cases:
+        raise ValueError("a test run needs at least one case")
+    seen: set[int] = set()
+    modes: set[Mode] = set()
+    for case in cases:
+        if case.index in seen:
+            raise ValueError(f"duplicate case index {case.index}")
+        seen.add(case.index)
+        if (case.args is None) == (case.stdin is None):
+            raise ValueError(f"case {case.index} must have exactly one of args and stdin")
+        if case.args is not None and not isinstance(case.args, list | tuple):
+            raise ValueError(f"case {case.index}: args must be a list of JSON values")
+        if not isinstance(case.timeout_ms, int) or case.timeout_ms <= 0:
+            raise ValueError(f"case {case.index}: timeout_ms must be a positive integer")
+        modes.add("function" if case.args is not None else "program")
+    if len(modes) > 1:
+        raise ValueError("a test run's cases must all be function mode or all program mode")
+    return modes.pop()
 
 
-def stopped(status: ExitStatus, stderr: bytes, total_timeout_s: float) -> str:
-    """Why the harness ended without finishing."""
-    if status.timed_out:
-        return f"the test run exceeded its time limit of {total_timeout_s:g} s"
-    if status.signal is not None:
-        how = f"killed by signal {status.signal}"
+def check_entrypoint(language: Language, entrypoint: str) -> None:
+    """An identifier: it is spliced into the Go main and the JavaScript loader's trailer."""
+    if language is Language.PYTHON:
+        valid = entrypoint.isidentifier() and not keyword.iskeyword(entrypoint)
+    elif language is Language.GO:
+        valid = bool(_GO_IDENTIFIER.match(entrypoint))
     else:
-        how = f"exit status {status.exit_code}"
-    tail = stderr.decode("utf-8", "replace").strip()
-    return f"the test harness stopped unexpectedly ({how})" + (f": {tail}" if tail else "")
+        valid = bool(_JS_IDENTIFIER.match(entrypoint))
+    if not valid:
+        raise ValueError(f"{entrypoint!r} is not a valid {language.value} function name")
 
 
-async def consume(
-    output: AsyncIterator[OutputChunk],
-    state: FrameState,
+def request_document(
+    *,
+    language: Language,
+    mode: Mode,
+    entrypoint: str,
+    solution: str,
+    cases: Sequence[CaseInput],
     nonce: str,
-    on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
-    stderr: bytearray,
-    *,
-    send_hidden: Callable[[], Awaitable[None]],
-) -> None:
-    """Act on every valid frame until the done frame or the end of the output.
-
-    Keeps the tail of stderr (the supervisor's own; candidate output never
-    reaches it) for the error message of a harness that died.
-    """
-    prefix = f"{harness.FRAME_PREFIX}{nonce}>>".encode()
-    pending = bytearray()
-    async for chunk in output:
-        if chunk.stream == "stderr":
-            stderr += chunk.data
-            del stderr[:-_STDERR_TAIL]
-            continue
-        # Search only the new bytes: a large frame (a Go binary) arrives in
-        # many chunks, and rescanning it from the start each time is quadratic.
-        scan_from = len(pending)
-        pending += chunk.data
-        while (end := pending.find(b"\n", scan_from)) >= 0:
-            line = bytes(pending[:end])
-            del pending[: end + 1]
-            scan_from = 0
-            if line.startswith(prefix):
-                outcome = apply(state, line[len(prefix) :])
-                if state.hidden_wanted:
-                    state.hidden_wanted = False
-                    await send_hidden()
-                if outcome is not None and on_outcome is not None:
-                    await on_outcome(outcome)
-                if state.done:
-                    return
-        if len(pending) > _MAX_FRAME_BYTES:
-            pending.clear()
+    budget_s: float,
+    limits: HarnessLimits,
+) -> dict[str, Any]:
+    """The stdin document of the supervisor: sources and inputs, never expected values."""
+    return {
+        "modules": harness.supervisor_modules(),
+        "compiled": harness.compiled_modules(),
+        "files": {name: harness.source(name) for name in _WORKERS[language]},
+        "nonce": nonce,
+        "language": language.value,
+        "mode": mode,
+        "entrypoint": entrypoint,
+        "solution": solution,
+        "budget_s": budget_s,
+        "caps": _caps(limits, mode),
+        "compile_timeout_s": limits.compile_timeout_s,
+        "load_timeout_s": limits.load_timeout_s,
+        "cases": [case_json(case) for case in cases],
+    }
 
 
-def apply(state: FrameState, payload: bytes) -> CaseOutcome | None:
-    """Record one frame; the new outcome if it was a case frame."""
-    try:
-        frame = json.loads(payload)
-    except ValueError:
-        return None
-    if not isinstance(frame, dict):
-        return None
-    kind = frame.get("t")
-    if kind == "case":
-        outcome = outcome_of(frame)
-        if outcome is None or outcome.index not in state.wanted or outcome.index in state.outcomes:
-            return None
-        state.outcomes[outcome.index] = outcome
-        return outcome
-    if kind == "artifact":
-        state.artifact = {"binary": frame.get("binary"), "rewrites": frame.get("rewrites") or []}
-    elif kind == "hidden":
-        # Once: every visible case is reported, the hidden ones may enter.
-        state.hidden_wanted = not state.hidden_sent
-        state.hidden_sent = True
-    elif kind == "compile_error":
-        state.compile_error = str(frame.get("message") or "compilation failed")
-    elif kind == "done":
-        state.done = True
-        compile_ms = frame.get("compile_ms")
-        state.compile_ms = compile_ms if isinstance(compile_ms, int) else 0
-    elif kind == "harness_error":
-        state.harness_error = f"the test harness failed: {frame.get('message')}"
-    return None
+def case_json(case: CaseInput) -> dict[str, Any]:
+    return {
+        "index": case.index,
+        "args": list(case.args) if case.args is not None else None,
+        "stdin": case.stdin,
+        "timeout_ms": case.timeout_ms,
+    }
 
 
-def outcome_of(frame: dict[str, Any]) -> CaseOutcome | None:
-    index, status = frame.get("index"), frame.get("status")
-    if not isinstance(index, int) or status not in STATUSES:
-        return None
-
-    def text(key: str) -> str | None:
-        value = frame.get(key)
-        if not isinstance(value, str):
-            return None
-        # Lone surrogates (JSON allows them) cannot be stored or sent as UTF-8.
-        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-
-    sig, duration = frame.get("signal"), frame.get("duration_ms")
-    return CaseOutcome(
-        index=index,
-        status=status,
-        value_json=text("value") if status == "OK" else None,
-        stdout=text("stdout") or "",
-        stderr=text("stderr") or "",
-        error=text("error"),
-        traceback=text("traceback"),
-        signal=sig if isinstance(sig, int) else None,
-        duration_ms=duration if isinstance(duration, int) else 0,
-    )
+def _caps(limits: HarnessLimits, mode: Mode) -> dict[str, int]:
+    return {
+        "stdout": limits.output_cap if mode == "function" else limits.program_output_cap,
+        "stderr": limits.stderr_cap,
+        "value": limits.value_cap,
+        "compile": limits.compile_output_cap,
+    }
 
 
-async def fill_missing(
-    state: FrameState,
-    *,
-    timed_out: bool,
-    on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None,
-) -> None:
-    # Fixed text: harness_error may quote the sandbox's stderr.
-    if timed_out:
-        reason = "the test run's time limit was reached"
-    else:
-        reason = "the test harness stopped before reporting it"
-    status: Status = "TIMEOUT" if timed_out else "RUNTIME_ERROR"
-    for index in state.wanted:
-        if index in state.outcomes:
-            continue
-        outcome = CaseOutcome(
-            index=index,
-            status=status,
-            value_json=None,
-            stdout="",
-            stderr="",
-            error=f"not run: {reason}",
-            traceback=None,
-            signal=None,
-            duration_ms=0,
-        )
-        state.outcomes[index] = outcome
-        if on_outcome is not None:
-            await on_outcome(outcome)
+DEFAULT_LIMITS = HarnessLimits()
+"""The limits a run gets unless the caller passes its own (frozen: safe to share)."""

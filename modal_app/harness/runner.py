@@ -29,86 +29,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import keyword
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from modal_app import harness
 from modal_app.base import ExecHandle, ExitStatus, Language, OutputChunk, SandboxBackend
 from modal_app.harness.build import python_worker_config
+from modal_app.harness.frames import FrameState, consume, fill_missing, stopped
 from modal_app.harness.protocol import (
+    DEFAULT_LIMITS,
+    CaseInput,
     CaseOutcome,
-    FrameState,
-    Status,
-    consume,
-    fill_missing,
-    stopped,
+    HarnessLimits,
+    HarnessRun,
+    case_json,
+    check_cases,
+    check_entrypoint,
+    request_document,
 )
 from modal_app.paths import normalize_workspace_path, workspace_abspath
-
-Mode = Literal["function", "program"]
-
-KIB = 1024
-MIB = 1024 * 1024
-_JS_IDENTIFIER = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$]*$")
-_GO_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_WORKERS: dict[Language, tuple[str, ...]] = {
-    Language.PYTHON: (harness.PYTHON_WORKER,),
-    Language.JAVASCRIPT: (harness.NODE_WORKER,),
-    Language.TYPESCRIPT: (harness.NODE_WORKER,),
-    Language.GO: (harness.GO_MAIN,),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class CaseInput:
-    """One case's input: ``args`` (function mode) or ``stdin`` (program mode)."""
-
-    index: int
-    args: Sequence[Any] | None = None
-    """The positional arguments, JSON values."""
-    stdin: str | None = None
-    timeout_ms: int = 2000
-    hidden: bool = False
-    """Hidden cases run after all visible ones (see the module doc)."""
-
-
-@dataclass(frozen=True, slots=True)
-class HarnessRun:
-    compile_error: str | None
-    """Compiler output (TS type errors, Go build errors, Python/JS syntax errors,
-    a missing entry point); when set, ``outcomes`` is empty."""
-    outcomes: list[CaseOutcome]
-    """One per input case, in input order (unless ``compile_error``)."""
-    harness_error: str | None = None
-    """The harness itself failed or was stopped; cases it did not report are
-    filled in (TIMEOUT if the run's time limit was reached, else RUNTIME_ERROR).
-    For the server's log: it may hold what the sandbox wrote to stderr."""
-    timed_out: bool = False
-    """The run's time limit was reached (the command was killed)."""
-    compile_ms: int = 0
-    total_ms: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class HarnessLimits:
-    output_cap: int = 64 * KIB
-    """Per case: what a function printed (function mode)."""
-    program_output_cap: int = 1 * MIB
-    """Per case: a program's stdout (program mode; it is the answer)."""
-    stderr_cap: int = 64 * KIB
-    value_cap: int = 1 * MIB
-    """Per case: the return value's JSON; larger is a RUNTIME_ERROR."""
-    compile_output_cap: int = 64 * KIB
-    compile_timeout_s: float = 60.0
-    load_timeout_s: float = 10.0
-    """Loading (importing) the solution in a worker, before the first case."""
-    exec_grace_s: float = 5.0
-    """The sandbox command is killed this long after ``total_timeout_s``."""
 
 
 async def run_harness(
@@ -121,7 +62,7 @@ async def run_harness(
     cases: Sequence[CaseInput],
     on_outcome: Callable[[CaseOutcome], Awaitable[None]] | None = None,
     total_timeout_s: float,
-    limits: HarnessLimits = HarnessLimits(),
+    limits: HarnessLimits = DEFAULT_LIMITS,
 ) -> HarnessRun:
     """Run ``cases`` against the solution in the sandbox; stream each outcome to ``on_outcome``.
 
@@ -130,18 +71,18 @@ async def run_harness(
     the solution runs as a program).  Raises ValueError for a malformed
     request and the backend's SandboxError if the command cannot start.
     """
-    mode = _mode(cases)
+    mode = check_cases(cases)
     # Visible cases first: once a hidden input is in the sandbox, nothing the
     # candidate sees may be produced (sorted() is stable: order is kept within each).
     visible = [case for case in cases if not case.hidden]
     hidden = [case for case in cases if case.hidden]
     if mode == "function":
-        _check_entrypoint(language, entrypoint)
+        check_entrypoint(language, entrypoint)
     if not total_timeout_s > 0:
         raise ValueError("total_timeout_s must be positive")
     solution = workspace_abspath(normalize_workspace_path(solution_path))
     nonce = secrets.token_hex(16)
-    document = _document(
+    document = request_document(
         language=language,
         mode=mode,
         entrypoint=entrypoint,
@@ -152,7 +93,7 @@ async def run_harness(
         limits=limits,
     )
     document["hidden_count"] = len(hidden)
-    hidden_line = json.dumps([_case_json(case) for case in hidden]).encode() + b"\n"
+    hidden_line = json.dumps([case_json(case) for case in hidden]).encode() + b"\n"
     state = FrameState(wanted={case.index: case for case in cases})
     started = time.monotonic()
     command = ["python3", "-I", "-S", "-c", harness.BOOTSTRAP]
@@ -281,93 +222,3 @@ def _finish_in_background(handle: ExecHandle, output: AsyncIterator[OutputChunk]
     task = asyncio.create_task(finish())
     _FINISHING.add(task)
     task.add_done_callback(_FINISHING.discard)
-
-
-def _mode(cases: Sequence[CaseInput]) -> Mode:
-    if not cases:
-        raise ValueError("a test run needs at least one case")
-    seen: set[int] = set()
-    modes: set[Mode] = set()
-    for case in cases:
-        if case.index in seen:
-            raise ValueError(f"duplicate case index {case.index}")
-        seen.add(case.index)
-        if (case.args is None) == (case.stdin is None):
-            raise ValueError(f"case {case.index} must have exactly one of args and stdin")
-        if case.args is not None and not isinstance(case.args, list | tuple):
-            raise ValueError(f"case {case.index}: args must be a list of JSON values")
-        if not isinstance(case.timeout_ms, int) or case.timeout_ms <= 0:
-            raise ValueError(f"case {case.index}: timeout_ms must be a positive integer")
-        modes.add("function" if case.args is not None else "program")
-    if len(modes) > 1:
-        raise ValueError("a test run's cases must all be function mode or all program mode")
-    return modes.pop()
-
-
-def _check_entrypoint(language: Language, entrypoint: str) -> None:
-    """An identifier: it is spliced into the Go main and the JavaScript loader's trailer."""
-    if language is Language.PYTHON:
-        valid = entrypoint.isidentifier() and not keyword.iskeyword(entrypoint)
-    elif language is Language.GO:
-        valid = bool(_GO_IDENTIFIER.match(entrypoint))
-    else:
-        valid = bool(_JS_IDENTIFIER.match(entrypoint))
-    if not valid:
-        raise ValueError(f"{entrypoint!r} is not a valid {language.value} function name")
-
-
-def _document(
-    *,
-    language: Language,
-    mode: Mode,
-    entrypoint: str,
-    solution: str,
-    cases: Sequence[CaseInput],
-    nonce: str,
-    budget_s: float,
-    limits: HarnessLimits,
-) -> dict[str, Any]:
-    """The stdin document of the supervisor: sources and inputs, never expected values."""
-    return {
-        "modules": harness.supervisor_modules(),
-        "compiled": harness.compiled_modules(),
-        "files": {name: harness.source(name) for name in _WORKERS[language]},
-        "nonce": nonce,
-        "language": language.value,
-        "mode": mode,
-        "entrypoint": entrypoint,
-        "solution": solution,
-        "budget_s": budget_s,
-        "caps": _caps(limits, mode),
-        "compile_timeout_s": limits.compile_timeout_s,
-        "load_timeout_s": limits.load_timeout_s,
-        "cases": [_case_json(case) for case in cases],
-    }
-
-
-def _case_json(case: CaseInput) -> dict[str, Any]:
-    return {
-        "index": case.index,
-        "args": list(case.args) if case.args is not None else None,
-        "stdin": case.stdin,
-        "timeout_ms": case.timeout_ms,
-    }
-
-
-def _caps(limits: HarnessLimits, mode: Mode) -> dict[str, int]:
-    return {
-        "stdout": limits.output_cap if mode == "function" else limits.program_output_cap,
-        "stderr": limits.stderr_cap,
-        "value": limits.value_cap,
-        "compile": limits.compile_output_cap,
-    }
-
-
-__all__ = [
-    "CaseInput",
-    "CaseOutcome",
-    "HarnessLimits",
-    "HarnessRun",
-    "Status",
-    "run_harness",
-]

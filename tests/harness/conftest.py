@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from modal_app.base import Language, Limits, SandboxBackend, SandboxSpec
-from modal_app.harness.runner import CaseInput, HarnessRun, run_harness
+from modal_app.harness.protocol import CaseInput, HarnessRun
+from modal_app.harness.runner import run_harness
 
 REPO = Path(__file__).resolve().parents[2]
 EXTENSIONS = {

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from modal_app.base import Language
-from modal_app.harness.runner import CaseInput
+from modal_app.harness.protocol import CaseInput
 from tests.harness.conftest import Box
 
 PY, JS, TS, GO = Language.PYTHON, Language.JAVASCRIPT, Language.TYPESCRIPT, Language.GO

@@ -9,7 +9,8 @@ import time
 import pytest
 
 from modal_app.base import InvalidPath, Language, SandboxBackend
-from modal_app.harness.runner import CaseInput, CaseOutcome, HarnessLimits, run_harness
+from modal_app.harness.protocol import CaseInput, CaseOutcome, HarnessLimits
+from modal_app.harness.runner import run_harness
 from tests.harness.conftest import Box
 
 PY, JS = Language.PYTHON, Language.JAVASCRIPT

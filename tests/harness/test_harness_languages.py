@@ -7,7 +7,8 @@ import json
 import pytest
 
 from modal_app.base import Language
-from modal_app.harness.runner import CaseInput, run_harness
+from modal_app.harness.protocol import CaseInput
+from modal_app.harness.runner import run_harness
 from tests.harness.conftest import Box, toolchain_dir
 
 PY, JS, TS, GO = Language.PYTHON, Language.JAVASCRIPT, Language.TYPESCRIPT, Language.GO
