@@ -35,7 +35,8 @@ from modal_app.base import (
     SandboxNotFound,
     SandboxTerminated,
 )
-from modal_app.harness.runner import CaseInput, CaseOutcome, HarnessRun, run_harness
+from modal_app.harness.protocol import CaseInput, CaseOutcome, HarnessRun
+from modal_app.harness.runner import run_harness
 from modal_app.local.private import SnapshotTooLarge
 from models.question import Question, QuestionLanguage, TestCase
 from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
