@@ -37,7 +37,7 @@ and ``get_root_value`` are inherited. Spec decisions, by section:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import aclosing
 from typing import Any
 
@@ -49,7 +49,6 @@ from starlette.types import Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
-from strawberry.extensions import QueryDepthLimiter, SchemaExtension
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, GraphQLRequestProtocol
 from strawberry.schema.base import BaseSchema
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -63,7 +62,6 @@ __all__ = [
     "JSON",
     "GraphQLHTTP",
     "GraphQLHTTPError",
-    "depth_limit_rule",
     "negotiate",
 ]
 
@@ -100,15 +98,6 @@ class GraphQLHTTPError(Exception):
         self.message = message
         self.headers = dict(headers or {})
         self.code = code
-
-
-def depth_limit_rule(max_depth: int) -> Callable[[], SchemaExtension]:
-    """Extension factory adding a validation rule that rejects operations deeper than
-    ``max_depth`` (introspection fields are not counted):
-    ``strawberry.Schema(query=Query, extensions=[depth_limit_rule(10)])``.
-    """
-
-    return lambda: QueryDepthLimiter(max_depth=max_depth)
 
 
 def _parse_media_type(value: str) -> tuple[str, dict[str, str]]:

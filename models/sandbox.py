@@ -24,10 +24,6 @@ class SandboxState(enum.StrEnum):
     TERMINATED = "TERMINATED"
     ERROR = "ERROR"
 
-    @property
-    def is_live(self) -> bool:
-        return self in {SandboxState.STARTING, SandboxState.RUNNING}
-
 
 class SandboxRecord(Model):
     id = fields.UUIDField(primary_key=True)

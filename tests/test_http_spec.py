@@ -22,10 +22,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
-from strawberry.extensions import AddValidationRules
+from strawberry.extensions import AddValidationRules, QueryDepthLimiter
 
 from gql.app import create_app
-from gql.http import GRAPHQL_RESPONSE_JSON, JSON, GraphQLHTTP, depth_limit_rule, negotiate
+from gql.http import GRAPHQL_RESPONSE_JSON, JSON, GraphQLHTTP, negotiate
 from gql.settings import Settings
 
 GRJ = GRAPHQL_RESPONSE_JSON
@@ -96,7 +96,7 @@ schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    extensions=[depth_limit_rule(4), lambda: AddValidationRules([Forbid])],
+    extensions=[lambda: QueryDepthLimiter(max_depth=4), lambda: AddValidationRules([Forbid])],
 )
 plain_schema = strawberry.Schema(query=Query, mutation=Mutation)
 
