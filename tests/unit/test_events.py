@@ -1,0 +1,139 @@
+"""resolvers.events on its own: gap-free seqs under concurrency (one process and several),
+group commit, a failed append leaving no gap, publishing failures not failing the writer,
+NUL bytes, paging, and the bus encoding. The real test database (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from starlette.applications import Starlette
+from tortoise.exceptions import DoesNotExist
+
+from resolvers import events
+from resolvers.bus import EventBus
+from resolvers.event_kinds import FileWritten, NoteAdded
+from resolvers.events import EventLog, channel_for, decode_batch, encode_batch
+from tests.conftest import Account
+
+
+class RecordingBus(EventBus):
+    """Records what the log publishes (or fails every publish), without a server."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        super().__init__("memory://")
+        self.fail = fail
+        self.published: list[tuple[str, str]] = []
+
+    async def publish(self, channel: str, message: str) -> bool:
+        if self.fail:
+            raise RuntimeError("the bus exploded")
+        self.published.append((channel, message))
+        return True
+
+
+@pytest.fixture
+def session_id(account: Account, app: Starlette) -> uuid.UUID:
+    return uuid.UUID(account["sessionId"])
+
+
+async def test_concurrent_appends_are_group_committed_gap_free_and_published_in_order(
+    session_id: uuid.UUID, app: Starlette
+) -> None:
+    bus = RecordingBus()
+    log = EventLog(bus)
+    start = await log.last_seq(session_id)
+    records = await asyncio.gather(*(log.append(session_id, NoteAdded(f"n{i}")) for i in range(40)))
+    assert [r.seq for r in records] == list(range(start + 1, start + 41)), "in call order"
+    assert [r.payload for r in records] == [NoteAdded(f"n{i}") for i in range(40)]
+    assert await log.last_seq(session_id) == start + 40
+    assert 1 <= len(bus.published) < 40, "appends queued behind a commit go together"
+    assert {channel for channel, _ in bus.published} == {channel_for(session_id)}
+    published = [r.seq for _, message in bus.published for r in decode_batch(message)[1]]
+    assert published == [r.seq for r in records]
+
+
+async def test_two_writers_on_one_session_never_share_or_skip_a_seq(
+    session_id: uuid.UUID, app: Starlette
+) -> None:
+    """Two logs stand for two replicas: only the database row lock orders them."""
+    one, two = EventLog(RecordingBus()), EventLog(RecordingBus())
+    start = await one.last_seq(session_id)
+    written = await asyncio.gather(
+        *(
+            log.append(session_id, NoteAdded(f"{n}-{i}"))
+            for i in range(15)
+            for n, log in (("one", one), ("two", two))
+        )
+    )
+    assert sorted(r.seq for r in written) == list(range(start + 1, start + 31))
+    stored = await one.read(session_id, after_seq=start, limit=100)
+    assert [(r.seq, r.payload) for r in stored] == sorted((r.seq, r.payload) for r in written)
+
+
+async def test_a_failed_append_raises_to_its_caller_and_leaves_no_gap(
+    session_id: uuid.UUID, app: Starlette
+) -> None:
+    log = EventLog(RecordingBus())
+    before = await log.append(session_id, NoteAdded("before"))
+    with pytest.raises(TypeError):  # bytes are not JSON: the insert fails, the txn rolls back
+        await log.append(session_id, NoteAdded(b"not json"))  # type: ignore[arg-type]
+    after = await log.append(session_id, NoteAdded("after"))
+    assert after.seq == before.seq + 1
+    with pytest.raises(DoesNotExist):
+        await log.append(uuid.uuid4(), NoteAdded("nobody's"))
+
+
+async def test_a_failing_bus_does_not_fail_the_append(
+    session_id: uuid.UUID, app: Starlette, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = EventLog(RecordingBus(fail=True))
+    record = await log.append(session_id, NoteAdded("stored anyway"))
+    (stored,) = await log.read(session_id, after_seq=record.seq - 1, limit=10)
+    assert stored == record
+    assert "publishing events of" in caplog.text
+
+
+async def test_nul_bytes_are_replaced_before_storing(session_id: uuid.UUID, app: Starlette) -> None:
+    log = EventLog(RecordingBus())
+    record = await log.append(session_id, NoteAdded("a\x00b"))
+    assert record.payload == NoteAdded("a\ufffdb")
+    (stored,) = await log.read(session_id, after_seq=record.seq - 1, limit=10)
+    assert stored.payload == NoteAdded("a\ufffdb")
+
+
+async def test_read_range_pages_and_stops_at_up_to(
+    session_id: uuid.UUID, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(events, "MAX_READ", 3)
+    log = EventLog(RecordingBus())
+    start = await log.last_seq(session_id)
+    await log.append_many(session_id, [NoteAdded(f"n{i}") for i in range(8)])
+
+    async def pages(after: int, up_to: int | None = None) -> list[list[int]]:
+        return [
+            [r.seq for r in page]
+            async for page in log.read_range(session_id, after_seq=after, up_to=up_to)
+        ]
+
+    s = start
+    assert await pages(s) == [[s + 1, s + 2, s + 3], [s + 4, s + 5, s + 6], [s + 7, s + 8]]
+    assert await pages(s, up_to=s + 5) == [[s + 1, s + 2, s + 3], [s + 4, s + 5]]
+    assert await pages(s + 2, up_to=s + 3) == [[s + 3]]
+    assert await pages(s + 8) == []
+    assert len(await log.read(session_id, after_seq=s, limit=10)) == 3, "capped at MAX_READ"
+
+
+async def test_a_batch_survives_the_bus_encoding(session_id: uuid.UUID, app: Starlette) -> None:
+    log = EventLog(RecordingBus())
+    records = await log.append_many(
+        session_id, [NoteAdded("hi"), FileWritten(path="a.py", size=3, source="candidate")]
+    )
+    message = encode_batch(session_id, records)
+    assert decode_batch(message) == (session_id, records)
+    wire = json.loads(message)["events"]
+    assert wire[1]["type"] == "file.written"
+    assert wire[1]["payload"] == {"path": "a.py", "size": 3, "source": "candidate"}
+    assert await log.append_many(session_id, []) == []
