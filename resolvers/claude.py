@@ -26,20 +26,20 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-from tortoise.exceptions import IntegrityError
 
 from modal_app.base import ExecHandle, SandboxError
 from models.claude import ClaudeRun, ClaudeRunStatus
 from models.sandbox import SandboxRecord
 from resolvers import claude_stream as cs
+from resolvers import event_kinds as ek
 from resolvers import validation as check
 from resolvers.agent_launch import QUIET_ENV, AgentLink, cli_argv, launch
 from resolvers.anthropic_proxy import mint_token
 from resolvers.auth import Principal
+from resolvers.background import BackgroundRuns
 from resolvers.bus import EventBus, follow_channel
 from resolvers.errors import Conflict, NotFound, SandboxUnavailable
 from resolvers.events import without_nul
@@ -83,7 +83,7 @@ class ClaudeAgent:
         self.link = link
         """How this server's agents reach its API proxy (None: Claude is not configured)."""
         self._active: dict[uuid.UUID, _Active] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.runs = BackgroundRuns("agent")
 
     async def ask(self, principal: Principal, session_id: str, prompt: str) -> ClaudeRun:
         text = check.text("prompt", prompt, max_length=20_000)
@@ -100,25 +100,22 @@ class ClaudeAgent:
         )
         token, hashed = mint_token()
         lifetime = timedelta(seconds=self.config.time_limit_s + TOKEN_GRACE_S)
-        try:
-            run = await ClaudeRun.create(
-                session_id=session.id,
-                prompt=text,
-                live_key=session.id,
-                owner=self.sandboxes.owner,
-                log_seq=await self.log.last_seq(session.id),
-                token_hash=hashed,
-                token_expires_at=datetime.now(UTC) + lifetime,
-            )
-        except IntegrityError:
-            raise Conflict("Claude is already working on this session; wait or cancel") from None
-        await self._event(run, "claude.started", {"prompt": text})
+        run = await self.runs.claim(
+            ClaudeRun,
+            "Claude is already working on this session; wait or cancel",
+            session_id=session.id,
+            prompt=text,
+            live_key=session.id,
+            owner=self.sandboxes.owner,
+            log_seq=await self.log.last_seq(session.id),
+            token_hash=hashed,
+            token_expires_at=datetime.now(UTC) + lifetime,
+        )
+        await self._event(run, ek.ClaudeStarted(str(run.id), prompt=text))
         active = _Active(token)
         self._active[run.id] = active
         resume = previous.conversation_id if previous else None
-        task = asyncio.create_task(self._run(run, sandbox, active, resume))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.runs.spawn(self._run(run, sandbox, active, resume))
         return run
 
     def _command(
@@ -220,9 +217,7 @@ class ClaudeAgent:
             # event; the run's error only says what happened.
             said = stderr.decode(errors="replace").strip()[-2000:]
             if said:
-                await self._event(
-                    run, "claude.system", {"subtype": "stderr", "data": {"stderr": said}}
-                )
+                await self._event(run, ek.ClaudeSystem(str(run.id), "stderr", {"stderr": said}))
             code = status.exit_code
             outcome["error"] = "the agent stopped without an answer" + (
                 f" (exit code {code})" if code is not None else " (killed)"
@@ -231,13 +226,11 @@ class ClaudeAgent:
     async def _record_line(self, run: ClaudeRun, line: str) -> cs.Result | None:
         result = None
         for item in cs.parse_line(line):
-            kind = cs.KINDS[type(item)]
-            payload = asdict(item)
             if isinstance(item, cs.Init | cs.Result) and item.conversation_id:
                 await ClaudeRun.filter(id=run.id).update(conversation_id=item.conversation_id)
             if isinstance(item, cs.Result):
                 result = item
-            await self._event(run, f"claude.{kind}", payload)
+            await self._event(run, cs.payload_of(str(run.id), item))
         return result
 
     async def _finish(
@@ -258,25 +251,29 @@ class ClaudeAgent:
         with contextlib.suppress(SandboxError, SandboxUnavailable):
             await self.sandboxes.sync_workspace(sandbox, source="agent")
         used = await ClaudeRun.get(id=run.id)
-        usage = {
-            "input_tokens": used.input_tokens,
-            "output_tokens": used.output_tokens,
-            "api_requests": used.api_requests,
-        }
-        await self._event(run, "claude.finished", {"status": status.value, **outcome, **usage})
-
-    async def _event(self, run: ClaudeRun, type_: str, payload: dict[str, Any]) -> None:
-        await self.log.append(
-            run.session_id, type_, self._scrub_payload({"runId": str(run.id), **payload})
+        finished = ek.ClaudeFinished(
+            str(run.id),
+            status=status,
+            error=outcome.get("error"),
+            cost_usd=outcome.get("cost_usd"),
+            num_turns=outcome.get("num_turns"),
+            duration_ms=outcome.get("duration_ms"),
+            input_tokens=used.input_tokens,
+            output_tokens=used.output_tokens,
+            api_requests=used.api_requests,
         )
+        await self._event(run, finished)
 
-    def _scrub_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+    async def _event(self, run: ClaudeRun, payload: ek.Payload) -> None:
+        await self.log.append(run.session_id, self._scrubbed(payload))
+
+    def _scrubbed(self, payload: ek.Payload) -> ek.Payload:
         # Defense in depth only: the key never enters the sandbox.
         key = self.config.api_key
-        dumped = json.dumps(payload)
+        dumped = json.dumps(payload.to_json())
         if not key or key not in dumped:
             return payload
-        return dict(json.loads(dumped.replace(key, REDACTED)))
+        return ek.parse_stored(payload.kind, json.loads(dumped.replace(key, REDACTED)))
 
     async def _kill(self, active: _Active) -> None:
         active.cancelled = True
@@ -314,5 +311,4 @@ class ClaudeAgent:
         for active in list(self._active.values()):
             with contextlib.suppress(Exception):
                 await self._kill(active)
-        for task in list(self._tasks):
-            task.cancel()
+        await self.runs.close()

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from resolvers import event_kinds as ek
+
 MAX_TEXT = 64 * 1024
 
 
@@ -161,6 +163,38 @@ KINDS: dict[type, str] = {
     Raw: "raw",
     ParseError: "error",
 }
+
+
+def payload_of(run_id: str, item: Item) -> ek.Payload:
+    """The session event of one transcript item (``claude.<kind>``, resolvers.event_kinds)."""
+    match item:
+        case Init():
+            return ek.ClaudeInit(run_id, item.conversation_id, item.model, item.tools)
+        case Text():
+            return ek.ClaudeText(run_id, item.text)
+        case ToolUse():
+            return ek.ClaudeToolUse(run_id, item.name, item.tool_use_id, item.input)
+        case ToolResult():
+            return ek.ClaudeToolResult(run_id, item.content, item.is_error, item.tool_use_id)
+        case Result():
+            return ek.ClaudeResult(
+                run_id,
+                item.subtype,
+                is_error=item.is_error,
+                result=item.result,
+                cost_usd=item.cost_usd,
+                duration_ms=item.duration_ms,
+                duration_api_ms=item.duration_api_ms,
+                num_turns=item.num_turns,
+                conversation_id=item.conversation_id,
+            )
+        case System():
+            return ek.ClaudeSystem(run_id, item.subtype, item.data)
+        case Raw():
+            return ek.ClaudeRaw(run_id, item.data)
+        case ParseError():
+            return ek.ClaudeParseError(run_id, item.message, item.line)
+
 
 # What a finished run's ``error`` says for the CLI's error results: what
 # happened, never internals (the result's own text stays in its event).

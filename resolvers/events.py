@@ -8,6 +8,10 @@ Appends to one session are group-committed: while a transaction is in
 flight, further appends queue up and go together in the next one (one
 transaction, one multi-row INSERT, one published message), so a burst of
 terminal output costs a handful of round trips rather than one per chunk.
+
+Payloads are typed (``resolvers.event_kinds``): an append serializes each one
+once, and that JSON is both the stored row and what the bus carries; readers
+(``read``, ``decode_batch``) parse it back into the typed payload.
 """
 
 from __future__ import annotations
@@ -26,13 +30,12 @@ from tortoise.transactions import in_transaction
 from models.event import Event
 from models.session import InterviewSession
 from resolvers.bus import EventBus
+from resolvers.event_kinds import Payload, parse_stored
 from resolvers.storage import OutputQuota, StorageLimits
 
 MAX_READ = 1000
 MAX_BATCH = 500
 logger = logging.getLogger("interviewlm.events")
-
-Item = tuple[str, dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,19 +44,29 @@ class EventRecord:
     seq: int
     type: str
     at: datetime
-    payload: dict[str, Any]
+    payload: Payload
+    data: dict[str, Any] = field(compare=False, repr=False)
+    """``payload`` as JSON, as stored: serialized once, at the append."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "seq": self.seq,
             "type": self.type,
             "at": self.at.isoformat(),
-            "payload": self.payload,
+            "payload": self.data,
         }
 
     @classmethod
+    def stored(
+        cls, session_id: uuid.UUID, seq: int, type_: str, at: datetime, data: dict[str, Any]
+    ) -> EventRecord:
+        """A record read back: its payload parsed (an old row may name a newer kind)."""
+        payload = parse_stored(type_, data)
+        return cls(session_id, seq, payload.kind, at, payload, data)
+
+    @classmethod
     def from_dict(cls, session_id: uuid.UUID, data: dict[str, Any]) -> EventRecord:
-        return cls(
+        return cls.stored(
             session_id,
             data["seq"],
             data["type"],
@@ -66,11 +79,23 @@ def without_nul(value: Any) -> Any:
     """PostgreSQL text and JSON cannot hold NUL: program output can. U+FFFD stands in."""
     if isinstance(value, str):
         return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    # Containers come back as the very object when nothing in them changed.
     if isinstance(value, dict):
-        return {k: without_nul(v) for k, v in value.items()}
+        cleaned = {k: without_nul(v) for k, v in value.items()}
+        return value if all(cleaned[k] is v for k, v in value.items()) else cleaned
     if isinstance(value, list):
-        return [without_nul(v) for v in value]
+        items = [without_nul(v) for v in value]
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
+
+
+def _encoded(payload: Payload) -> tuple[Payload, dict[str, Any]]:
+    """The payload and its stored JSON; re-parsed in the rare case NULs were replaced."""
+    data = payload.to_json()
+    clean = without_nul(data)
+    if clean is data:
+        return payload, data
+    return parse_stored(payload.kind, clean), clean
 
 
 def channel_for(session_id: uuid.UUID) -> str:
@@ -92,7 +117,7 @@ def decode_batch(message: str) -> tuple[uuid.UUID, list[EventRecord]]:
 
 @dataclass
 class _Pending:
-    items: Sequence[Item]
+    items: Sequence[Payload]
     done: asyncio.Future[list[EventRecord]]
 
 
@@ -110,13 +135,13 @@ class EventLog:
         self.output_quota = OutputQuota(self.limits)
         self._writers: dict[uuid.UUID, _SessionWriter] = {}
 
-    async def append(
-        self, session_id: uuid.UUID, type_: str, payload: dict[str, Any]
-    ) -> EventRecord:
-        (record,) = await self.append_many(session_id, [(type_, payload)])
+    async def append(self, session_id: uuid.UUID, payload: Payload) -> EventRecord:
+        (record,) = await self.append_many(session_id, [payload])
         return record
 
-    async def append_many(self, session_id: uuid.UUID, items: Sequence[Item]) -> list[EventRecord]:
+    async def append_many(
+        self, session_id: uuid.UUID, items: Sequence[Payload]
+    ) -> list[EventRecord]:
         if not items:
             return []
         writer = self._writers.setdefault(session_id, _SessionWriter())
@@ -160,8 +185,9 @@ class EventLog:
             if not writer.queue:
                 self._writers.pop(session_id, None)
 
-    async def _commit(self, session_id: uuid.UUID, items: Sequence[Item]) -> list[EventRecord]:
+    async def _commit(self, session_id: uuid.UUID, items: Sequence[Payload]) -> list[EventRecord]:
         now = datetime.now(UTC)
+        encoded = [_encoded(payload) for payload in items]
         async with in_transaction() as conn:
             session = (
                 await InterviewSession.filter(id=session_id)
@@ -177,12 +203,12 @@ class EventLog:
                 .update(last_seq=session.last_seq + len(items))
             )
             records = [
-                EventRecord(session_id, first + i, type_, now, without_nul(payload))
-                for i, (type_, payload) in enumerate(items)
+                EventRecord(session_id, first + i, payload.kind, now, payload, data)
+                for i, (payload, data) in enumerate(encoded)
             ]
             await Event.bulk_create(
                 [
-                    Event(session_id=session_id, seq=r.seq, type=r.type, at=r.at, payload=r.payload)
+                    Event(session_id=session_id, seq=r.seq, type=r.type, at=r.at, payload=r.data)
                     for r in records
                 ],
                 using_db=conn,
@@ -195,7 +221,7 @@ class EventLog:
             .order_by("seq")
             .limit(min(limit, MAX_READ))
         )
-        return [EventRecord(session_id, r.seq, r.type, r.at, r.payload) for r in rows]
+        return [EventRecord.stored(session_id, r.seq, r.type, r.at, r.payload) for r in rows]
 
     async def read_range(
         self, session_id: uuid.UUID, *, after_seq: int, up_to: int | None = None

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from tortoise.transactions import in_transaction
 
 from models.file import FileBlob, FileSnapshot
+from resolvers.event_kinds import FileDeleted, FileSkipped, FileWritten, StorageBudgetReached
 from resolvers.events import EventLog
 from resolvers.storage import charge_blob
 
@@ -65,8 +66,7 @@ class FileRecorder:
         if charge.reached_now:
             await self.log.append(
                 session_id,
-                "storage.budgetReached",
-                {"limitBytes": budget, "usedBytes": charge.used_bytes, "path": path},
+                StorageBudgetReached(budget, used_bytes=charge.used_bytes, path=path),
             )
         if not charge.stored:
             await self.skipped(
@@ -81,9 +81,7 @@ class FileRecorder:
         await store_blob(data, digest)
         self._skips.pop((session_id, path), None)
         event = await self.log.append(
-            session_id,
-            "file.written",
-            {"path": path, "size": len(data), "sha256": digest, "source": source},
+            session_id, FileWritten(path, size=len(data), sha256=digest, source=source)
         )
         await FileSnapshot.update_or_create(
             defaults={"sha256": digest, "size": len(data), "seq": event.seq},
@@ -110,12 +108,10 @@ class FileRecorder:
         self._skips.move_to_end(key)
         while len(self._skips) > _SKIPS_REMEMBERED:
             self._skips.popitem(last=False)
-        payload: dict[str, object] = {"path": path, "size": size, "reason": reason}
-        if sha256 is not None:
-            payload["sha256"] = sha256
-        if source is not None:
-            payload["source"] = source
-        await self.log.append(session_id, "file.skipped", payload)
+        await self.log.append(
+            session_id,
+            FileSkipped(path, size=size, reason=reason, sha256=sha256, source=source),
+        )
 
     async def deleted(self, session_id: uuid.UUID, path: str, *, source: str) -> None:
         self._skips.pop((session_id, path), None)
@@ -125,7 +121,7 @@ class FileRecorder:
             for snap in await FileSnapshot.filter(session_id=session_id, sha256__isnull=False)
             if snap.path == path or snap.path.startswith(prefix)
         ]
-        event = await self.log.append(session_id, "file.deleted", {"path": path, "source": source})
+        event = await self.log.append(session_id, FileDeleted(path, source=source))
         for snap in affected:
             snap.sha256 = None
             snap.size = 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 from models.account import User
 from resolvers import validation as check
 from resolvers.auth import Principal
+from resolvers.event_kinds import NoteAdded
 from resolvers.events import EventLog, EventRecord
 from resolvers.sessions import get_session
 
@@ -17,4 +18,4 @@ async def add_note(
     session = await get_session(principal, session_id, log=log)
     user = await User.get_or_none(id=principal.user_id) if principal.user_id else None
     author = user.name if user else principal.kind.value
-    return await log.append(session.id, "note.added", {"text": body, "author": author})
+    return await log.append(session.id, NoteAdded(body, author=author))

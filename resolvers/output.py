@@ -19,8 +19,8 @@ import codecs
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
 
+from resolvers.event_kinds import OutputTruncated
 from resolvers.events import EventLog
 
 Emit = Callable[[str, str], Awaitable[None]]
@@ -84,8 +84,15 @@ class OutputCoalescer:
                     await self.emit(stream, tail)
 
 
-def capped_emit(log: EventLog, session_id: uuid.UUID, emit: Emit, source: dict[str, Any]) -> Emit:
-    """``emit`` within the session's output cap; ``source`` names the command or terminal."""
+def capped_emit(
+    log: EventLog,
+    session_id: uuid.UUID,
+    emit: Emit,
+    *,
+    command_id: str | None = None,
+    terminal_id: str | None = None,
+) -> Emit:
+    """``emit`` within the session's output cap, for the command or the terminal named."""
 
     async def capped(stream: str, text: str) -> None:
         data = text.encode()
@@ -102,8 +109,9 @@ def capped_emit(log: EventLog, session_id: uuid.UUID, emit: Emit, source: dict[s
         if grant.capped_now:
             await log.append(
                 session_id,
-                "output.truncated",
-                {**source, "limitBytes": log.limits.output_cap_bytes},
+                OutputTruncated(
+                    log.limits.output_cap_bytes, command_id=command_id, terminal_id=terminal_id
+                ),
             )
 
     return capped

@@ -28,6 +28,7 @@ from models.session import InterviewSession
 from models.terminal import TerminalRecord, TerminalState
 from models.testrun import TestRun, TestRunStatus
 from resolvers.errors import SandboxUnavailable
+from resolvers.event_kinds import TerminalClosed, TestRunFinished
 from resolvers.sandboxes import LIVE, Sandboxes
 from resolvers.storage import collect_blobs_now_and_then
 
@@ -73,9 +74,7 @@ async def _close_orphaned_terminals(sandboxes: Sandboxes) -> None:
             terminal.state = TerminalState.CLOSED
             terminal.closed_at = datetime.now(UTC)
             await terminal.save(update_fields=["state", "closed_at"])
-            await sandboxes.log.append(
-                terminal.session_id, "terminal.closed", {"terminalId": str(terminal.id)}
-            )
+            await sandboxes.log.append(terminal.session_id, TerminalClosed(str(terminal.id)))
 
 
 async def _fail_interrupted_runs(sandboxes: Sandboxes) -> None:
@@ -86,8 +85,7 @@ async def _fail_interrupted_runs(sandboxes: Sandboxes) -> None:
             await run.save(update_fields=["status", "live_key", "error"])
             await sandboxes.log.append(
                 run.session_id,
-                "testrun.finished",
-                {"runId": str(run.id), "status": "ERROR", "error": run.error},
+                TestRunFinished(str(run.id), status=TestRunStatus.ERROR, error=run.error),
             )
 
 

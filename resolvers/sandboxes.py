@@ -34,6 +34,7 @@ from modal_app.base import (
 from models.question import Question, QuestionLanguage
 from models.sandbox import SandboxRecord, SandboxState
 from models.session import InterviewSession, SessionStatus
+from resolvers import event_kinds as ek
 from resolvers.auth import Principal
 from resolvers.breaker import CircuitBreaker
 from resolvers.errors import Conflict, RateLimited, SandboxUnavailable
@@ -186,16 +187,15 @@ class Sandboxes:
             await InterviewSession.filter(id=session.id, status=SessionStatus.SCHEDULED).update(
                 status=SessionStatus.ACTIVE, started_at=datetime.now(UTC)
             )
-            await self.log.append(session.id, "session.started", {"status": "ACTIVE"})
+            await self.log.append(session.id, ek.SessionStarted(SessionStatus.ACTIVE))
         await self.log.append(
             session.id,
-            "sandbox.started",
-            {
-                "sandboxId": str(record.id),
-                "backend": record.backend,
-                "language": session.language,
-                "restoredFiles": len(restored),
-            },
+            ek.SandboxStarted(
+                str(record.id),
+                backend=record.backend,
+                language=session.language,
+                restored_files=len(restored),
+            ),
         )
 
     async def terminate(self, principal: Principal, session_id: str) -> SandboxRecord:
@@ -229,11 +229,8 @@ class Sandboxes:
             state=state, live_key=None, ended_at=datetime.now(UTC), end_reason=reason[:200]
         )
         if changed:
-            await self.log.append(
-                record.session_id,
-                "sandbox.terminated" if state is SandboxState.TERMINATED else "sandbox.error",
-                {"sandboxId": str(record.id), "reason": reason},
-            )
+            ended = ek.SandboxTerminated if state is SandboxState.TERMINATED else ek.SandboxFailed
+            await self.log.append(record.session_id, ended(str(record.id), reason=reason))
         return await SandboxRecord.get(id=record.id)
 
     async def require_live(

@@ -14,6 +14,7 @@ from models.token import CandidateToken
 from resolvers import validation as check
 from resolvers.auth import Principal, new_token
 from resolvers.errors import BadUserInput, Conflict, NotFound
+from resolvers.event_kinds import SessionCreated, SessionEnded
 from resolvers.events import EventLog
 from resolvers.languages import language_info
 from resolvers.pagination import Page, paginate
@@ -96,9 +97,7 @@ async def create_session(
             session=session, token_hash=digest, prefix=prefix, expires_at=expires_at, using_db=conn
         )
     await log.append(
-        session.id,
-        "session.created",
-        {"status": session.status.value, "language": language, "questionId": str(qid)},
+        session.id, SessionCreated(session.status, language=language, question_id=str(qid))
     )
     return CreatedSession(
         session=session,
@@ -145,7 +144,7 @@ async def _finish(
         id=session.id, status__in=[SessionStatus.SCHEDULED, SessionStatus.ACTIVE]
     ).update(status=status, ended_at=now)
     if changed:
-        await log.append(session.id, "session.ended", {"status": status.value})
+        await log.append(session.id, SessionEnded(status))
     return await InterviewSession.get(id=session.id)
 
 

@@ -33,6 +33,13 @@ from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.bus import EventBus, follow_channel
 from resolvers.errors import BadUserInput, Conflict, NotFound, RateLimited, SandboxUnavailable
+from resolvers.event_kinds import (
+    TerminalClosed,
+    TerminalInput,
+    TerminalOpened,
+    TerminalOutput,
+    TerminalResized,
+)
 from resolvers.output import OutputCoalescer, capped_emit
 from resolvers.sandboxes import Sandboxes
 from resolvers.sessions import require_session_access
@@ -102,11 +109,7 @@ class Terminals:
         )
         live = _LiveTerminal(record, pty)
         self._live[record.id] = live
-        await self.log.append(
-            session.id,
-            "terminal.opened",
-            {"terminalId": str(record.id), "cols": cols, "rows": rows},
-        )
+        await self.log.append(session.id, TerminalOpened(str(record.id), cols=cols, rows=rows))
         live.tasks = [
             asyncio.create_task(self._pump_output(live)),
             asyncio.create_task(
@@ -123,12 +126,10 @@ class Terminals:
         terminal_id = str(live.record.id)
 
         async def emit(stream: str, text: str) -> None:
-            await self.log.append(
-                live.record.session_id, "terminal.output", {"terminalId": terminal_id, "data": text}
-            )
+            await self.log.append(live.record.session_id, TerminalOutput(terminal_id, text))
 
         coalescer = OutputCoalescer(
-            capped_emit(self.log, live.record.session_id, emit, {"terminalId": terminal_id})
+            capped_emit(self.log, live.record.session_id, emit, terminal_id=terminal_id)
         )
         try:
             async for chunk in live.pty.output():
@@ -145,9 +146,7 @@ class Terminals:
         )
         if changed:
             await self.log.append(
-                live.record.session_id,
-                "terminal.closed",
-                {"terminalId": str(live.record.id), "exitCode": exit_code},
+                live.record.session_id, TerminalClosed(str(live.record.id), exit_code=exit_code)
             )
             sandbox = await live.record.sandbox
             with contextlib.suppress(SandboxError, SandboxUnavailable):
@@ -164,21 +163,17 @@ class Terminals:
             await live.pty.write(op["data"].encode())
 
             async def record_input(_stream: str, text: str) -> None:
-                await self.log.append(
-                    session_id, "terminal.input", {"terminalId": terminal_id, "data": text}
-                )
+                await self.log.append(session_id, TerminalInput(terminal_id, text))
 
             # Typed input counts against the session's recorded-output cap too:
             # otherwise a flood of terminalInput would be the uncapped channel.
-            source = {"terminalId": terminal_id}
-            await capped_emit(self.log, session_id, record_input, source)("input", op["data"])
+            capped = capped_emit(self.log, session_id, record_input, terminal_id=terminal_id)
+            await capped("input", op["data"])
         elif op["op"] == "resize":
             await live.pty.resize(op["cols"], op["rows"])
             await TerminalRecord.filter(id=live.record.id).update(cols=op["cols"], rows=op["rows"])
             await self.log.append(
-                session_id,
-                "terminal.resized",
-                {"terminalId": terminal_id, "cols": op["cols"], "rows": op["rows"]},
+                session_id, TerminalResized(terminal_id, cols=op["cols"], rows=op["rows"])
             )
         elif op["op"] == "close":
             await live.pty.close()

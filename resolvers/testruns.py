@@ -5,8 +5,9 @@ background on the replica that accepted it. A second run of the same session
 while one is queued or running is a CONFLICT (a unique key in the database,
 so it holds across replicas). The log gets ``testrun.started`` (with the
 hashes of the files tested), one ``testrun.case`` per case as it finishes, and
-``testrun.finished``. Hidden cases' events carry ``hidden: true`` and only
-``{runId, index, passed}`` as public fields (see resolvers.visibility).
+``testrun.finished`` (typed in resolvers.event_kinds). Of a hidden case's
+event a candidate sees only run, index and passed (``TestRunCase.for_candidate``).
+The run's lifecycle (claim, task, result writer, shutdown) is resolvers.background.
 
 Hidden inputs never reach the candidate (issue 9): the harness runs as a
 private exec with the hidden cases last (``modal_app.harness.runner``); their
@@ -21,12 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-
-from tortoise.exceptions import IntegrityError
 
 from modal_app.base import (
     Language,
@@ -42,7 +42,9 @@ from models.question import Question, QuestionLanguage, TestCase
 from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
 from resolvers import validation as check
 from resolvers.auth import Principal
-from resolvers.errors import BadUserInput, Conflict, NotFound, SandboxUnavailable
+from resolvers.background import BackgroundRuns, result_writer
+from resolvers.errors import BadUserInput, NotFound, SandboxUnavailable
+from resolvers.event_kinds import TestRunCase, TestRunFinished, TestRunStarted
 from resolvers.events import without_nul
 from resolvers.judging import judge
 from resolvers.languages import language_info
@@ -104,7 +106,7 @@ class TestRuns:
         self.sandboxes = sandboxes
         self.log = sandboxes.log
         self.run_timeout_s = run_timeout_s
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.runs = BackgroundRuns("test")
 
     async def start(self, principal: Principal, session_id: str, language: str | None) -> TestRun:
         session, sandbox = await self.sandboxes.require_live(principal, session_id)
@@ -113,16 +115,15 @@ class TestRuns:
             lang = language_info("language", language).language.value
         if not await QuestionLanguage.exists(question_id=session.question_id, language=lang):
             raise BadUserInput("language", "the question has no entry point for this language")
-        try:
-            run = await TestRun.create(
-                session_id=session.id,
-                language=lang,
-                live_key=session.id,
-                owner=self.sandboxes.owner,
-                log_seq=await self.log.last_seq(session.id),
-            )
-        except IntegrityError:
-            raise Conflict("a test run of this session is already in progress") from None
+        run = await self.runs.claim(
+            TestRun,
+            "a test run of this session is already in progress",
+            session_id=session.id,
+            language=lang,
+            live_key=session.id,
+            owner=self.sandboxes.owner,
+            log_seq=await self.log.last_seq(session.id),
+        )
         # Thorough: the snapshot names the code tested, whatever mtimes say.
         await self.sandboxes.sync_workspace(sandbox, thorough=True)
         snapshot = {
@@ -130,9 +131,7 @@ class TestRuns:
         }
         run.files = snapshot
         await run.save(update_fields=["files"])
-        task = asyncio.create_task(self._execute(run, sandbox.backend_id or ""))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.runs.spawn(self._execute(run, sandbox.backend_id or ""))
         return run
 
     async def _execute(self, run: TestRun, backend_id: str) -> None:
@@ -153,33 +152,12 @@ class TestRuns:
         )
         await self.log.append(
             session_id,
-            "testrun.started",
-            {
-                "runId": str(run.id),
-                "language": run.language,
-                "total": len(cases),
-                "files": run.files,
-            },
+            TestRunStarted(str(run.id), language=run.language, total=len(cases), files=run.files),
         )
         tally = {"passed": 0, "failed": 0}
-        # Judged cases are recorded by a writer task in batches, so a fast
-        # harness never waits for the database between cases.
-        queue: asyncio.Queue[Judged | None] = asyncio.Queue()
-        writer = asyncio.create_task(self._write_results(run, queue))
-
         # Hidden results wait for the end of the run: logged one by one as
         # they finish, their events' times would say how long each one took.
         deferred: list[Judged] = []
-
-        async def on_outcome(outcome: CaseOutcome) -> None:
-            case = cases[outcome.index]
-            verdict = judge(outcome, case, tolerance=question.float_tolerance)
-            judged = (case, outcome.index, verdict, outcome)
-            if case.hidden:
-                deferred.append(judged)
-            else:
-                queue.put_nowait(judged)
-            tally["passed" if verdict is Verdict.PASSED else "failed"] += 1
 
         inputs = [
             CaseInput(
@@ -189,40 +167,40 @@ class TestRuns:
             else CaseInput(index=i, stdin=c.stdin or "", timeout_ms=c.timeout_ms, hidden=c.hidden)
             for i, c in enumerate(cases)
         ]
-        try:
-            # Through the breaker like every backend call (scoped to this sandbox).
-            result: HarnessRun = await self.sandboxes.call(
-                partial(
-                    run_harness,
-                    self.sandboxes.backend,
-                    backend_id,
-                    language=Language(run.language),
-                    entrypoint=spec.entrypoint,
-                    solution_path=spec.solution_path,
-                    cases=inputs,
-                    on_outcome=on_outcome,
-                    total_timeout_s=self.run_timeout_s,
-                ),
-                deadline_s=self.run_timeout_s + HARNESS_GRACE_S,
-                scope=backend_id,
-            )
-        except (SandboxError, SandboxUnavailable) as exc:
-            logger.warning("test run %s: the sandbox failed: %r", run.id, exc)
-            queue.put_nowait(None)
-            await writer
-            await self._finish(run, status=TestRunStatus.ERROR, error=sandbox_error(exc))
+        failure: SandboxError | SandboxUnavailable | None = None
+        # Judged cases are recorded by a writer task in batches, so a fast
+        # harness never waits for the database between cases. However the
+        # harness ends (an exception included), the writer is told and awaited.
+        async with result_writer(partial(self._write_results, run)) as queue:
+
+            async def on_outcome(outcome: CaseOutcome) -> None:
+                case = cases[outcome.index]
+                verdict = judge(outcome, case, tolerance=question.float_tolerance)
+                judged = (case, outcome.index, verdict, outcome)
+                if case.hidden:
+                    deferred.append(judged)
+                else:
+                    queue.put_nowait(judged)
+                tally["passed" if verdict is Verdict.PASSED else "failed"] += 1
+
+            try:
+                result = await self._harness(run, backend_id, spec, inputs, on_outcome)
+            except (SandboxError, SandboxUnavailable) as exc:
+                logger.warning("test run %s: the sandbox failed: %r", run.id, exc)
+                failure = exc
+            else:
+                for judged in sorted(deferred, key=lambda item: item[1]):
+                    queue.put_nowait(judged)
+                if result.compile_error is not None:
+                    for i, case in enumerate(cases):
+                        queue.put_nowait((case, i, Verdict.COMPILE_ERROR, None))
+                    tally["failed"] = len(cases)
+        if failure is not None:
+            await self._finish(run, status=TestRunStatus.ERROR, error=sandbox_error(failure))
             return
-        for judged in sorted(deferred, key=lambda item: item[1]):
-            queue.put_nowait(judged)
         if result.harness_error is not None:
             # May quote the sandbox's stderr: the log gets it, the run a fixed sentence.
             logger.warning("test run %s: %s", run.id, result.harness_error)
-        if result.compile_error is not None:
-            for i, case in enumerate(cases):
-                queue.put_nowait((case, i, Verdict.COMPILE_ERROR, None))
-            tally["failed"] = len(cases)
-        queue.put_nowait(None)
-        await writer
         await self._finish(
             run,
             status=TestRunStatus.FINISHED,
@@ -233,13 +211,39 @@ class TestRuns:
             duration_ms=int((datetime.now(UTC) - started).total_seconds() * 1000),
         )
 
+    async def _harness(
+        self,
+        run: TestRun,
+        backend_id: str,
+        spec: QuestionLanguage,
+        inputs: list[CaseInput],
+        on_outcome: Callable[[CaseOutcome], Awaitable[None]],
+    ) -> HarnessRun:
+        # Through the breaker like every backend call (scoped to this sandbox).
+        return await self.sandboxes.call(
+            partial(
+                run_harness,
+                self.sandboxes.backend,
+                backend_id,
+                language=Language(run.language),
+                entrypoint=spec.entrypoint,
+                solution_path=spec.solution_path,
+                cases=inputs,
+                on_outcome=on_outcome,
+                total_timeout_s=self.run_timeout_s,
+            ),
+            deadline_s=self.run_timeout_s + HARNESS_GRACE_S,
+            scope=backend_id,
+        )
+
     async def _record(self, run: TestRun, judged: list[Judged]) -> None:
         """Store a batch of judged cases and log them: one insert, one log append."""
-        rows, items = [], []
+        rows: list[TestCaseResult] = []
+        items: list[TestRunCase] = []
         for case, index, verdict, outcome in judged:
             row, payload = _result_row(run, case, index, verdict, outcome)
             rows.append(row)
-            items.append(("testrun.case", payload))
+            items.append(payload)
         await TestCaseResult.bulk_create(rows)
         await self.log.append_many(run.session_id, items)
 
@@ -262,17 +266,16 @@ class TestRuns:
         final = await TestRun.get(id=run.id)
         await self.log.append(
             run.session_id,
-            "testrun.finished",
-            {
-                "runId": str(run.id),
-                "status": status.value,
-                "passed": final.passed,
-                "failed": final.failed,
-                "total": final.total,
-                "durationMs": final.duration_ms,
-                "compileError": _cap(final.compile_error, 4000),
-                "error": final.error,
-            },
+            TestRunFinished(
+                str(run.id),
+                status=status,
+                passed=final.passed,
+                failed=final.failed,
+                total=final.total,
+                duration_ms=final.duration_ms,
+                compile_error=_cap(final.compile_error, 4000),
+                error=final.error,
+            ),
         )
 
     async def get(self, principal: Principal, run_id: str) -> TestRun:
@@ -287,13 +290,12 @@ class TestRuns:
         return await TestCaseResult.filter(run_id=run.id).order_by("position")
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        await self.runs.close()
 
 
 def _result_row(
     run: TestRun, case: TestCase, index: int, verdict: Verdict, outcome: CaseOutcome | None
-) -> tuple[TestCaseResult, dict[str, Any]]:
+) -> tuple[TestCaseResult, TestRunCase]:
     error = actual = printed = None
     if outcome is not None:
         if outcome.error:
@@ -315,21 +317,18 @@ def _result_row(
         error=_cap(error),
         signal=outcome.signal if outcome else None,
     )
-    passed = verdict is Verdict.PASSED
-    payload: dict[str, Any] = {
-        "runId": str(run.id),
-        "index": index,
-        "name": case.name,
-        "verdict": verdict.value,
-        "passed": passed,
-        "durationMs": duration,
-        "error": _cap(error, 2000),
-    }
-    if case.hidden:
-        payload |= {
-            "hidden": True,
-            "public": {"runId": str(run.id), "index": index, "passed": passed},
-        }
+    # A hidden case's payload is whole: what a candidate sees of it is the
+    # payload's own business (TestRunCase.for_candidate).
+    payload = TestRunCase(
+        str(run.id),
+        index,
+        passed=verdict is Verdict.PASSED,
+        hidden=case.hidden,
+        name=case.name,
+        verdict=verdict,
+        duration_ms=duration,
+        error=_cap(error, 2000),
+    )
     return row, payload
 
 

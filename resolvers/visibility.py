@@ -2,8 +2,9 @@
 
 Staff (interviewers, ATS) see every event whole. Candidates never see
 interviewer notes, and of anything about a hidden test case only that it
-passed or failed: events mark such payloads with ``"hidden": true`` and the
-writer puts the few fields a candidate may see under ``"public"``.
+passed or failed: each payload says what a candidate may see of it
+(``Payload.for_candidate`` in ``resolvers.event_payload``; notes are
+``STAFF_ONLY``, a hidden ``testrun.case`` keeps only run, index and passed).
 """
 
 from __future__ import annotations
@@ -13,15 +14,13 @@ import dataclasses
 from resolvers.auth import Principal
 from resolvers.events import EventRecord
 
-STAFF_ONLY_TYPES = frozenset({"note.added"})
-
 
 def visible(principal: Principal, record: EventRecord) -> EventRecord | None:
     if principal.is_staff:
         return record
-    if record.type in STAFF_ONLY_TYPES:
+    shown = record.payload.for_candidate()
+    if shown is record.payload:
+        return record  # the very record: watchers then share one rendering
+    if shown is None:
         return None
-    if record.payload.get("hidden"):
-        public = record.payload.get("public", {})
-        return dataclasses.replace(record, payload={"hidden": True, **public})
-    return record
+    return dataclasses.replace(record, payload=shown, data=shown.to_json())

@@ -10,6 +10,7 @@ from models.claude import ClaudeRun
 from models.testrun import TestRun
 from resolvers import validation as check
 from resolvers.auth import Principal
+from resolvers.event_kinds import run_id_of
 from resolvers.events import EventLog, EventRecord
 from resolvers.live import Batch, LiveHub
 from resolvers.sessions import get_session
@@ -55,7 +56,7 @@ async def _follow_run(
     wanted = str(run_id)
 
     def keep(record: EventRecord) -> EventRecord | None:
-        if not record.type.startswith(prefix) or record.payload.get("runId") != wanted:
+        if not record.type.startswith(prefix) or run_id_of(record.payload) != wanted:
             return None
         return visible(principal, record)
 

@@ -146,6 +146,6 @@ async def test_terminal_output_carries_only_terminal_and_command_events(
                 break
     await client.close()
     types = {str(e["type"]) for e in events}
-    assert types <= {"command.started", "terminal.output", "command.exited"}
+    assert types <= {"command.started", "command.output", "command.exited"}
     assert "".join(str(e.get("data", "")) for e in events) == "one\ntwo\n"
     assert events[-1]["exitCode"] == 0

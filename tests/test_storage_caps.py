@@ -48,7 +48,11 @@ def limits(app: Starlette) -> Iterator[EventLog]:
 
 
 def output_bytes(log: list[dict[str, Any]]) -> int:
-    return sum(len(e["payload"]["data"].encode()) for e in log if e["type"] == "terminal.output")
+    return sum(
+        len(e["payload"]["data"].encode())
+        for e in log
+        if e["type"] in {"terminal.output", "command.output"}
+    )
 
 
 def of_type(log: list[dict[str, Any]], type_: str) -> list[dict[str, Any]]:

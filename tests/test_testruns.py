@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import Account
 from tests.server import ServerProcess
-from tests.support import Api
+from tests.support import Api, wait_until
 from tests.workspace_support import START, WRITE, events, start
 from tests.wsclient import GraphQLWS, collect_events
 
@@ -286,3 +286,32 @@ async def test_hidden_cases_stay_hidden_in_live_streams(
             assert case["durationMs"] is None
         await watcher.close()
         await progress.close()
+
+
+async def test_a_run_that_fails_unexpectedly_leaves_no_writer_waiting(
+    api: Api, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A non-sandbox exception from the harness (a bug, not the sandbox's failure) ends the
+    run ERROR with the fixed sentence, and the task recording its results is told the end
+    and finishes: before the shared lifecycle helper it waited on its queue forever."""
+    import resolvers.testruns
+
+    async def broken_harness(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("a bug in the harness protocol")
+
+    monkeypatch.setattr(resolvers.testruns, "run_harness", broken_harness)
+    await start(api, account)
+    await write(api, account, "solution.py", SOLUTIONS["PYTHON"][1])
+    run = await run_tests(api, account)
+    assert run["status"] == "ERROR"
+    assert run["error"] == resolvers.testruns.ERROR_INTERNAL
+
+    def writers() -> list[asyncio.Task[Any]]:
+        return [
+            t
+            for t in asyncio.all_tasks()
+            if not t.done() and "_write_results" in repr(t.get_coro())
+        ]
+
+    # The run's task finishes moments after its row does; its writer with it.
+    await wait_until(lambda: not writers(), timeout=5, what="the result writer to finish")

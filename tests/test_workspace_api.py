@@ -132,7 +132,7 @@ async def test_run_command_streams_events_and_records_file_changes(
     assert mine[0]["type"] == "command.started"
     assert mine[-1]["type"] == "command.exited"
     assert mine[-1]["payload"]["exitCode"] == 3
-    output = "".join(e["payload"]["data"] for e in mine if e["type"] == "terminal.output")
+    output = "".join(e["payload"]["data"] for e in mine if e["type"] == "command.output")
     assert "hello\n" in output
     assert "oops\n" in output
     made = [

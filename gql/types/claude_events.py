@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import strawberry
 from strawberry.scalars import JSON
 
-from gql.types.event_base import SessionEvent, meta
+from gql.types.event_base import SessionEvent, meta, register
+from resolvers import event_kinds as ek
 from resolvers.events import EventRecord
 
 
@@ -100,65 +100,73 @@ class ClaudeErrorEvent(ClaudeEvent):
     line: str
 
 
-def _base(record: EventRecord, payload: dict[str, Any]) -> dict[str, Any]:
-    return {**meta(record), "run_id": strawberry.ID(payload["runId"])}
+def _base(record: EventRecord, run_id: str) -> dict[str, Any]:
+    return {**meta(record), "run_id": strawberry.ID(run_id)}
 
 
-def _claude_run(record: EventRecord, payload: dict[str, Any]) -> ClaudeRunEvent:
+def _claude_run(r: EventRecord, p: ek.ClaudeStarted | ek.ClaudeFinished) -> SessionEvent:
+    finished = p if isinstance(p, ek.ClaudeFinished) else None
     return ClaudeRunEvent(
-        **_base(record, payload),
-        prompt=payload.get("prompt"),
-        claude_status=payload.get("status"),
-        error=payload.get("error"),
-        cost_usd=payload.get("cost_usd"),
-        num_turns=payload.get("num_turns"),
-        duration_ms=payload.get("duration_ms"),
-        input_tokens=payload.get("input_tokens"),
-        output_tokens=payload.get("output_tokens"),
-        api_requests=payload.get("api_requests"),
+        **_base(r, p.run_id),
+        prompt=p.prompt if isinstance(p, ek.ClaudeStarted) else None,
+        claude_status=finished.status.value if finished and finished.status else None,
+        error=finished.error if finished else None,
+        cost_usd=finished.cost_usd if finished else None,
+        num_turns=finished.num_turns if finished else None,
+        duration_ms=finished.duration_ms if finished else None,
+        input_tokens=finished.input_tokens if finished else None,
+        output_tokens=finished.output_tokens if finished else None,
+        api_requests=finished.api_requests if finished else None,
     )
 
 
-CLAUDE_BUILDERS: dict[str, Callable[[EventRecord, dict[str, Any]], SessionEvent]] = {
-    "claude.started": _claude_run,
-    "claude.finished": _claude_run,
-    "claude.init": lambda r, p: ClaudeInitEvent(
-        **_base(r, p),
-        conversation_id=p.get("conversation_id"),
-        model=p.get("model"),
-        tools=p.get("tools") or [],
+register(ek.ClaudeStarted, _claude_run)
+register(ek.ClaudeFinished, _claude_run)
+register(
+    ek.ClaudeInit,
+    lambda r, p: ClaudeInitEvent(
+        **_base(r, p.run_id), conversation_id=p.conversation_id, model=p.model, tools=p.tools
     ),
-    "claude.text": lambda r, p: ClaudeTextEvent(**_base(r, p), text=p["text"]),
-    "claude.tool_use": lambda r, p: ClaudeToolUseEvent(
-        **_base(r, p),
-        tool_use_id=p.get("tool_use_id"),
-        tool_name=p["name"],
-        tool_input=p.get("input"),
+)
+register(ek.ClaudeText, lambda r, p: ClaudeTextEvent(**_base(r, p.run_id), text=p.text))
+register(
+    ek.ClaudeToolUse,
+    lambda r, p: ClaudeToolUseEvent(
+        **_base(r, p.run_id), tool_use_id=p.tool_use_id, tool_name=p.name, tool_input=p.input
     ),
-    "claude.tool_result": lambda r, p: ClaudeToolResultEvent(
-        **_base(r, p),
-        tool_use_id=p.get("tool_use_id"),
-        content=p["content"],
-        is_error=p["is_error"],
+)
+register(
+    ek.ClaudeToolResult,
+    lambda r, p: ClaudeToolResultEvent(
+        **_base(r, p.run_id), tool_use_id=p.tool_use_id, content=p.content, is_error=p.is_error
     ),
-    "claude.result": lambda r, p: ClaudeResultEvent(
-        **_base(r, p),
-        subtype=p["subtype"],
-        is_error=p["is_error"],
-        result=p.get("result"),
-        cost_usd=p.get("cost_usd"),
-        duration_ms=p.get("duration_ms"),
-        duration_api_ms=p.get("duration_api_ms"),
-        num_turns=p.get("num_turns"),
+)
+register(
+    ek.ClaudeResult,
+    lambda r, p: ClaudeResultEvent(
+        **_base(r, p.run_id),
+        subtype=p.subtype,
+        is_error=p.is_error,
+        result=p.result,
+        cost_usd=p.cost_usd,
+        duration_ms=p.duration_ms,
+        duration_api_ms=p.duration_api_ms,
+        num_turns=p.num_turns,
     ),
-    "claude.system": lambda r, p: ClaudeSystemEvent(
-        **_base(r, p), subtype=p["subtype"], details=p["data"]
+)
+register(
+    ek.ClaudeSystem,
+    lambda r, p: ClaudeSystemEvent(
+        **_base(r, p.run_id), subtype=p.subtype, details=cast(JSON, p.data)
     ),
-    "claude.raw": lambda r, p: ClaudeRawEvent(**_base(r, p), details=p["data"]),
-    "claude.error": lambda r, p: ClaudeErrorEvent(
-        **_base(r, p), message=p["message"], line=p["line"]
-    ),
-}
+)
+register(
+    ek.ClaudeRaw, lambda r, p: ClaudeRawEvent(**_base(r, p.run_id), details=cast(JSON, p.data))
+)
+register(
+    ek.ClaudeParseError,
+    lambda r, p: ClaudeErrorEvent(**_base(r, p.run_id), message=p.message, line=p.line),
+)
 CLAUDE_EVENT_TYPES: list[type] = [
     ClaudeRunEvent,
     ClaudeInitEvent,

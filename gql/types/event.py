@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import strawberry
 from strawberry.scalars import JSON
 
-from gql.types.claude_events import CLAUDE_BUILDERS, CLAUDE_EVENT_TYPES
-from gql.types.event_base import SessionEvent, meta
+from gql.types.claude_events import CLAUDE_EVENT_TYPES
+from gql.types.event_base import BUILDERS, SessionEvent, meta, register
 from models.session import SessionStatus
 from models.testrun import TestRunStatus, Verdict
+from resolvers import event_kinds as ek
 from resolvers.events import EventRecord
 
 strawberry.enum(TestRunStatus, name="TestRunStatus")
@@ -20,7 +20,7 @@ strawberry.enum(Verdict, name="Verdict")
 
 @strawberry.type
 class SessionLifecycleEvent(SessionEvent):
-    """``session.created`` / ``session.started`` / ``session.ended``."""
+    """``session.created`` / ``session.started`` / ``session.ended`` / ``session.expired``."""
 
     status: SessionStatus
 
@@ -65,7 +65,8 @@ class CommandEvent(SessionEvent):
 
 @strawberry.type
 class CommandOutputEvent(SessionEvent):
-    """``terminal.output`` of a ``runCommand``: a coalesced chunk of stdout or stderr."""
+    """``command.output`` of a ``runCommand``: a coalesced chunk of stdout or stderr (stored
+    before that kind existed as ``terminal.output`` with a ``commandId``: read as this)."""
 
     command_id: strawberry.ID
     stream: str = strawberry.field(description="stdout or stderr.")
@@ -130,98 +131,195 @@ class NoteEvent(SessionEvent):
 
 
 @strawberry.type
+class OutputTruncatedEvent(SessionEvent):
+    """``output.truncated``: the session's recorded-output cap was reached; later output of
+    the command or terminal named here is not stored."""
+
+    limit_bytes: int
+    command_id: strawberry.ID | None
+    terminal_id: strawberry.ID | None
+
+
+@strawberry.type
+class StorageBudgetEvent(SessionEvent):
+    """``storage.budgetReached``: file contents past the session's storage budget are not
+    stored (each such file gets a ``file.skipped``)."""
+
+    limit_bytes: int
+    used_bytes: int | None
+    path: str | None
+
+
+@strawberry.type
 class GenericSessionEvent(SessionEvent):
-    """An event kind without a dedicated type; its payload as JSON."""
+    """An event kind this server does not know (or a stored row that does not fit its
+    kind); its payload as JSON."""
 
     payload: JSON
 
 
-_BUILDERS: dict[str, Callable[[EventRecord, dict[str, Any]], SessionEvent]] = {
-    "session": lambda r, p: SessionLifecycleEvent(**meta(r), status=SessionStatus(p["status"])),
-    "sandbox": lambda r, p: SandboxEvent(
-        **meta(r),
-        sandbox_id=strawberry.ID(p["sandboxId"]),
-        backend=p.get("backend"),
-        reason=p.get("reason"),
-        restored_files=p.get("restoredFiles"),
-    ),
-    "file": lambda r, p: FileEvent(
-        **meta(r),
-        path=p["path"],
-        size=p.get("size"),
-        sha256=p.get("sha256"),
-        source=p.get("source"),
-        reason=p.get("reason"),
-    ),
-    "command": lambda r, p: CommandEvent(
-        **meta(r),
-        command_id=strawberry.ID(p["commandId"]),
-        command=p.get("command"),
-        exit_code=p.get("exitCode"),
-        signal=p.get("signal"),
-        timed_out=p.get("timedOut"),
-        duration_ms=p.get("durationMs"),
-        truncated=p.get("truncated"),
-        error=p.get("error"),
-    ),
-    "terminal.output": lambda r, p: (
-        CommandOutputEvent(
-            **meta(r),
-            command_id=strawberry.ID(p["commandId"]),
-            stream=p["stream"],
-            data=p["data"],
-        )
-        if p.get("commandId")
-        else TerminalOutputEvent(
-            **meta(r),
-            terminal_id=strawberry.ID(p["terminalId"]),
-            data=p["data"],
-        )
-    ),
-    "terminal": lambda r, p: TerminalEvent(
-        **meta(r),
-        terminal_id=strawberry.ID(p["terminalId"]),
-        input=p.get("data"),
-        cols=p.get("cols"),
-        rows=p.get("rows"),
-        exit_code=p.get("exitCode"),
-    ),
-    "testrun.case": lambda r, p: TestCaseEvent(
-        **meta(r),
-        run_id=strawberry.ID(p["runId"]),
-        index=p["index"],
-        hidden=bool(p.get("hidden")),
-        passed=p["passed"],
-        name=p.get("name"),
-        verdict=Verdict(p["verdict"]) if p.get("verdict") else None,
-        duration_ms=p.get("durationMs"),
-        error=p.get("error"),
-    ),
-    "testrun": lambda r, p: TestRunEvent(
-        **meta(r),
-        run_id=strawberry.ID(p["runId"]),
-        run_status=TestRunStatus(p["status"]) if p.get("status") else None,
-        language=p.get("language"),
-        total=p.get("total"),
-        passed_count=p.get("passed"),
-        failed_count=p.get("failed"),
-        duration_ms=p.get("durationMs"),
-        compile_error=p.get("compileError"),
-        error=p.get("error"),
-        files=p.get("files"),
-    ),
-    "note": lambda r, p: NoteEvent(**meta(r), text=p["text"], author=p.get("author")),
-}
+def _id(value: str | None) -> strawberry.ID | None:
+    return None if value is None else strawberry.ID(value)
 
 
-_BUILDERS.update(CLAUDE_BUILDERS)
+def _session(
+    r: EventRecord,
+    p: ek.SessionCreated | ek.SessionStarted | ek.SessionEnded | ek.SessionExpired,
+) -> SessionEvent:
+    return SessionLifecycleEvent(**meta(r), status=p.status)
+
+
+def _sandbox_ended(r: EventRecord, p: ek.SandboxTerminated | ek.SandboxFailed) -> SessionEvent:
+    return SandboxEvent(
+        **meta(r),
+        sandbox_id=strawberry.ID(p.sandbox_id),
+        backend=None,
+        reason=p.reason,
+        restored_files=None,
+    )
+
+
+def _file(r: EventRecord, p: ek.FileWritten | ek.FileDeleted | ek.FileSkipped) -> SessionEvent:
+    return FileEvent(
+        **meta(r),
+        path=p.path,
+        size=None if isinstance(p, ek.FileDeleted) else p.size,
+        sha256=None if isinstance(p, ek.FileDeleted) else p.sha256,
+        source=p.source,
+        reason=p.reason if isinstance(p, ek.FileSkipped) else None,
+    )
+
+
+def _command(
+    r: EventRecord,
+    p: ek.CommandStarted | ek.CommandExited | ek.CommandTruncated | ek.CommandFailed,
+) -> SessionEvent:
+    started = p if isinstance(p, ek.CommandStarted) else None
+    exited = p if isinstance(p, ek.CommandExited) else None
+    return CommandEvent(
+        **meta(r),
+        command_id=strawberry.ID(p.command_id),
+        command=started.command if started else None,
+        exit_code=exited.exit_code if exited else None,
+        signal=exited.signal if exited else None,
+        timed_out=exited.timed_out if exited else None,
+        duration_ms=exited.duration_ms if exited else None,
+        truncated=exited.truncated if exited else None,
+        error=p.error if isinstance(p, ek.CommandFailed) else None,
+    )
+
+
+def _terminal(
+    r: EventRecord,
+    p: ek.TerminalOpened | ek.TerminalInput | ek.TerminalResized | ek.TerminalClosed,
+) -> SessionEvent:
+    sized = p if isinstance(p, ek.TerminalOpened | ek.TerminalResized) else None
+    return TerminalEvent(
+        **meta(r),
+        terminal_id=strawberry.ID(p.terminal_id),
+        input=p.data if isinstance(p, ek.TerminalInput) else None,
+        cols=sized.cols if sized else None,
+        rows=sized.rows if sized else None,
+        exit_code=p.exit_code if isinstance(p, ek.TerminalClosed) else None,
+    )
+
+
+def _testrun(r: EventRecord, p: ek.TestRunStarted | ek.TestRunFinished) -> SessionEvent:
+    started = p if isinstance(p, ek.TestRunStarted) else None
+    finished = p if isinstance(p, ek.TestRunFinished) else None
+    return TestRunEvent(
+        **meta(r),
+        run_id=strawberry.ID(p.run_id),
+        run_status=finished.status if finished else None,
+        language=started.language if started else None,
+        total=p.total,
+        passed_count=finished.passed if finished else None,
+        failed_count=finished.failed if finished else None,
+        duration_ms=finished.duration_ms if finished else None,
+        compile_error=finished.compile_error if finished else None,
+        error=finished.error if finished else None,
+        files=cast(JSON, started.files) if started else None,
+    )
+
+
+register(ek.SessionCreated, _session)
+register(ek.SessionStarted, _session)
+register(ek.SessionEnded, _session)
+register(ek.SessionExpired, _session)
+register(
+    ek.SandboxStarted,
+    lambda r, p: SandboxEvent(
+        **meta(r),
+        sandbox_id=strawberry.ID(p.sandbox_id),
+        backend=p.backend,
+        reason=None,
+        restored_files=p.restored_files,
+    ),
+)
+register(ek.SandboxTerminated, _sandbox_ended)
+register(ek.SandboxFailed, _sandbox_ended)
+register(ek.FileWritten, _file)
+register(ek.FileDeleted, _file)
+register(ek.FileSkipped, _file)
+register(
+    ek.StorageBudgetReached,
+    lambda r, p: StorageBudgetEvent(
+        **meta(r), limit_bytes=p.limit_bytes, used_bytes=p.used_bytes, path=p.path
+    ),
+)
+register(
+    ek.OutputTruncated,
+    lambda r, p: OutputTruncatedEvent(
+        **meta(r),
+        limit_bytes=p.limit_bytes,
+        command_id=_id(p.command_id),
+        terminal_id=_id(p.terminal_id),
+    ),
+)
+register(ek.CommandStarted, _command)
+register(ek.CommandExited, _command)
+register(ek.CommandTruncated, _command)
+register(ek.CommandFailed, _command)
+register(
+    ek.CommandOutput,
+    lambda r, p: CommandOutputEvent(
+        **meta(r), command_id=strawberry.ID(p.command_id), stream=p.stream, data=p.data
+    ),
+)
+register(
+    ek.TerminalOutput,
+    lambda r, p: TerminalOutputEvent(
+        **meta(r), terminal_id=strawberry.ID(p.terminal_id), data=p.data
+    ),
+)
+register(ek.TerminalOpened, _terminal)
+register(ek.TerminalInput, _terminal)
+register(ek.TerminalResized, _terminal)
+register(ek.TerminalClosed, _terminal)
+register(ek.TestRunStarted, _testrun)
+register(ek.TestRunFinished, _testrun)
+register(
+    ek.TestRunCase,
+    lambda r, p: TestCaseEvent(
+        **meta(r),
+        run_id=strawberry.ID(p.run_id),
+        index=p.index,
+        hidden=p.hidden,
+        passed=p.passed,
+        name=p.name,
+        verdict=p.verdict,
+        duration_ms=p.duration_ms,
+        error=p.error,
+    ),
+)
+register(ek.NoteAdded, lambda r, p: NoteEvent(**meta(r), text=p.text, author=p.author))
 
 
 def event_of(record: EventRecord) -> SessionEvent:
-    builder = _BUILDERS.get(record.type) or _BUILDERS.get(record.type.split(".", 1)[0])
+    builder = BUILDERS.get(type(record.payload))
     if builder is not None:
         return builder(record, record.payload)
-    return GenericSessionEvent(**meta(record), payload=cast(JSON, record.payload))
+    return GenericSessionEvent(**meta(record), payload=cast(JSON, record.payload.to_json()))
 
 
 @strawberry.type
@@ -253,5 +351,7 @@ EVENT_TYPES: list[type] = [
     TestCaseEvent,
     *CLAUDE_EVENT_TYPES,
     NoteEvent,
+    OutputTruncatedEvent,
+    StorageBudgetEvent,
     GenericSessionEvent,
 ]
