@@ -222,8 +222,10 @@ async def worker() -> None:
             reply({"results": results})
         elif op == "close":
             for watch in watches:
-                with contextlib.suppress(Exception):
+                try:
                     await watch.client.close()
+                except Exception as exc:  # its results are in; the others still close
+                    print(f"worker: closing a watcher failed: {exc!r}", file=sys.stderr)
                 watch.task.cancel()
             watches = []
             reply({"ok": True})
@@ -284,9 +286,8 @@ class Workers:
     async def stop(self) -> None:
         for proc in self.procs:
             if proc.returncode is None:
-                with contextlib.suppress(Exception):
-                    assert proc.stdin is not None
-                    proc.stdin.close()
+                if proc.stdin is not None:
+                    proc.stdin.close()  # EOF: the worker exits (killed below if not)
                 try:
                     await asyncio.wait_for(proc.wait(), 5)
                 except TimeoutError:
@@ -677,8 +678,12 @@ class Bench:
         finally:
             for task in (producer, replying):
                 task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
+                try:
                     await task
+                except asyncio.CancelledError:
+                    pass
+                except Exception as exc:  # already reported above, or the run failed anyway
+                    print(f"bench: a run task ended with {exc!r}", file=sys.stderr)
             for spy in spies:
                 spy.send_signal(signal.SIGINT)
                 await spy.wait()

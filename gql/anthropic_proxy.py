@@ -123,8 +123,12 @@ class ProxySocket:
     async def aclose(self) -> None:
         if self._server is not None and self._task is not None:
             self._server.should_exit = True
-            with contextlib.suppress(Exception):
+            try:
                 await self._task
+            except Exception:
+                # Safe to go on: the server is stopping for good and its socket's
+                # directory is removed next; the log says what it ended with.
+                logger.warning("the agent proxy socket server failed on close", exc_info=True)
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
         self._server = self._task = None

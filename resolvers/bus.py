@@ -131,10 +131,12 @@ class EventBus:
 
 async def _quietly_disconnect(broadcast: Broadcast) -> None:
     # A broadcaster whose connection died raises from disconnect(); it is
-    # being thrown away either way.
-    with contextlib.suppress(Exception):
+    # being thrown away either way, so the error is only worth a log line.
+    try:
         async with asyncio.timeout(2):
             await broadcast.disconnect()
+    except Exception as exc:
+        logger.info("closing a discarded bus connection failed: %r", exc)
 
 
 async def follow_channel(
@@ -163,8 +165,14 @@ async def follow_channel(
                 reader = asyncio.ensure_future(pump())
                 await asyncio.wait({reader, changed}, return_when=asyncio.FIRST_COMPLETED)
                 reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
+                try:
                     await reader
+                except asyncio.CancelledError:
+                    pass
+                except Exception:
+                    # A handler that raised: logged, and the channel is followed on
+                    # (one bad message must not end the subscription).
+                    logger.exception("handling a message on %s failed", channel)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the bus is down: wait for it to come back

@@ -222,8 +222,12 @@ class Terminals:
 
     async def close_all(self) -> None:
         for live in list(self._live.values()):
-            with contextlib.suppress(Exception):
+            try:
                 await live.pty.close()
+            except Exception:
+                # Shutting down: the other terminals must still be closed, and the
+                # sandbox's own teardown (or its lifetime limit) ends this shell.
+                logger.warning("closing terminal %s failed", live.record.id, exc_info=True)
             for task in live.tasks:
                 task.cancel()
         self._live.clear()
