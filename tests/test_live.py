@@ -8,6 +8,7 @@ import httpx
 
 from tests.conftest import Account
 from tests.server import ServerProcess
+from tests.support import wait_until
 from tests.workspace_support import RUN, START
 from tests.wsclient import SESSION_EVENTS, GraphQLWS, collect_seqs
 
@@ -35,6 +36,20 @@ async def add_notes(
     return sorted(seqs)
 
 
+async def last_seq(server: ServerProcess, account: Account) -> int:
+    """The session's last stored seq, as the API reports it."""
+    headers = {"authorization": f"Bearer {account['interviewerToken']}"}
+    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
+        response = await http.post(
+            "/graphql",
+            json={
+                "query": "query($s: ID!) { session(id: $s) { lastSeq } }",
+                "variables": {"s": account["sessionId"]},
+            },
+        )
+        return int(response.json()["data"]["session"]["lastSeq"])
+
+
 async def watch(server: ServerProcess, account: Account, token: str, after: int = 0) -> GraphQLWS:
     client = await GraphQLWS.connect(server.ws_url, account[token])
     await client.subscribe(SESSION_EVENTS, {"s": account["sessionId"], "a": after})
@@ -44,10 +59,15 @@ async def watch(server: ServerProcess, account: Account, token: str, after: int 
 async def test_replay_seam_under_concurrent_writes(
     live_server: ServerProcess, account: Account
 ) -> None:
-    await add_notes(live_server, account, 40)  # history to replay
+    history = await add_notes(live_server, account, 40)  # history to replay
     writer = asyncio.create_task(add_notes(live_server, account, 200))
-    await asyncio.sleep(0.05)  # subscribe while the writer is busy
+
+    async def writing() -> bool:
+        return await last_seq(live_server, account) >= history[-1] + 20
+
+    await wait_until(writing, what="the writer is under way")  # subscribe while it writes
     client = await watch(live_server, account, "interviewerToken")
+    assert not writer.done(), "subscribed while the writer was still writing"
     written = await writer
     seqs = await collect_seqs(client, until_seq=written[-1])
     await client.close()

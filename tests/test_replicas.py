@@ -2,69 +2,23 @@
 
 from __future__ import annotations
 
-import asyncio
-import shutil
-import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from resolvers.events import channel_for
 from tests.conftest import REDIS_URL, Account
-from tests.server import ServerProcess, free_port, start_server
-from tests.test_live import add_notes, watch
+from tests.redis_server import RedisServer
+from tests.server import ServerProcess, start_server
+from tests.support import wait_until
+from tests.test_live import add_notes, last_seq, watch
 from tests.workspace_support import RUN, START
 from tests.wsclient import collect_events, collect_seqs
 
 pytestmark = pytest.mark.redis
-
-
-class RedisServer:
-    """A private redis-server on a free loopback port, to be stopped and restarted."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(100):
-            probe = subprocess.run(
-                ["redis-cli", "-p", str(self.port), "ping"], capture_output=True, check=False
-            )
-            if probe.stdout.strip() == b"PONG":
-                return
-            subprocess.run(["sleep", "0.05"], check=False)
-        raise RuntimeError("private redis-server did not start")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
 
 
 @pytest.fixture
@@ -98,7 +52,9 @@ async def test_redis_restart_mid_stream_loses_nothing(
     private_redis.stop()
     during = await add_notes(writer, account, 20)  # stored; publishing fails quietly
     private_redis.start()
-    await asyncio.sleep(1.5)  # the replicas notice and reconnect
+    # The reader's hub resubscribes once its bus has noticed Redis is back and reconnected.
+    channel = channel_for(uuid.UUID(account["sessionId"]))
+    await wait_until(lambda: private_redis.subscribers(channel) >= 1, 20, what="resubscribed")
     after = await add_notes(writer, account, 20)
 
     seqs = await collect_seqs(client, until_seq=after[-1], timeout=30)
@@ -136,7 +92,7 @@ async def test_commands_on_one_replica_reach_watchers_on_another(
                 },
             )
             assert ran.json()["data"]["runCommand"]["exitCode"] == 0
-        last = await http_last_seq(runner, account)
+        last = await last_seq(runner, account)
         for client in clients:
             events = await collect_events(client, until_seq=last)
             assert [e["seq"] for e in events] == list(range(1, last + 1))
@@ -146,16 +102,3 @@ async def test_commands_on_one_replica_reach_watchers_on_another(
     finally:
         runner.stop()
         watcher.stop()
-
-
-async def http_last_seq(server: ServerProcess, account: Account) -> int:
-    headers = {"authorization": f"Bearer {account['interviewerToken']}"}
-    async with httpx.AsyncClient(base_url=server.url, headers=headers) as http:
-        response = await http.post(
-            "/graphql",
-            json={
-                "query": "query($s: ID!) { session(id: $s) { lastSeq } }",
-                "variables": {"s": account["sessionId"]},
-            },
-        )
-        return int(response.json()["data"]["session"]["lastSeq"])
