@@ -111,8 +111,9 @@ class FileSkipped(Payload):
 @dataclass(frozen=True, slots=True)
 class StorageBudgetReached(Payload):
     limit_bytes: int
+    path: str
+    """The file whose content first did not fit."""
     used_bytes: int | None = None
-    path: str | None = None
 
 
 @kind("output.truncated")

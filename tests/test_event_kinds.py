@@ -51,12 +51,22 @@ INTERVIEWER = principal(PrincipalKind.INTERVIEWER)
 def test_every_kind_has_a_graphql_type_and_round_trips(kind: str) -> None:
     cls = ek.KINDS[kind]
     assert cls in BUILDERS, f"{kind} has no GraphQL type: register one in gql/types"
-    payload = cls(**required_args(cls))
+    args = required_args(cls)
+    if cls is ek.OutputTruncated:  # names its command or terminal
+        args["command_id"] = "c"
+    payload = cls(**args)
     assert ek.parse_stored(kind, payload.to_json()) == payload
     built = event_of(record(payload))
     assert type(built) in EVENT_TYPES
     assert not isinstance(built, GenericSessionEvent)
     assert built.type == kind
+
+
+def test_truncated_output_names_its_command_or_terminal() -> None:
+    by_command = event_of(record(ek.OutputTruncated(100, command_id="c")))
+    by_terminal = event_of(record(ek.OutputTruncated(100, terminal_id="t")))
+    assert type(by_command).__name__ == "CommandOutputTruncatedEvent"
+    assert type(by_terminal).__name__ == "TerminalOutputTruncatedEvent"
 
 
 def test_stored_json_keeps_its_shape() -> None:

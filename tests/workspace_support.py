@@ -34,7 +34,8 @@ EVENT_FIELDS = """
   ... on TerminalOutputEvent { terminalId data }
   ... on TerminalEvent { terminalId input cols rows exitCode }
   ... on NoteEvent { text author }
-  ... on OutputTruncatedEvent { commandId terminalId limitBytes }
+  ... on CommandOutputTruncatedEvent { commandId limitBytes }
+  ... on TerminalOutputTruncatedEvent { terminalId limitBytes }
   ... on StorageBudgetEvent { limitBytes usedBytes path }
   ... on TestRunEvent {
     runId runStatus language total passedCount failedCount durationMs compileError error files

@@ -131,13 +131,21 @@ class NoteEvent(SessionEvent):
 
 
 @strawberry.type
-class OutputTruncatedEvent(SessionEvent):
-    """``output.truncated``: the session's recorded-output cap was reached; later output of
-    the command or terminal named here is not stored."""
+class CommandOutputTruncatedEvent(SessionEvent):
+    """``output.truncated`` by a command: the session's recorded-output cap was reached;
+    later output is not stored (the command's own result still has it)."""
 
+    command_id: strawberry.ID
     limit_bytes: int
-    command_id: strawberry.ID | None
-    terminal_id: strawberry.ID | None
+
+
+@strawberry.type
+class TerminalOutputTruncatedEvent(SessionEvent):
+    """``output.truncated`` by a terminal: the session's recorded-output cap was reached;
+    later output and input are not stored."""
+
+    terminal_id: strawberry.ID
+    limit_bytes: int
 
 
 @strawberry.type
@@ -147,7 +155,7 @@ class StorageBudgetEvent(SessionEvent):
 
     limit_bytes: int
     used_bytes: int | None
-    path: str | None
+    path: str
 
 
 @strawberry.type
@@ -158,8 +166,16 @@ class GenericSessionEvent(SessionEvent):
     payload: JSON
 
 
-def _id(value: str | None) -> strawberry.ID | None:
-    return None if value is None else strawberry.ID(value)
+def _truncated(r: EventRecord, p: ek.OutputTruncated) -> SessionEvent:
+    if p.command_id is not None:
+        return CommandOutputTruncatedEvent(
+            **meta(r), command_id=strawberry.ID(p.command_id), limit_bytes=p.limit_bytes
+        )
+    if p.terminal_id is not None:
+        return TerminalOutputTruncatedEvent(
+            **meta(r), terminal_id=strawberry.ID(p.terminal_id), limit_bytes=p.limit_bytes
+        )
+    return GenericSessionEvent(**meta(r), payload=cast(JSON, p.to_json()))
 
 
 def _session(
@@ -267,15 +283,7 @@ register(
         **meta(r), limit_bytes=p.limit_bytes, used_bytes=p.used_bytes, path=p.path
     ),
 )
-register(
-    ek.OutputTruncated,
-    lambda r, p: OutputTruncatedEvent(
-        **meta(r),
-        limit_bytes=p.limit_bytes,
-        command_id=_id(p.command_id),
-        terminal_id=_id(p.terminal_id),
-    ),
-)
+register(ek.OutputTruncated, _truncated)
 register(ek.CommandStarted, _command)
 register(ek.CommandExited, _command)
 register(ek.CommandTruncated, _command)
@@ -351,7 +359,8 @@ EVENT_TYPES: list[type] = [
     TestCaseEvent,
     *CLAUDE_EVENT_TYPES,
     NoteEvent,
-    OutputTruncatedEvent,
+    CommandOutputTruncatedEvent,
+    TerminalOutputTruncatedEvent,
     StorageBudgetEvent,
     GenericSessionEvent,
 ]
