@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             max_tokens=settings.claude_max_tokens_per_run,
         )
     )
-    proxy_socket = ProxySocket(proxy) if backend.name == "local" else None
+    proxy_socket = ProxySocket(proxy) if backend.agent_proxy_route == "socket" else None
 
     async def close_proxy() -> None:
         if proxy_socket is not None:

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import builtins
 import enum
+import math
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -111,6 +113,12 @@ class Limits:
     max_open_files: int = 256
     cpu_seconds: int = 600
 
+
+AgentProxyRoute = Literal["socket", "egress"]
+"""``socket``: the sandbox has no network; the proxy's Unix socket directory is
+bound in for one command (``NetworkPolicy.socket_dir``, seen at SOCKET_MOUNT).
+``egress``: the command's egress is widened to the server's public host
+(``NetworkPolicy.allow_hosts``); sockets cannot be bound in."""
 
 SOCKET_MOUNT = "/run/interviewlm"
 """Where ``NetworkPolicy.socket_dir`` appears inside a local sandbox."""
@@ -226,7 +234,18 @@ class PtyHandle(Protocol):
 
 @runtime_checkable
 class SandboxBackend(Protocol):
+    """The contract.  Backends call the ``check_*`` functions and ``command_argv``
+    below before anything else, so the same bad input is the same InvalidSpec on
+    every backend; what is left to a backend is what only it cannot honour."""
+
     name: str
+    shares_sandboxes_across_replicas: bool
+    """True: a sandbox outlives the server process that created it and any
+    replica can attach to it by id (Modal).  False: it belongs to the process
+    that created it, and is lost when that process is gone (local)."""
+    agent_proxy_route: AgentProxyRoute
+    """How a command reaches the server's API proxy (the Claude agent): see
+    ``AgentProxyRoute``."""
 
     async def start(self) -> None:
         """Check the runtime (raise BackendUnavailable if isolation is missing)."""
@@ -304,6 +323,106 @@ class SandboxBackend(Protocol):
 
         Raises SandboxError if the sandbox still runs: terminate it first.
         """
+
+
+# -- validation, done once here for every backend -------------------------------
+
+MAX_TERMINAL_DIMENSION = 10_000
+"""Columns and rows are 1..this (the kernel's winsize fields are 16 bits)."""
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ARGV_ERROR = "command must be a non-empty sequence of strings, the first naming a program"
+
+
+def command_argv(command: Sequence[str] | str, *, sh_path: str = "/bin/sh") -> builtins.list[str]:
+    """The argv of a command: a sequence is one, a string runs under ``sh_path -c``."""
+    if isinstance(command, str):
+        argv = [sh_path, "-c", command]
+    elif isinstance(command, list | tuple) and all(isinstance(a, str) for a in command):
+        argv = list(command)
+    else:
+        raise InvalidSpec(_ARGV_ERROR)
+    if not argv or not argv[0]:
+        raise InvalidSpec(_ARGV_ERROR)
+    if any("\x00" in arg for arg in argv):
+        raise InvalidSpec("command contains a NUL byte")
+    return argv
+
+
+def check_timeout(value: float | None, what: str = "timeout_s") -> None:
+    """None (no limit) or a positive, finite number of seconds."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise InvalidSpec(f"{what} must be a positive, finite number of seconds, got {value!r}")
+
+
+def check_terminal_size(cols: int, rows: int) -> None:
+    for value in (cols, rows):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidSpec(f"terminal size {cols!r}x{rows!r} is not two integers")
+        if not 0 < value <= MAX_TERMINAL_DIMENSION:
+            raise InvalidSpec(
+                f"terminal size {cols}x{rows} is out of range (1..{MAX_TERMINAL_DIMENSION})"
+            )
+
+
+def check_env(env: Mapping[str, str]) -> None:
+    for key, value in env.items():
+        if not isinstance(key, str) or not _ENV_NAME.match(key):
+            raise InvalidSpec(f"environment variable name {key!r} is not valid")
+        if not isinstance(value, str) or "\x00" in value:
+            raise InvalidSpec(f"environment variable {key!r} must be a string without NUL bytes")
+
+
+def check_limits(limits: Limits) -> None:
+    """Refuse limits no kernel can express (or that would make no sandbox at all)."""
+    if isinstance(limits.cpu, bool) or not isinstance(limits.cpu, int | float):
+        raise InvalidSpec("limits.cpu must be positive")
+    if not 0 < limits.cpu < math.inf:
+        raise InvalidSpec("limits.cpu must be positive")
+    for name in ("memory_mb", "max_processes", "max_file_size_mb", "max_open_files", "cpu_seconds"):
+        value = getattr(limits, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise InvalidSpec(f"limits.{name} must be a positive integer, got {value!r}")
+    if limits.memory_mb < 16:
+        raise InvalidSpec("limits.memory_mb must be at least 16")
+    if limits.max_open_files < 16:
+        raise InvalidSpec("limits.max_open_files must be at least 16")
+
+
+def check_spec(spec: SandboxSpec) -> None:
+    """What every backend refuses in a spec (the workdir is checked with ``paths``)."""
+    check_limits(spec.limits)
+    check_env(spec.env)
+    check_timeout(spec.timeout_s)
+    check_timeout(spec.idle_timeout_s, "idle_timeout_s")
+    for key, value in spec.tags.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidSpec("tags must map strings to strings")
+
+
+def check_exec(
+    command: Sequence[str] | str,
+    *,
+    env: Mapping[str, str] | None,
+    timeout_s: float | None,
+    sh_path: str = "/bin/sh",
+) -> builtins.list[str]:
+    """``exec``'s arguments, checked; the argv to run."""
+    argv = command_argv(command, sh_path=sh_path)
+    check_env(env or {})
+    check_timeout(timeout_s)
+    return argv
+
+
+def check_pty(
+    command: Sequence[str], *, cols: int, rows: int, env: Mapping[str, str] | None
+) -> builtins.list[str]:
+    """``open_pty``'s arguments, checked; the argv to run."""
+    check_terminal_size(cols, rows)
+    argv = command_argv(command)
+    check_env(env or {})
+    return argv
 
 
 TRUNCATION_MARKER = b"\n[output truncated: limit of %d bytes reached]\n"

@@ -93,10 +93,11 @@ async def _end_lost_sandboxes(sandboxes: Sandboxes) -> int:
     ended = 0
     records = await SandboxRecord.filter(state__in=LIVE, backend=sandboxes.backend.name)
     for record in records:
-        if sandboxes.backend.name == "local" and _owner_alive(record.owner, sandboxes.owner):
+        shared = sandboxes.backend.shares_sandboxes_across_replicas
+        if not shared and _owner_alive(record.owner, sandboxes.owner):
             continue
         alive = False
-        if sandboxes.backend.name != "local" and record.backend_id:
+        if shared and record.backend_id:
             try:
                 alive = await sandboxes.backend_status(record) is SandboxStatus.RUNNING
             except (SandboxError, SandboxUnavailable):

@@ -62,14 +62,16 @@ from pathlib import Path
 from typing import Literal
 
 from modal_app.base import (
+    AgentProxyRoute,
     BackendUnavailable,
-    InvalidSpec,
     NetworkPolicy,
     SandboxError,
     SandboxInfo,
     SandboxSpec,
     SandboxStatus,
     SandboxTerminated,
+    check_exec,
+    check_pty,
 )
 from modal_app.local.bwrap import Tools, uid_pids
 from modal_app.local.cgroup import Cgroups, detect_v1, detect_v2, from_v2_parent
@@ -82,7 +84,7 @@ from modal_app.local.probe import probe_isolation
 from modal_app.local.pty import LocalPtyHandle
 from modal_app.local.quota import DiskQuota, QuotaState
 from modal_app.local.runner import Handle, Runner
-from modal_app.local.spec import check_spec, command_argv
+from modal_app.local.spec import check_local_spec
 
 _log = logging.getLogger(__name__)
 
@@ -107,6 +109,10 @@ class LocalSandboxBackend(WorkspaceFiles):
     """
 
     name = "local"
+    shares_sandboxes_across_replicas = False
+    """A sandbox's processes are children of the server process that started them."""
+    agent_proxy_route: AgentProxyRoute = "socket"
+    """No network at all: the proxy's socket is bound in for the agent's command."""
 
     def __init__(
         self,
@@ -231,7 +237,7 @@ class LocalSandboxBackend(WorkspaceFiles):
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
         self._started()
-        workdir = check_spec(spec)
+        workdir = check_local_spec(spec)
         meta = SandboxMeta(
             id=new_sandbox_id(),
             created_at=time.time(),
@@ -353,9 +359,7 @@ class LocalSandboxBackend(WorkspaceFiles):
         network: NetworkPolicy | None = None,
         private: bool = False,
     ) -> LocalExecHandle:
-        argv = command_argv(command)
-        if timeout_s is not None and not timeout_s > 0:
-            raise InvalidSpec("timeout_s must be positive")
+        argv = check_exec(command, env=env, timeout_s=timeout_s)
         meta, live = await self._runnable(sandbox_id)
         handle = await self._started().exec(
             meta,
@@ -379,7 +383,7 @@ class LocalSandboxBackend(WorkspaceFiles):
         command: Sequence[str] = ("bash", "-l"),
         env: Mapping[str, str] | None = None,
     ) -> LocalPtyHandle:
-        argv = command_argv(command)
+        argv = check_pty(command, cols=cols, rows=rows, env=env)
         meta, live = await self._runnable(sandbox_id)
         handle = await self._started().pty(
             meta, argv, cols=cols, rows=rows, env=env, on_exit=self._exited(live)

@@ -21,7 +21,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from modal_app.base import InvalidSpec, Language, Limits
+from modal_app.base import Language, Limits
 
 SANDBOX_USER = "sandbox"
 SANDBOX_UID = 1000
@@ -140,23 +140,3 @@ def environment(
         path.insert(0, f"{SANDBOX_HOME}/go/bin")
     env["PATH"] = ":".join(path)
     return env
-
-
-def check_limits(limits: Limits) -> None:
-    """Refuse limits the kernel cannot express (or that would make no sandbox at all)."""
-    if not limits.cpu > 0:
-        raise InvalidSpec("limits.cpu must be positive")
-    for name in (
-        "memory_mb",
-        "max_processes",
-        "max_file_size_mb",
-        "max_open_files",
-        "cpu_seconds",
-    ):
-        value = getattr(limits, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise InvalidSpec(f"limits.{name} must be a positive integer, got {value!r}")
-    if limits.memory_mb < 16:
-        raise InvalidSpec("limits.memory_mb must be at least 16")
-    if limits.max_open_files < 16:
-        raise InvalidSpec("limits.max_open_files must be at least 16")

@@ -19,19 +19,17 @@ import struct
 import termios
 from collections.abc import AsyncIterator, Callable
 
-from modal_app.base import InvalidSpec
+from modal_app.base import check_terminal_size
 from modal_app.local.bwrap import Spawned, kill_tree, reap_namespace
 
 _READ = 1 << 16
 _HIGH_WATER = 1 << 20
 _LOW_WATER = 1 << 18
-MAX_DIMENSION = 10_000
 _WRITE_STALL_S = 5.0
 
 
 def set_winsize(fd: int, cols: int, rows: int) -> None:
-    if not (0 < cols <= MAX_DIMENSION and 0 < rows <= MAX_DIMENSION):
-        raise InvalidSpec(f"terminal size {cols}x{rows} is out of range")
+    check_terminal_size(cols, rows)
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
 

@@ -9,7 +9,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from modal_app.base import BackendUnavailable, FileNotFoundInSandbox, InvalidSpec, NetworkPolicy
+from modal_app.base import (
+    BackendUnavailable,
+    FileNotFoundInSandbox,
+    InvalidSpec,
+    NetworkPolicy,
+    check_env,
+)
 from modal_app.local.bwrap import Invocation, Tools, spawn
 from modal_app.local.cgroup import Cgroups
 from modal_app.local.exec import LocalExecHandle
@@ -18,7 +24,7 @@ from modal_app.local.meta import MetaStore, SandboxMeta
 from modal_app.local.presets import SystemView, environment
 from modal_app.local.private import make_snapshot, remove_snapshot
 from modal_app.local.pty import LocalPtyHandle, set_winsize
-from modal_app.local.spec import NETWORK_REFUSED, check_env
+from modal_app.local.spec import NETWORK_REFUSED
 from modal_app.paths import normalize_workspace_path, workspace_abspath
 
 Handle = LocalExecHandle | LocalPtyHandle

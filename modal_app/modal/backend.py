@@ -55,6 +55,7 @@ import modal
 
 from modal_app.base import (
     WORKSPACE,
+    AgentProxyRoute,
     BackendUnavailable,
     ExecHandle,
     FileEntry,
@@ -67,6 +68,9 @@ from modal_app.base import (
     SandboxSpec,
     SandboxStatus,
     SandboxTerminated,
+    check_exec,
+    check_pty,
+    check_spec,
 )
 from modal_app.modal.errors import translate_errors
 from modal_app.modal.files import ModalFiles
@@ -79,7 +83,6 @@ from modal_app.modal.spec import (
     TAG_VOLUME,
     ModalOptions,
     app_name,
-    check_env,
     sandbox_create_args,
     sandbox_workdir,
     user_tags,
@@ -88,22 +91,12 @@ from modal_app.modal.spec import (
 _BACKSTOP_MARGIN_S = 5
 
 
-def _argv(command: Sequence[str] | str) -> list[str]:
-    argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
-    if not argv or not argv[0]:
-        raise InvalidSpec("empty command")
-    if any("\x00" in arg for arg in argv):
-        raise InvalidSpec("command contains a NUL byte")
-    return argv
-
-
 def _modal_timeout(timeout_s: float | None) -> int | None:
     """Modal's exec timeout: a backstop behind the handle's own sub-second watchdog."""
     if timeout_s is None:
         return None
-    if not 0 < timeout_s < float("inf"):
-        raise InvalidSpec(f"timeout_s must be a positive number of seconds, got {timeout_s!r}")
-    # Whole seconds, rounded up, plus room for the watchdog's kill to land first.
+    # Finite and positive (``check_exec``).  Whole seconds, rounded up, plus
+    # room for the watchdog's kill to land first.
     return math.ceil(timeout_s) + _BACKSTOP_MARGIN_S
 
 
@@ -117,6 +110,10 @@ class ModalSandboxBackend:
     """``SandboxBackend`` on Modal; see the module docstring."""
 
     name = "modal"
+    shares_sandboxes_across_replicas = True
+    """Sandboxes run on Modal; any replica attaches to one by id."""
+    agent_proxy_route: AgentProxyRoute = "egress"
+    """The agent's command gets egress to PUBLIC_URL's host (no host sockets here)."""
 
     def __init__(
         self,
@@ -215,6 +212,7 @@ class ModalSandboxBackend:
     # -- sandboxes -----------------------------------------------------------
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
+        check_spec(spec)  # before any call to Modal: a bad spec is the caller's error
         client = self._require_client()
         image = self._images.image_for(spec.language, spec.image)
         now = time.time()
@@ -351,13 +349,12 @@ class ModalSandboxBackend:
         network: NetworkPolicy | None = None,
         private: bool = False,
     ) -> ExecHandle:
-        argv = _argv(command)
+        argv = check_exec(command, env=env, timeout_s=timeout_s, sh_path="sh")
         if private:
             if network is not None and not network.blocked:
                 raise InvalidSpec("a private command has no network")
             argv = private_argv(argv)  # best effort on Modal: see modal_private
         workdir = None if cwd is None else sandbox_workdir(cwd)
-        check_env(env or {})
         if network is not None and network.socket_dir:
             # Host sockets exist only for local sandboxes; here the agent
             # reaches the proxy at PUBLIC_URL through the widened egress.
@@ -401,10 +398,7 @@ class ModalSandboxBackend:
         command: Sequence[str] = ("bash", "-l"),
         env: Mapping[str, str] | None = None,
     ) -> PtyHandle:
-        if cols <= 0 or rows <= 0:
-            raise InvalidSpec("terminal size must be positive")
-        argv = _argv(command)
-        check_env(env or {})
+        argv = check_pty(command, cols=cols, rows=rows, env=env)
         ref = await self._refs.running(sandbox_id)
         state_path = f"{STATE_DIR}/{uuid.uuid4().hex}"
         wrapped = exec_wrapper_argv(

@@ -33,7 +33,7 @@ from typing import Literal
 
 import modal.container_process
 
-from modal_app.base import ExitStatus, OutputChunk, SandboxError
+from modal_app.base import ExitStatus, OutputChunk, SandboxError, check_terminal_size
 from modal_app.modal.errors import translate_errors
 from modal_app.modal.shell import kill_tree_argv, resize_argv
 
@@ -294,8 +294,7 @@ class ModalPtyHandle(_ProcessBase):
         await self._write(data)
 
     async def resize(self, cols: int, rows: int) -> None:
-        if cols <= 0 or rows <= 0:
-            return
+        check_terminal_size(cols, rows)
         self._wanted = (cols, rows)
         async with self._resize_lock:
             size = self._wanted

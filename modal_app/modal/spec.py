@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import modal
 
-from modal_app.base import WORKSPACE, InvalidSpec, Limits, NetworkPolicy, SandboxSpec
+from modal_app.base import WORKSPACE, InvalidSpec, Limits, NetworkPolicy, SandboxSpec, check_spec
 from modal_app.paths import normalize_workspace_path, workspace_abspath
 
 # Modal's ceiling for a sandbox's lifetime.
@@ -47,7 +47,6 @@ RESERVED_TAGS = frozenset({TAG_VOLUME, TAG_CREATED, TAG_LIMITS})
 _NAME_OK = re.compile(r"^[A-Za-z0-9._-]{1,63}$")
 _NAME_BAD_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _DOMAIN = re.compile(r"^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9-]+)*$|^\*$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,23 +162,6 @@ def check_tags(tags: Mapping[str, str]) -> None:
             )
 
 
-def check_limits(limits: Limits) -> None:
-    if not limits.cpu > 0:
-        raise InvalidSpec("limits.cpu must be positive")
-    for name in ("memory_mb", "max_processes", "max_file_size_mb", "max_open_files", "cpu_seconds"):
-        value = getattr(limits, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise InvalidSpec(f"limits.{name} must be a positive integer, got {value!r}")
-
-
-def check_env(env: Mapping[str, str]) -> None:
-    for key, value in env.items():
-        if not _ENV_NAME.match(key):
-            raise InvalidSpec(f"environment variable name {key!r} is not valid")
-        if "\x00" in value:
-            raise InvalidSpec(f"environment variable {key!r} contains a NUL byte")
-
-
 def split_allow_hosts(policy: NetworkPolicy) -> tuple[list[str], list[str]]:
     """(CIDRs, domains) of a policy's allowed hosts; raises InvalidSpec for anything else."""
     cidrs: list[str] = []
@@ -252,9 +234,8 @@ def sandbox_create_args(
     ``workspace_key`` names a fresh volume when neither ``spec.volume`` nor a
     ``session`` tag does (default: a random id).
     """
+    check_spec(spec)
     check_tags(spec.tags)
-    check_limits(spec.limits)
-    check_env(spec.env)
     timeout = _seconds(spec.timeout_s, "timeout_s", ceiling=MAX_TIMEOUT_S)
     idle = None
     if spec.idle_timeout_s is not None:
