@@ -73,7 +73,7 @@ from modal_app.base import (
     check_exec,
     check_pty,
 )
-from modal_app.local.bwrap import Tools, uid_pids
+from modal_app.local.bwrap import Tools
 from modal_app.local.cgroup import Cgroups, detect_v1, detect_v2, from_v2_parent
 from modal_app.local.exec import LocalExecHandle
 from modal_app.local.fileapi import WorkspaceFiles, owner_of
@@ -81,6 +81,7 @@ from modal_app.local.files import mkdir as fs_mkdir
 from modal_app.local.meta import MetaStore, SandboxMeta, check_sandbox_id, new_sandbox_id
 from modal_app.local.presets import GENERATED_ETC, system_view
 from modal_app.local.probe import probe_isolation
+from modal_app.local.process import uid_pids
 from modal_app.local.pty import LocalPtyHandle
 from modal_app.local.quota import DiskQuota, QuotaState
 from modal_app.local.runner import Handle, Runner

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
 from modal_app.base import ExitStatus, OutputChunk
-from modal_app.local.bwrap import Spawned, kill_tree, reap_namespace
+from modal_app.local.process import Spawned, kill_tree, reap_namespace
 
 READ_CHUNK = 1 << 16
 # Bounded so an output flood nobody reads stalls the command on a full pipe

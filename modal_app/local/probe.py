@@ -18,9 +18,10 @@ import shutil
 from pathlib import Path
 
 from modal_app.base import BackendUnavailable, Limits
-from modal_app.local.bwrap import Invocation, Tools, reap_namespace, spawn
+from modal_app.local.bwrap import Invocation, Tools
 from modal_app.local.cgroup import Cgroups
 from modal_app.local.presets import GENERATED_ETC, SANDBOX_UID, SystemView
+from modal_app.local.process import reap_namespace, spawn
 
 _SCRIPT = (
     "readlink /proc/self/ns/user /proc/self/ns/pid /proc/self/ns/net; id -u; echo $$; "

@@ -20,7 +20,7 @@ import termios
 from collections.abc import AsyncIterator, Callable
 
 from modal_app.base import check_terminal_size
-from modal_app.local.bwrap import Spawned, kill_tree, reap_namespace
+from modal_app.local.process import Spawned, kill_tree, reap_namespace
 
 _READ = 1 << 16
 _HIGH_WATER = 1 << 20

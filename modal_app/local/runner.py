@@ -16,13 +16,14 @@ from modal_app.base import (
     NetworkPolicy,
     check_env,
 )
-from modal_app.local.bwrap import Invocation, Tools, spawn
+from modal_app.local.bwrap import Invocation, Tools
 from modal_app.local.cgroup import Cgroups
 from modal_app.local.exec import LocalExecHandle
 from modal_app.local.files import stat_path
 from modal_app.local.meta import MetaStore, SandboxMeta
 from modal_app.local.presets import SystemView, environment
 from modal_app.local.private import make_snapshot, remove_snapshot
+from modal_app.local.process import spawn
 from modal_app.local.pty import LocalPtyHandle, set_winsize
 from modal_app.local.spec import NETWORK_REFUSED
 from modal_app.paths import normalize_workspace_path, workspace_abspath

@@ -34,8 +34,8 @@ from modal_app.base import (
     run,
 )
 from modal_app.local.backend import LocalSandboxBackend
-from modal_app.local.bwrap import uid_pids
 from modal_app.local.presets import GENERATED_ETC
+from modal_app.local.process import uid_pids
 from tests.sandbox.conftest import make_root
 
 pytestmark = [
