@@ -26,7 +26,7 @@ import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,10 +45,13 @@ from resolvers.errors import Conflict, NotFound, SandboxUnavailable
 from resolvers.events import without_nul
 from resolvers.sandboxes import Sandboxes
 from resolvers.sessions import get_session, require_session_access
+from resolvers.settling import settled_elsewhere, settled_here
 
 logger = logging.getLogger("interviewlm.claude")
 REDACTED = "[redacted]"
 TOKEN_GRACE_S = 30
+# How long cancelClaude waits for the killed run's end to be recorded.
+CANCEL_WAIT_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,8 @@ class _Active:
     token: str
     handle: ExecHandle | None = None
     cancelled: bool = False
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once the run's end is recorded (a cancel here waits for it)."""
 
 
 class ClaudeAgent:
@@ -157,7 +162,10 @@ class ClaudeAgent:
             self._active.pop(run.id, None)
         if active.cancelled:
             outcome.update(status=ClaudeRunStatus.CANCELLED, error="cancelled")
-        await self._finish(run, sandbox, outcome)
+        try:
+            await self._finish(run, sandbox, outcome)
+        finally:
+            active.finished.set()
 
     async def _drive(
         self,
@@ -292,23 +300,45 @@ class ClaudeAgent:
         run = await self.get(principal, run_id)
         if run.status is not ClaudeRunStatus.RUNNING:
             raise Conflict(f"the run is already {run.status.value}")
-        active = self._active.get(run.id)
+        rid = run.id
+
+        async def ended() -> ClaudeRun | None:
+            current = await ClaudeRun.get(id=rid)
+            return None if current.status is ClaudeRunStatus.RUNNING else current
+
+        # The run ends within moments of the kill: wait for it to be recorded (here:
+        # the run's own event; on its replica: its claude.finished on the bus).
+        active = self._active.get(rid)
         if active is not None:
             await self._kill(active)
-        elif not await self.bus.publish(f"claude:{run.id}", "cancel"):
+            settled = await settled_here(active.finished, ended, timeout_s=CANCEL_WAIT_S)
+        elif await self.bus.publish(f"claude:{rid}", "cancel"):
+            settled = await settled_elsewhere(
+                self.bus,
+                run.session_id,
+                ended,
+                relevant=lambda r: (
+                    isinstance(r.payload, ek.ClaudeFinished) and r.payload.run_id == str(rid)
+                ),
+                timeout_s=CANCEL_WAIT_S,
+            )
+        else:
             raise SandboxUnavailable("the run's server cannot be reached; retry")
-        for _ in range(100):  # the run ends within moments of the kill
-            run = await ClaudeRun.get(id=run.id)
-            if run.status is not ClaudeRunStatus.RUNNING:
-                break
-            await asyncio.sleep(0.05)
-        return run
+        return settled or await ClaudeRun.get(id=rid)
 
     async def close(self) -> None:
         # Runs cut short by a shutdown never reach _finish: end their tokens here.
-        with contextlib.suppress(Exception):
+        try:
             await ClaudeRun.filter(id__in=list(self._active)).update(token_hash=None)
-        for active in list(self._active.values()):
-            with contextlib.suppress(Exception):
+        except Exception:
+            # The shutdown goes on; such a token still dies at its expiry (it is
+            # minted for the run's time limit plus a grace period).
+            logger.warning("could not revoke the tokens of interrupted runs", exc_info=True)
+        for rid, active in list(self._active.items()):
+            try:
                 await self._kill(active)
+            except Exception:
+                # The other runs must still be stopped; this agent dies with its
+                # sandbox, and its exec's own timeout (the run's time limit) ends it.
+                logger.warning("could not kill the agent of run %s", rid, exc_info=True)
         await self.runs.close()

@@ -38,9 +38,10 @@ from resolvers import event_kinds as ek
 from resolvers.auth import Principal
 from resolvers.breaker import CircuitBreaker
 from resolvers.errors import Conflict, RateLimited, SandboxUnavailable
-from resolvers.events import EventLog
+from resolvers.events import EventLog, EventRecord
 from resolvers.files import FileRecorder
 from resolvers.sessions import get_session
+from resolvers.settling import settled_elsewhere, settled_here
 from resolvers.workspace_sync import sync_workspace
 
 T = TypeVar("T")
@@ -79,6 +80,8 @@ class Sandboxes:
         self.breaker = breaker or CircuitBreaker()
         self.files = FileRecorder(log)
         self.owner = owner or replica_id()
+        # Starts in progress in this process: set when each one is over (see _settled).
+        self._starting: dict[uuid.UUID, asyncio.Event] = {}
 
     async def call(
         self,
@@ -135,6 +138,7 @@ class Sandboxes:
             if raced is None:
                 raise Conflict("the sandbox is changing state; retry") from None
             return await self._settled(raced)
+        done = self._starting[record.id] = asyncio.Event()
         try:
             await self._provision(session, record)
         except BaseException as exc:
@@ -142,16 +146,39 @@ class Sandboxes:
             if isinstance(exc, SandboxError):
                 raise SandboxUnavailable(f"could not start the sandbox: {exc}") from exc
             raise
+        finally:
+            del self._starting[record.id]
+            done.set()
         return record
 
     async def _settled(self, record: SandboxRecord) -> SandboxRecord:
-        """Wait out another request's (or replica's) start of the same sandbox."""
-        deadline = asyncio.get_running_loop().time() + self.breaker.call_timeout
-        while record.state is SandboxState.STARTING:
-            if asyncio.get_running_loop().time() > deadline:
+        """Wait out another request's (or replica's) start of the same sandbox.
+
+        Started here, its end is an ``asyncio.Event``; started on another replica,
+        the ``sandbox.started``/``.error``/``.terminated`` event on the bus. The
+        registry says how it went (``resolvers.settling``).
+        """
+        if record.state is SandboxState.STARTING:
+
+            async def check() -> SandboxRecord | None:
+                current = await SandboxRecord.get(id=record.id)
+                return None if current.state is SandboxState.STARTING else current
+
+            timeout = self.breaker.call_timeout
+            done = self._starting.get(record.id)
+            if done is not None:
+                settled = await settled_here(done, check, timeout_s=timeout)
+            else:
+                settled = await settled_elsewhere(
+                    self.log.bus,
+                    record.session_id,
+                    check,
+                    relevant=partial(_ends_start, str(record.id)),
+                    timeout_s=timeout,
+                )
+            if settled is None:
                 raise SandboxUnavailable("the sandbox is still starting; retry")
-            await asyncio.sleep(0.05)
-            record = await SandboxRecord.get(id=record.id)
+            record = settled
         if record.state is not SandboxState.RUNNING:
             raise SandboxUnavailable(f"the sandbox could not start: {record.end_reason}")
         return record
@@ -269,6 +296,12 @@ async def _initial_files(session: InterviewSession) -> list[tuple[str, bytes]]:
     if not any(path == "README.md" for path, _ in files):
         files.append(("README.md", f"# {question.title}\n\n{question.prompt}\n".encode()))
     return files
+
+
+def _ends_start(sandbox_id: str, record: EventRecord) -> bool:
+    """Whether the event says the sandbox's start is over (started, failed or stopped)."""
+    ended = (ek.SandboxStarted, ek.SandboxFailed, ek.SandboxTerminated)
+    return isinstance(record.payload, ended) and record.payload.sandbox_id == sandbox_id
 
 
 def _reason(exc: BaseException) -> str:
