@@ -27,8 +27,8 @@ Hidden inputs stay in the run (issue 9):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -49,7 +49,10 @@ from modal_app.harness.protocol import (
     check_entrypoint,
     request_document,
 )
+from modal_app.logged import suppressed
 from modal_app.paths import normalize_workspace_path, workspace_abspath
+
+_log = logging.getLogger(__name__)
 
 
 async def run_harness(
@@ -193,7 +196,11 @@ async def _supervise(
         )
         status = None if state.done else await handle.wait()
     except BaseException:
-        with contextlib.suppress(Exception):
+        with suppressed(
+            _log,
+            "killing a test-run command after an error",
+            safe_because="the error is raised; the command's own timeout ends it anyway",
+        ):
             await handle.kill()
         raise
     if status is None:
@@ -215,8 +222,13 @@ def _finish_in_background(handle: ExecHandle, output: AsyncIterator[OutputChunk]
                 async for _ in output:
                     pass
                 await handle.wait()
-        except Exception:
-            with contextlib.suppress(Exception):
+        except Exception as exc:
+            _log.warning("a test-run command that reported everything did not end: %r", exc)
+            with suppressed(
+                _log,
+                "killing a finished test-run command",
+                safe_because="its results are in; its timeout ends it anyway",
+            ):
                 await handle.kill()
 
     task = asyncio.create_task(finish())

@@ -22,7 +22,6 @@ produced any more.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import json
 import os
@@ -65,9 +64,15 @@ def _make_private() -> None:
     the nonce from its memory.  execve resets the flag, so the workers
     themselves are ordinary processes.
     """
-    with contextlib.suppress(Exception):
+    # The bootstrap made the process non-dumpable already; this repeats it for
+    # a supervisor started some other way.  No logging module in here (it
+    # costs milliseconds): a failure goes to our stderr, which the server
+    # keeps only for the log of a harness that died.
+    try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except Exception as exc:
+        os.write(2, f"harness: prctl(PR_SET_DUMPABLE) failed: {exc!r}\n".encode())
 
 
 def _private_dir() -> str:

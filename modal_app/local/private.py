@@ -87,7 +87,7 @@ def _copy_dir(src_fd: int, dst_fd: int, uid: int, budget: _Budget) -> None:
         if stat.S_ISDIR(st.st_mode):
             _copy_subdir(src_fd, dst_fd, name, uid, budget)
         elif stat.S_ISREG(st.st_mode):
-            _copy_file(src_fd, dst_fd, name, uid, budget)
+            _copy_file(src_fd, dst_fd, name, uid)
         elif stat.S_ISLNK(st.st_mode):
             with contextlib.suppress(OSError):
                 target = os.readlink(name, dir_fd=src_fd)
@@ -114,7 +114,8 @@ def _copy_subdir(src_fd: int, dst_fd: int, name: str, uid: int, budget: _Budget)
         os.close(child_src)
 
 
-def _copy_file(src_fd: int, dst_fd: int, name: str, uid: int, budget: _Budget) -> None:
+def _copy_file(src_fd: int, dst_fd: int, name: str, uid: int) -> None:
+    """Copy one regular file (its size was taken from the budget by ``_copy_dir``)."""
     try:
         source = os.open(name, _FILE_FLAGS, dir_fd=src_fd)
     except OSError:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import logging
 import math
 import time
 import uuid
@@ -72,6 +73,7 @@ from modal_app.base import (
     check_pty,
     check_spec,
 )
+from modal_app.logged import suppressed
 from modal_app.modal.errors import translate_errors
 from modal_app.modal.files import ModalFiles
 from modal_app.modal.images import ImageCatalog
@@ -89,6 +91,7 @@ from modal_app.modal.spec import (
 )
 
 _BACKSTOP_MARGIN_S = 5
+_log = logging.getLogger(__name__)
 
 
 def _modal_timeout(timeout_s: float | None) -> int | None:
@@ -180,12 +183,18 @@ class ModalSandboxBackend:
         self._refs.clear()
         self._files.clear()
         if client is not None:
-            with contextlib.suppress(Exception):
+            with suppressed(
+                _log, "closing the Modal client", safe_because="the backend is closing anyway"
+            ):
                 await client.close.aio()
 
     @staticmethod
     async def _stop_quietly(handle: ModalExecHandle | ModalPtyHandle) -> None:
-        with contextlib.suppress(Exception):
+        with suppressed(
+            _log,
+            "stopping a command at shutdown",
+            safe_because="it ends with its sandbox or its own timeout",
+        ):
             if isinstance(handle, ModalPtyHandle):
                 await handle.close()
             else:
@@ -296,7 +305,11 @@ class ModalSandboxBackend:
             return
         # Flush the workspace before the container goes, so the Volume API
         # sees the last writes after termination.
-        with contextlib.suppress(Exception):
+        with suppressed(
+            _log,
+            f"flushing the workspace of sandbox {ref.id} before terminating it",
+            safe_because="terminating anyway: only writes not yet synced can be missing",
+        ):
             async with asyncio.timeout(5):
                 await self._refs.helper(ref, ["sh", "-c", 'sync "$1" || sync', "sync", WORKSPACE])
         with translate_errors():
@@ -419,7 +432,12 @@ class ModalSandboxBackend:
         self._live[handle] = ref.id
 
         async def watch() -> None:
-            with contextlib.suppress(Exception):
+            with suppressed(
+                _log,
+                "waiting for a command to forget it",
+                safe_because="its caller sees the error from its own wait",
+                level=logging.DEBUG,
+            ):
                 await handle.wait()
             self._live.pop(handle, None)
 

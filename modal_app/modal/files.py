@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import io
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import modal
@@ -82,6 +83,15 @@ def entry_from_volume(entry: VolumeEntry) -> FileEntry:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LiveTarget:
+    """What an operation on a running sandbox gets: the sandbox, and whether the
+    path is itself a symlink (checked first, see ``_check_inside``)."""
+
+    sandbox: modal.Sandbox
+    is_link: bool
+
+
 class ModalFiles:
     def __init__(
         self, refs: SandboxRefs, options: ModalOptions, client: Callable[[], modal.Client]
@@ -103,7 +113,8 @@ class ModalFiles:
         rel = normalize_workspace_path(path)
         cap = self._options.max_list_entries
 
-        async def running(sandbox: modal.Sandbox, is_link: bool) -> list[FileEntry]:
+        async def running(live: LiveTarget) -> list[FileEntry]:
+            fs = live.sandbox.filesystem
             entries: list[FileEntry] = []
             limit = asyncio.Semaphore(_LIST_CONCURRENCY)
 
@@ -111,7 +122,7 @@ class ModalFiles:
                 if len(entries) >= cap:
                     return
                 async with limit:
-                    infos = await sandbox.filesystem.list_files.aio(workspace_abspath(directory))
+                    infos = await fs.list_files.aio(workspace_abspath(directory))
                 children = []
                 for info in sorted(infos, key=lambda i: i.name):
                     if len(entries) >= cap:
@@ -127,7 +138,7 @@ class ModalFiles:
                     await walk(rel)
             except InvalidPath:
                 # Not a directory: like the local backend, list the file itself.
-                info = await sandbox.filesystem.stat.aio(workspace_abspath(rel))
+                info = await live.sandbox.filesystem.stat.aio(workspace_abspath(rel))
                 if info.type == FileType.DIRECTORY:
                     raise
                 return [entry_from_info(rel, info)]
@@ -143,8 +154,9 @@ class ModalFiles:
     async def stat(self, sandbox_id: str, path: str) -> FileEntry:
         rel = normalize_workspace_path(path)
 
-        async def running(sandbox: modal.Sandbox, is_link: bool) -> FileEntry:
-            return entry_from_info(rel, await sandbox.filesystem.stat.aio(workspace_abspath(rel)))
+        async def running(live: LiveTarget) -> FileEntry:
+            info = await live.sandbox.filesystem.stat.aio(workspace_abspath(rel))
+            return entry_from_info(rel, info)
 
         async def stopped(volume: modal.Volume) -> FileEntry:
             if not rel:
@@ -172,18 +184,18 @@ class ModalFiles:
                 return FileTooLarge(f"{rel!r} is {size} bytes (limit {limit})")
             return None
 
-        async def running(sandbox: modal.Sandbox, is_link: bool) -> bytes:
+        async def running(live: LiveTarget) -> bytes:
             target = workspace_abspath(rel)
             # The SDK opens whatever the path names: a FIFO would block the read
             # and a device could be endless, so only a regular file is opened.
             if await self._refs.helper(ref, ["test", "-f", target]) != 0:
-                info = await sandbox.filesystem.stat.aio(target)
+                info = await live.sandbox.filesystem.stat.aio(target)
                 what = "a directory" if info.type == FileType.DIRECTORY else "not a regular file"
                 raise InvalidPath(f"{rel!r} is {what}; it cannot be read")
-            info = await sandbox.filesystem.stat.aio(target)
+            info = await live.sandbox.filesystem.stat.aio(target)
             if error := too_large(info.size):
                 raise error
-            data = await sandbox.filesystem.read_bytes.aio(target)
+            data = await live.sandbox.filesystem.read_bytes.aio(target)
             if error := too_large(len(data)):  # it grew while we read it
                 raise error
             return bytes(data)
@@ -208,8 +220,8 @@ class ModalFiles:
         if ref.limits is not None and len(data) > ref.limits.max_file_size_mb << 20:
             raise FileTooLarge(f"{rel}: over the {ref.limits.max_file_size_mb} MiB file limit")
 
-        async def running(sandbox: modal.Sandbox, is_link: bool) -> None:
-            await sandbox.filesystem.write_bytes.aio(data, workspace_abspath(rel))
+        async def running(live: LiveTarget) -> None:
+            await live.sandbox.filesystem.write_bytes.aio(data, workspace_abspath(rel))
 
         async def stopped(volume: modal.Volume) -> None:
             async with volume.batch_upload.aio(force=True) as batch:
@@ -222,9 +234,10 @@ class ModalFiles:
         if not rel:
             raise InvalidPath("cannot delete the workspace root")
 
-        async def running(sandbox: modal.Sandbox, is_link: bool) -> None:
+        async def running(live: LiveTarget) -> None:
             # A link is removed as a link, never recursively through it.
-            await sandbox.filesystem.remove.aio(workspace_abspath(rel), recursive=not is_link)
+            target = workspace_abspath(rel)
+            await live.sandbox.filesystem.remove.aio(target, recursive=not live.is_link)
 
         async def stopped(volume: modal.Volume) -> None:
             await volume.remove_file.aio(rel, recursive=True)
@@ -234,9 +247,9 @@ class ModalFiles:
     async def mkdir(self, sandbox_id: str, path: str) -> None:
         rel = normalize_workspace_path(path)
 
-        async def running(sandbox: modal.Sandbox, is_link: bool) -> None:
+        async def running(live: LiveTarget) -> None:
             if rel:
-                await sandbox.filesystem.make_directory.aio(
+                await live.sandbox.filesystem.make_directory.aio(
                     workspace_abspath(rel), create_parents=True
                 )
 
@@ -247,7 +260,7 @@ class ModalFiles:
         sandbox_id: str,
         rel: str,
         follow_last: bool,
-        running: Callable[[modal.Sandbox, bool], Awaitable[T]],
+        running: Callable[[LiveTarget], Awaitable[T]],
         stopped: Callable[[modal.Volume], Awaitable[T]] | None,
     ) -> T:
         """``running`` through the live sandbox, or ``stopped`` on its volume once it has ended."""
@@ -258,7 +271,7 @@ class ModalFiles:
                     is_link = False
                     if rel and self._options.check_symlinks:
                         is_link = await self._check_inside(ref, rel, follow_last)
-                    return await running(ref.sandbox, is_link)
+                    return await running(LiveTarget(ref.sandbox, is_link))
             except SandboxTerminated:
                 ref.mark_ended()
         if stopped is None:

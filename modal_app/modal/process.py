@@ -24,7 +24,7 @@ through ``ProcessContext.helper`` (the SDK has no RPC for them).
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -34,6 +34,7 @@ from typing import Literal
 import modal.container_process
 
 from modal_app.base import ExitStatus, OutputChunk, SandboxError, check_terminal_size
+from modal_app.logged import suppressed
 from modal_app.modal.errors import translate_errors
 from modal_app.modal.shell import kill_tree_argv, resize_argv
 
@@ -42,6 +43,8 @@ _QUEUE_CHUNKS = 64
 
 Process = modal.container_process.ContainerProcess[bytes]
 Stream = Literal["stdout", "stderr"]
+
+_log = logging.getLogger(__name__)
 
 
 async def _never() -> bool:
@@ -130,7 +133,11 @@ class _ProcessBase:
         await asyncio.sleep(timeout_s)
         if not await self._exited():
             self._timed_out = True
-            with contextlib.suppress(Exception):
+            with suppressed(
+                _log,
+                "killing a timed-out command",
+                safe_because="it is reported timed out; Modal's backstop timeout ends it",
+            ):
                 await self._kill_tree()
 
     async def _exited(self) -> bool:
@@ -139,7 +146,8 @@ class _ProcessBase:
             return True
         try:
             return await self._process.poll.aio() is not None
-        except Exception:
+        except Exception as exc:
+            _log.debug("polling a command failed (%r): taken as ended", exc)
             return True
 
     async def _kill_tree(self) -> None:
@@ -181,7 +189,11 @@ class _ProcessBase:
             self._watchdog.cancel()
         if returncode == -1 and self._deadline is not None and self._ended_at >= self._deadline:
             self._timed_out = True  # Modal's own deadline: see the module docstring
-            with contextlib.suppress(Exception):
+            with suppressed(
+                _log,
+                "killing what is left of a command past Modal's deadline",
+                safe_because="its process tree ends with the sandbox",
+            ):
                 await self._kill_tree()
         self._returncode = returncode
         await self._finish()
@@ -198,7 +210,12 @@ class _ProcessBase:
             return
         self._finished = True
         if self._on_finish is not None:
-            with contextlib.suppress(Exception):
+            with suppressed(
+                _log,
+                "releasing a command's network grant",
+                safe_because="the grant is dropped from the sandbox's list: the next network "
+                "change or the sandbox's end narrows the egress (it only ever named our host)",
+            ):
                 await self._on_finish()
 
     async def _write(self, data: bytes) -> None:
@@ -307,10 +324,17 @@ class ModalPtyHandle(_ProcessBase):
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(Exception):
+        with suppressed(
+            _log,
+            "closing a terminal's input",
+            safe_because="it is killed next",
+            level=logging.DEBUG,
+        ):
             await self._close_stdin()
         if not await self._exited():
-            with contextlib.suppress(Exception):
+            with suppressed(
+                _log, "killing a closed terminal", safe_because="it ends with its sandbox"
+            ):
                 await self._kill_tree()
 
     async def wait(self) -> int | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from modal_app.base import (
     SandboxStatus,
     SandboxTerminated,
 )
+from modal_app.logged import suppressed
 from modal_app.modal.errors import translate_errors
 from modal_app.modal.process import ProcessContext
 from modal_app.modal.spec import (
@@ -45,6 +47,7 @@ from modal_app.modal.spec import (
 # (a local backend's id, junk) is refused without a round trip.
 _SANDBOX_ID = re.compile(r"^sb-[A-Za-z0-9_.-]{1,100}$")
 HELPER_TIMEOUT_S = 30
+_log = logging.getLogger(__name__)
 # Exit codes of a sandbox's entrypoint that mean "ended normally": our sleep
 # finishing, Modal's timeout (124) and termination (137 / 143).
 _ORDERLY_EXITS = frozenset({0, 124, 137, 143})
@@ -89,7 +92,12 @@ class SandboxRef:
         """Wait (bounded) until Modal reports the sandbox finished."""
         if self.settled:
             return
-        with contextlib.suppress(Exception):
+        with suppressed(
+            _log,
+            f"waiting for Modal to report sandbox {self.id} finished",
+            safe_because="it was told to terminate; Modal ends it without us",
+            level=logging.DEBUG,
+        ):
             async with asyncio.timeout(timeout_s):
                 await self.sandbox.wait.aio(raise_on_termination=False)
                 self.settled = True
@@ -169,7 +177,8 @@ class SandboxRefs:
     async def finished(self, ref: SandboxRef) -> bool:
         try:
             ended = await ref.sandbox.poll.aio() is not None
-        except Exception:
+        except Exception as exc:
+            _log.debug("polling sandbox %s failed (%r): taken as running", ref.id, exc)
             return False
         if ended:
             ref.mark_ended()
