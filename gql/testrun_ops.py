@@ -9,7 +9,7 @@ import strawberry
 
 from gql.context import Info, principal_of
 from gql.types.event import SessionEventBatch
-from modal_app.base import Language
+from models.language import Language
 from models.testrun import TestRun as TestRunModel
 from models.testrun import TestRunStatus, Verdict
 from resolvers.testruns import CaseResultView, view_results

@@ -88,7 +88,12 @@ class SandboxStatus(enum.Enum):
 
 
 class Language(enum.Enum):
-    """Language presets every backend provides."""
+    """The languages of the product, and the presets every backend provides.
+
+    A domain type: the rest of the app imports it from ``models.language``.
+    It is defined here because the runtime needs it and imports nothing of
+    the project's (see ``models.language``).
+    """
 
     PYTHON = "PYTHON"
     JAVASCRIPT = "JAVASCRIPT"

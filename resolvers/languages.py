@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modal_app.base import Language
+from models.language import Language
 from resolvers.errors import BadUserInput
 
 

@@ -22,7 +22,6 @@ from typing import TypeVar
 from tortoise.exceptions import IntegrityError
 
 from modal_app.base import (
-    Language,
     Limits,
     SandboxBackend,
     SandboxError,
@@ -31,6 +30,7 @@ from modal_app.base import (
     SandboxStatus,
     SandboxTerminated,
 )
+from models.language import Language
 from models.question import Question, QuestionLanguage
 from models.sandbox import SandboxRecord, SandboxState
 from models.session import InterviewSession, SessionStatus
@@ -110,7 +110,7 @@ class Sandboxes:
         return await SandboxRecord.filter(session_id=session_id).order_by("-created_at").first()
 
     async def start(self, principal: Principal, session_id: str) -> SandboxRecord:
-        session = await get_session(principal, session_id, log=self.log)
+        session = await get_session(principal, session_id)
         if not session.status.is_open:
             raise Conflict(f"session is {session.status.value}; it cannot start a sandbox")
         existing = await self.live(session.id)
@@ -226,7 +226,7 @@ class Sandboxes:
         )
 
     async def terminate(self, principal: Principal, session_id: str) -> SandboxRecord:
-        session = await get_session(principal, session_id, log=self.log)
+        session = await get_session(principal, session_id)
         record = await self.live(session.id)
         if record is None:
             latest = await self.latest(session.id)
@@ -263,7 +263,7 @@ class Sandboxes:
     async def require_live(
         self, principal: Principal, session_id: str
     ) -> tuple[InterviewSession, SandboxRecord]:
-        session = await get_session(principal, session_id, log=self.log)
+        session = await get_session(principal, session_id)
         if not session.status.is_open:
             raise Conflict(f"session is {session.status.value}")
         record = await self.live(session.id)

@@ -29,7 +29,6 @@ from functools import partial
 from typing import Any
 
 from modal_app.base import (
-    Language,
     QuotaExceeded,
     SandboxError,
     SandboxNotFound,
@@ -38,6 +37,7 @@ from modal_app.base import (
 from modal_app.harness.protocol import CaseInput, CaseOutcome, HarnessRun
 from modal_app.harness.runner import run_harness
 from modal_app.local.private import SnapshotTooLarge
+from models.language import Language
 from models.question import Question, QuestionLanguage, TestCase
 from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
 from resolvers import validation as check
@@ -283,7 +283,7 @@ class TestRuns:
         run = await TestRun.get_or_none(id=rid)
         if run is None:
             raise NotFound("test run")
-        await require_session_access(principal, run.session_id, kind="test run", log=self.log)
+        await require_session_access(principal, run.session_id, kind="test run")
         return run
 
     async def results(self, run: TestRun) -> list[TestCaseResult]:

@@ -5,7 +5,7 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
-from modal_app.base import Language
+from models.language import Language
 from resolvers.languages import LanguageInfo as LanguageInfoData
 from resolvers.questions import LanguageSpec, QuestionSpec, QuestionView, StarterFile, TestCaseSpec
 

@@ -9,7 +9,7 @@ from gql.context import Info, principal_of
 from gql.types.common import PageInfo
 from gql.types.question import Question
 from gql.types.workspace import Sandbox
-from modal_app.base import Language
+from models.language import Language
 from models.question import Question as QuestionModel
 from models.session import InterviewSession as SessionModel
 from models.session import SessionStatus
