@@ -1,4 +1,14 @@
-"""The in-sandbox test harness: sources shipped into a sandbox for a test run.
+"""Test runs: the harness shipped into a sandbox, and the host side that drives it.
+
+Sandbox side (shipped as source, run by ``BOOTSTRAP``; standard library only,
+and each other as ``modal_app.harness.<name>``, the names the bootstrap
+registers): ``supervisor``, ``proc``, ``build``, and the workers
+``harness_python.py``, ``harness_node.js``, ``harness_go.go``.  Host side
+(imports ``modal_app.base``, ``paths``, ``logged`` and this package, never a
+backend): ``protocol`` (request and result types, the stdin document),
+``frames`` (parsing what comes back), ``runner`` (``run_harness``).  This
+module holds what both sides agree on (``BOOTSTRAP``, ``FRAME_PREFIX``, file
+names) and reads the sources; it never imports the host side.
 
 The runner (``modal_app.harness.runner.run_harness``) starts one command per test run,
 ``python3 -I -S -c BOOTSTRAP``, as a *private* exec (a read-only snapshot of

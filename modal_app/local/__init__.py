@@ -1,1 +1,18 @@
-"""Local backend (placeholder docstring, see step 2)."""
+"""The local backend: every command in its own bubblewrap sandbox on this host.
+
+* ``backend`` -- ``LocalSandboxBackend``: lifecycle, expiry, quota watchdog.
+* ``runner`` -- one sandbox's metadata -> one invocation (exec, PTY, private).
+* ``bwrap`` -- the prlimit + bwrap command line of an invocation (arguments only).
+* ``process`` -- starting, killing and reaping an invocation; a sandbox's pids.
+* ``launch`` -- bwrap's options and /etc files passed in file descriptors.
+* ``seccomp`` -- the syscall filter; ``cgroup`` -- per-sandbox cgroup limits;
+  ``quota`` -- disk and inode quota; ``probe`` -- the start-up isolation probe.
+* ``exec`` / ``pty`` -- the handles of a running command / terminal.
+* ``files`` / ``fileapi`` / ``oserrors`` -- symlink-safe workspace files.
+* ``meta`` -- sandbox metadata on disk; ``private`` -- test runs' snapshots;
+  ``presets`` -- the system view, environment and generated /etc;
+  ``spec`` -- what this backend cannot honour in a spec.
+
+May import: the standard library, ``modal_app.base``, ``modal_app.paths``,
+``modal_app.logged`` and this package (never ``modal_app.modal``).
+"""

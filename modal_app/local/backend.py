@@ -3,7 +3,7 @@
 Design: a sandbox is *a workspace directory + its limits + the process trees
 this backend is tracking for it*.  There is no long-lived container: every
 exec and every PTY is its own bwrap invocation over the sandbox's workspace,
-with identical isolation (``local_bwrap``).  So create→ready is a few mkdirs
+with identical isolation (``bwrap``).  So create→ready is a few mkdirs
 and a metadata file (no bwrap call), a sandbox survives a server restart as
 data (``attach``/``list`` read its metadata), and ``terminate`` kills every
 tracked tree, then every process still running as the sandbox's uid, marks
@@ -21,18 +21,18 @@ enforced for root, and would be shared by all sandboxes under one uid), let
 files unreadable to another's.  The server must run as root to switch uids.
 
 Memory: RLIMIT_DATA per process (works with Go/Node reservations, see
-``local_bwrap``); when cgroups are available (``local_cgroup``) the sandbox's
+``bwrap``); when cgroups are available (``cgroup``) the sandbox's
 total memory, tasks and CPU share are bounded too.
 
 Disk: RLIMIT_FSIZE bounds each file; the total (``disk_quota_mb``,
-``max_inodes``) is enforced by a watchdog while processes run (``local_quota``),
+``max_inodes``) is enforced by a watchdog while processes run (``quota``),
 so the overshoot is what a sandbox writes in one ``disk_check_interval_s``.
 /tmp and /dev/shm are size-bounded tmpfs (their pages are also charged to the
 sandbox's memory cgroup); / and /dev are read-only.
 
-Syscalls: a seccomp filter (``local_seccomp``) on every sandboxed process.
+Syscalls: a seccomp filter (``seccomp``) on every sandboxed process.
 Host details: bwrap's options and the environment reach bwrap in file
-descriptors, never in an argv (``local_launch``), so neither the host's ``ps``
+descriptors, never in an argv (``launch``), so neither the host's ``ps``
 nor the sandbox's ``/proc/1/cmdline`` shows host paths or secrets.
 
 Network: none (``--unshare-net``: loopback only), for every command; a

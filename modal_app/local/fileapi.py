@@ -1,11 +1,11 @@
 """The file half of the local backend's SandboxBackend methods.
 
 The server reads and writes workspaces directly on the host (no bwrap call),
-symlink-safely (see ``local_files``).  Paths are normalized first
+symlink-safely (see ``files``).  Paths are normalized first
 (``modal_app.paths``); file operations work on terminated sandboxes too, since
 the workspace is kept for the recording.  No OSError leaves this mixin: what
 the OS says about a candidate's file is that sandbox's SandboxFileError
-(``local_oserrors``), so it never looks like the backend failing.
+(``oserrors``), so it never looks like the backend failing.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ the server creates are chowned to the sandbox uid.
 Errors: whatever the OS says about one workspace path (ENXIO of a socket,
 ENOSPC of a full workspace, EACCES, ...) is that sandbox's SandboxFileError,
 never a bare OSError: callers must not mistake a candidate's file for the
-backend failing (``local_oserrors``).  Only host resource
+backend failing (``oserrors``).  Only host resource
 exhaustion (EMFILE, ENFILE, ENOMEM) is BackendUnavailable.
 
 All functions here block; the backend calls them through ``asyncio.to_thread``.

@@ -58,7 +58,7 @@ class Runner:
     ) -> LocalExecHandle:
         inv = await self._invocation(meta, cwd=cwd, env=env, network=network, pty=False)
         if private:
-            # A snapshot instead of the live workspace (see local_private).
+            # A snapshot instead of the live workspace (see private.py).
             snapshot = await asyncio.to_thread(
                 make_snapshot,
                 inv.workspace,

@@ -7,8 +7,8 @@ Design
   gets that client, so several backends (or tests) can coexist in a process.
   All calls use the SDK's async ``.aio`` interface.
 * One Modal App per account, one Volume per workspace mounted at /workspace,
-  language images and ``ImageSpec`` images from ``modal_images``; the spec is
-  translated by the pure ``modal_spec.sandbox_create_args``.  Sandboxes are
+  language images and ``ImageSpec`` images from ``images``; the spec is
+  translated by the pure ``spec.sandbox_create_args``.  Sandboxes are
   shared by every API replica: anything a replica needs later (volume, limits,
   creation time) is stored in the sandbox's tags, and the in-process cache of
   handles is only an optimisation -- any id can be attached with
@@ -21,7 +21,7 @@ Design
   sandbox while that command runs (only to the listed hosts), then restores the
   sandbox's policy.  A policy this replica did not create is restored as
   "nothing allowed": failing closed.
-* Commands run through a small ``sh`` prologue (``modal_shell``) that records
+* Commands run through a small ``sh`` prologue (``shell``) that records
   the pid, applies the ``Limits`` with ``ulimit`` and ``exec``s the command;
   kill, PTY resize and the symlink check are helper commands (the SDK has no
   RPC for them).  The sandbox image must therefore provide ``/bin/sh``.
@@ -31,14 +31,14 @@ Design
   raises ``SandboxTerminated`` then.  Paths are checked lexically by
   ``paths.normalize_workspace_path`` and, while running, resolved through
   symlinks inside the sandbox (``ModalOptions.check_symlinks``).
-* Errors: every SDK call runs inside ``modal_errors.translate_errors``; calls on
+* Errors: every SDK call runs inside ``errors.translate_errors``; calls on
   an existing sandbox additionally turn "not found"/"unavailable" into
   ``SandboxTerminated`` when a poll shows the sandbox has ended.
 
-Modules: ``modal_spec`` (spec -> create arguments, names, tags),
-``modal_images``, ``modal_refs`` (attach / cache / helpers / network),
-``modal_process`` (exec and PTY handles), ``modal_files``, ``modal_shell``
-(the in-sandbox sh snippets), ``modal_errors``.
+Modules: ``spec`` (spec -> create arguments, names, tags),
+``images``, ``refs`` (attach / cache / helpers / network),
+``process`` (exec and PTY handles), ``files``, ``shell``
+(the in-sandbox sh snippets), ``errors``.
 """
 
 from __future__ import annotations
@@ -366,7 +366,7 @@ class ModalSandboxBackend:
         if private:
             if network is not None and not network.blocked:
                 raise InvalidSpec("a private command has no network")
-            argv = private_argv(argv)  # best effort on Modal: see modal_private
+            argv = private_argv(argv)  # best effort on Modal: see modal.private
         workdir = None if cwd is None else sandbox_workdir(cwd)
         if network is not None and network.socket_dir:
             # Host sockets exist only for local sandboxes; here the agent
@@ -445,7 +445,7 @@ class ModalSandboxBackend:
         self._watchers.add(task)
         task.add_done_callback(self._watchers.discard)
 
-    # -- files (``modal_files``) -----------------------------------------------
+    # -- files (``files``) -----------------------------------------------
 
     async def list_files(
         self, sandbox_id: str, path: str = "", *, recursive: bool = True

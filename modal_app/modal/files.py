@@ -4,7 +4,7 @@ Running: ``list_files`` (one directory per call, so a recursive listing walks
 the tree with bounded concurrency and stops at ``max_list_entries``),
 ``stat``, ``read_bytes``, ``write_bytes`` (creates parents), ``remove``
 (recursive) and ``make_directory``, each preceded -- unless
-``ModalOptions.check_symlinks`` is off -- by the ``modal_shell`` guard that
+``ModalOptions.check_symlinks`` is off -- by the ``shell`` guard that
 refuses paths resolving outside /workspace.  The SDK's filesystem calls follow
 symlinks inside the container; the container is the isolation boundary, but
 the contract promises InvalidPath for escapes on every backend.

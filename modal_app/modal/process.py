@@ -17,7 +17,7 @@ killed (kill, timeout, terminate) is reported as ``signal=SIGKILL`` with no
 exit code, as on the local backend; any other 128+N stays an exit code,
 because it is indistinguishable from ``exit(128+N)``.
 
-Kill / resize: see ``modal_shell``; they run as separate small commands
+Kill / resize: see ``shell``; they run as separate small commands
 through ``ProcessContext.helper`` (the SDK has no RPC for them).
 """
 
