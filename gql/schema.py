@@ -70,7 +70,7 @@ class Query:
 
     @strawberry.field
     async def session(self, info: Info, id: strawberry.ID) -> InterviewSession:
-        model = await sessions.get_session(await principal_of(info), id, log=info.context.log)
+        model = await sessions.get_session(await principal_of(info), id)
         return InterviewSession.of(model)
 
     @strawberry.field(description="Newest first.")

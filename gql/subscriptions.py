@@ -16,7 +16,6 @@ async def _session_batches(
 ) -> AsyncGenerator[SessionEventBatch, None]:
     batches = await follow_session(
         info.context.live,
-        info.context.log,
         await principal_of(info),
         session_id,
         after_seq=after_seq,

@@ -12,6 +12,7 @@ from resolvers import validation as check
 from resolvers.auth import Principal, new_token
 from resolvers.errors import BadUserInput, Conflict, NotFound
 from resolvers.revocations import Revocations
+from resolvers.sessions import as_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,9 @@ async def viewer(principal: Principal) -> Viewer:
         if principal.session_id
         else None
     )
-    return Viewer(principal=principal, account=account, user=user, session=session)
+    return Viewer(
+        principal=principal, account=account, user=user, session=as_of(session) if session else None
+    )
 
 
 async def create_account(name: str, *, admin_email: str, admin_name: str) -> tuple[Account, User]:

@@ -92,7 +92,7 @@ class ClaudeAgent:
 
     async def ask(self, principal: Principal, session_id: str, prompt: str) -> ClaudeRun:
         text = check.text("prompt", prompt, max_length=20_000)
-        await get_session(principal, session_id, log=self.log)  # who may ask, first
+        await get_session(principal, session_id)  # who may ask, first
         if not self.config.api_key or self.link is None:
             raise SandboxUnavailable(
                 "Claude is not configured on this server: set ANTHROPIC_API_KEY"
@@ -293,7 +293,7 @@ class ClaudeAgent:
         run = await ClaudeRun.get_or_none(id=rid)
         if run is None:
             raise NotFound("Claude run")
-        await require_session_access(principal, run.session_id, kind="Claude run", log=self.log)
+        await require_session_access(principal, run.session_id, kind="Claude run")
         return run
 
     async def cancel(self, principal: Principal, run_id: str) -> ClaudeRun:

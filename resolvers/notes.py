@@ -15,7 +15,7 @@ async def add_note(
 ) -> EventRecord:
     principal.require_staff()
     body = check.text("text", text, max_length=10_000)
-    session = await get_session(principal, session_id, log=log)
+    session = await get_session(principal, session_id)
     user = await User.get_or_none(id=principal.user_id) if principal.user_id else None
     author = user.name if user else principal.kind.value
     return await log.append(session.id, NoteAdded(body, author=author))

@@ -5,8 +5,9 @@ Modal sandboxes that still run are kept (any replica can reach them); local
 sandboxes whose owning process is gone died with it and are marked terminated
 (their workspace is kept for the recording).
 
-Reap: terminate sandboxes idle past ``idle_timeout_s``, older than
-``max_lifetime_s``, or whose session has ended; remove workspaces of ended
+Reap: record sessions past their expiry as EXPIRED (``session.expired``: reading
+a session never writes it); terminate sandboxes idle past ``idle_timeout_s``,
+older than ``max_lifetime_s``, or whose session has ended; remove workspaces of ended
 sandboxes after ``retention_s``; now and then delete file blobs no session
 refers to (``resolvers.storage.collect_blobs``).
 """
@@ -30,6 +31,7 @@ from models.testrun import TestRun, TestRunStatus
 from resolvers.errors import SandboxUnavailable
 from resolvers.event_kinds import TerminalClosed, TestRunFinished
 from resolvers.sandboxes import LIVE, Sandboxes
+from resolvers.sessions import as_of, expire_due
 from resolvers.storage import collect_blobs_now_and_then
 
 logger = logging.getLogger("interviewlm.reaper")
@@ -37,6 +39,7 @@ logger = logging.getLogger("interviewlm.reaper")
 
 @dataclass(frozen=True, slots=True)
 class ReapReport:
+    sessions_expired: int = 0
     idle: int = 0
     expired: int = 0
     session_ended: int = 0
@@ -111,9 +114,11 @@ async def _end_lost_sandboxes(sandboxes: Sandboxes) -> int:
 async def reap_once(sandboxes: Sandboxes, *, now: datetime | None = None) -> ReapReport:
     now = now or datetime.now(UTC)
     policy = sandboxes.policy
+    # First, so that the sandboxes of sessions that have just expired stop in this pass.
+    sessions_expired = await expire_due(sandboxes.log, now=now)
     idle = expired = session_ended = removed = 0
     for record in await SandboxRecord.filter(state__in=LIVE, owner=sandboxes.owner):
-        session = await InterviewSession.get(id=record.session_id)
+        session = as_of(await InterviewSession.get(id=record.session_id), now)
         if not session.status.is_open:
             reason, session_ended = "the session ended", session_ended + 1
         elif now - record.created_at > timedelta(seconds=policy.max_lifetime_s):
@@ -145,6 +150,7 @@ async def reap_once(sandboxes: Sandboxes, *, now: datetime | None = None) -> Rea
     # File contents no session refers to any more (deleted sessions).
     collected = await collect_blobs_now_and_then()
     return ReapReport(
+        sessions_expired=sessions_expired,
         idle=idle,
         expired=expired,
         session_ended=session_ended,

@@ -22,7 +22,7 @@ class RecordingPage:
 async def read_recording(
     principal: Principal, session_id: str, *, after_seq: int, first: int, log: EventLog
 ) -> RecordingPage:
-    session = await get_session(principal, session_id, log=log)
+    session = await get_session(principal, session_id)
     check.int_range("afterSeq", after_seq, low=0, high=2**62)
     check.int_range("first", first, low=1, high=MAX_READ)
     stored = await log.read(session.id, after_seq=after_seq, limit=first)

@@ -110,7 +110,7 @@ class Sandboxes:
         return await SandboxRecord.filter(session_id=session_id).order_by("-created_at").first()
 
     async def start(self, principal: Principal, session_id: str) -> SandboxRecord:
-        session = await get_session(principal, session_id, log=self.log)
+        session = await get_session(principal, session_id)
         if not session.status.is_open:
             raise Conflict(f"session is {session.status.value}; it cannot start a sandbox")
         existing = await self.live(session.id)
@@ -226,7 +226,7 @@ class Sandboxes:
         )
 
     async def terminate(self, principal: Principal, session_id: str) -> SandboxRecord:
-        session = await get_session(principal, session_id, log=self.log)
+        session = await get_session(principal, session_id)
         record = await self.live(session.id)
         if record is None:
             latest = await self.latest(session.id)
@@ -263,7 +263,7 @@ class Sandboxes:
     async def require_live(
         self, principal: Principal, session_id: str
     ) -> tuple[InterviewSession, SandboxRecord]:
-        session = await get_session(principal, session_id, log=self.log)
+        session = await get_session(principal, session_id)
         if not session.status.is_open:
             raise Conflict(f"session is {session.status.value}")
         record = await self.live(session.id)

@@ -6,6 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models.question import Question, QuestionLanguage
@@ -14,10 +15,12 @@ from models.token import CandidateToken
 from resolvers import validation as check
 from resolvers.auth import Principal, new_token
 from resolvers.errors import BadUserInput, Conflict, NotFound
-from resolvers.event_kinds import SessionCreated, SessionEnded
+from resolvers.event_kinds import SessionCreated, SessionEnded, SessionExpired
 from resolvers.events import EventLog
 from resolvers.languages import language_info
 from resolvers.pagination import Page, paginate
+
+OPEN = [SessionStatus.SCHEDULED, SessionStatus.ACTIVE]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +79,10 @@ async def create_session(
     if expires_at <= now:
         raise BadUserInput("input.expiresAt", "must be in the future")
     if external_id and await InterviewSession.exists(
+        _unexpired(now),
         account_id=principal.account_id,
         external_id=external_id,
-        status__in=[SessionStatus.SCHEDULED, SessionStatus.ACTIVE],
+        status__in=OPEN,
     ):
         raise Conflict(f"an open session with externalId {external_id!r} already exists")
     token, digest, prefix = new_token("candidate")
@@ -106,46 +110,71 @@ async def create_session(
     )
 
 
-async def get_session(principal: Principal, session_id: str, *, log: EventLog) -> InterviewSession:
-    """Load a session through the caller's account; candidates reach only their own."""
+async def get_session(principal: Principal, session_id: str) -> InterviewSession:
+    """Load a session through the caller's account; candidates reach only their own.
+
+    Reading never writes: a session past its expiry reads as EXPIRED (``as_of``) and the
+    reaper records it (``expire_due``)."""
     sid = check.object_id("sessionId", session_id)
     if not principal.is_staff and sid != principal.session_id:
         raise NotFound("session")
     session = await InterviewSession.get_or_none(id=sid, account_id=principal.account_id)
     if session is None:
         raise NotFound("session")
-    return await expire_if_due(session, log=log)
+    return as_of(session)
 
 
-async def require_session_access(
-    principal: Principal, session_id: uuid.UUID, *, kind: str, log: EventLog
-) -> None:
+async def require_session_access(principal: Principal, session_id: uuid.UUID, *, kind: str) -> None:
     """For objects reached by their own id (runs, terminals): through their session,
     hence through the caller's account; answered as NOT_FOUND of that ``kind``."""
     try:
-        await get_session(principal, str(session_id), log=log)
+        await get_session(principal, str(session_id))
     except NotFound:
         raise NotFound(kind) from None
 
 
-async def expire_if_due(session: InterviewSession, *, log: EventLog) -> InterviewSession:
-    now = datetime.now(UTC)
+def as_of(session: InterviewSession, now: datetime | None = None) -> InterviewSession:
+    """The session as it stands at ``now``: past its expiry it is EXPIRED (ended when it
+    expired) even before the reaper has recorded that. Changes this object only."""
+    now = now or datetime.now(UTC)
     if session.status.is_open and session.expires_at is not None and session.expires_at <= now:
-        return await _finish(session, SessionStatus.EXPIRED, log=log)
+        session.status = SessionStatus.EXPIRED
+        session.ended_at = session.expires_at
     return session
+
+
+def _unexpired(now: datetime) -> Q:
+    return Q(expires_at__isnull=True) | Q(expires_at__gt=now)
+
+
+async def expire_due(log: EventLog, *, now: datetime, limit: int = 500) -> int:
+    """Record open sessions past their expiry as EXPIRED, each with a ``session.expired``
+    event; returns how many. Run by every replica's reaper: the conditional update lets
+    exactly one of them record each session."""
+    due = await InterviewSession.filter(status__in=OPEN, expires_at__lte=now).limit(limit)
+    expired = 0
+    for session in due:
+        changed = await InterviewSession.filter(id=session.id, status__in=OPEN).update(
+            status=SessionStatus.EXPIRED, ended_at=session.expires_at
+        )
+        if changed:
+            await log.append(session.id, SessionExpired())
+            expired += 1
+    return expired
 
 
 async def _finish(
     session: InterviewSession, status: SessionStatus, *, log: EventLog
 ) -> InterviewSession:
     now = datetime.now(UTC)
-    # Conditional update: of two concurrent enders exactly one wins.
-    changed = await InterviewSession.filter(
-        id=session.id, status__in=[SessionStatus.SCHEDULED, SessionStatus.ACTIVE]
-    ).update(status=status, ended_at=now)
+    # Conditional update: of two concurrent enders exactly one wins, and a session that
+    # expired meanwhile stays expired (the reaper records it).
+    changed = await InterviewSession.filter(_unexpired(now), id=session.id, status__in=OPEN).update(
+        status=status, ended_at=now
+    )
     if changed:
         await log.append(session.id, SessionEnded(status))
-    return await InterviewSession.get(id=session.id)
+    return as_of(await InterviewSession.get(id=session.id), now)
 
 
 async def end_session(
@@ -161,7 +190,7 @@ async def end_session(
     one's own finished interview leaks nothing, and an ATS may link to it. The GraphQL
     layer also stops the session's sandbox, so nothing keeps running for it.
     """
-    session = await get_session(principal, session_id, log=log)
+    session = await get_session(principal, session_id)
     if cancel:
         principal.require_staff()
     if not session.status.is_open:
@@ -177,11 +206,22 @@ async def list_sessions(
     principal: Principal, *, first: int, after: str | None, where: SessionFilter
 ) -> Page[InterviewSession]:
     principal.require_staff()
+    now = datetime.now(UTC)
     query = InterviewSession.filter(account_id=principal.account_id)
-    if where.status is not None:
+    if where.status is SessionStatus.EXPIRED:
+        # Expired ones the reaper has not recorded yet included.
+        query = query.filter(
+            Q(status=SessionStatus.EXPIRED) | Q(status__in=OPEN, expires_at__lte=now)
+        )
+    elif where.status is not None:
         query = query.filter(status=where.status)
+        if where.status.is_open:
+            query = query.filter(_unexpired(now))
     if where.candidate_email is not None:
         query = query.filter(candidate_email=where.candidate_email.strip().lower())
     if where.external_id is not None:
         query = query.filter(external_id=where.external_id)
-    return await paginate(query, first=first, after=after)
+    page = await paginate(query, first=first, after=after)
+    for _, session in page.items:
+        as_of(session, now)
+    return page

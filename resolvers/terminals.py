@@ -183,7 +183,7 @@ class Terminals:
         record = await TerminalRecord.get_or_none(id=tid)
         if record is None:
             raise NotFound("terminal")
-        await require_session_access(principal, record.session_id, kind="terminal", log=self.log)
+        await require_session_access(principal, record.session_id, kind="terminal")
         return record
 
     async def _send(self, record: TerminalRecord, op: dict[str, Any]) -> None:

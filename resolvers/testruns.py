@@ -283,7 +283,7 @@ class TestRuns:
         run = await TestRun.get_or_none(id=rid)
         if run is None:
             raise NotFound("test run")
-        await require_session_access(principal, run.session_id, kind="test run", log=self.log)
+        await require_session_access(principal, run.session_id, kind="test run")
         return run
 
     async def results(self, run: TestRun) -> list[TestCaseResult]:

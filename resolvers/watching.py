@@ -11,7 +11,7 @@ from models.testrun import TestRun
 from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.event_kinds import run_id_of
-from resolvers.events import EventLog, EventRecord
+from resolvers.events import EventRecord
 from resolvers.live import Batch, LiveHub
 from resolvers.sessions import get_session
 from resolvers.visibility import visible
@@ -27,7 +27,6 @@ def _only_terminal(principal: Principal, record: EventRecord) -> EventRecord | N
 
 async def follow_session(
     live: LiveHub,
-    log: EventLog,
     principal: Principal,
     session_id: str,
     *,
@@ -36,7 +35,7 @@ async def follow_session(
 ) -> AsyncIterator[Batch]:
     """Authorize now (at subscribe time), then replay and follow."""
     check.int_range("afterSeq", after_seq, low=0, high=2**62)
-    session = await get_session(principal, session_id, log=log)
+    session = await get_session(principal, session_id)
     keep: Callable[[EventRecord], EventRecord | None] = partial(
         _only_terminal if terminal_only else visible, principal
     )

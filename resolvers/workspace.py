@@ -73,7 +73,7 @@ def _file_error(exc: SandboxFileError, field: str = "path") -> Exception:
 async def list_files(
     sandboxes: Sandboxes, principal: Principal, session_id: str, path: str
 ) -> list[FileEntry]:
-    session = await get_session(principal, session_id, log=sandboxes.log)
+    session = await get_session(principal, session_id)
     prefix = checked_path("path", path, allow_root=True)
     record = await sandboxes.live(session.id)
     if record is not None and record.backend_id:
@@ -152,7 +152,7 @@ async def open_file(
     sandboxes: Sandboxes, principal: Principal, session_id: str, path: str
 ) -> OpenedFile:
     """A file of the session's workspace (running sandbox first, else the recording)."""
-    session = await get_session(principal, session_id, log=sandboxes.log)
+    session = await get_session(principal, session_id)
     relative = checked_path("path", path)
     limit = sandboxes.policy.max_file_bytes
     record = await sandboxes.live(session.id)
