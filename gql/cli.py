@@ -69,7 +69,7 @@ def _export_schema() -> str:
     return build_schema().as_str() + "\n"
 
 
-def _makemigrations(settings: Settings) -> None:
+def _makemigrations() -> None:
     from tortoise.cli.cli import main as tortoise_main
 
     sys.argv = ["tortoise", "-c", "resolvers.database.MAKEMIGRATIONS_CONFIG", "makemigrations"]
@@ -110,4 +110,4 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "export-schema":
         sys.stdout.write(_export_schema())
     elif args.command == "makemigrations":
-        _makemigrations(settings)
+        _makemigrations()
