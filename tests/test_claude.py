@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from models.claude import ClaudeRun
+from models.sandbox import SandboxRecord, SandboxState
 from tests.conftest import Account
 from tests.server import ServerProcess, start_server
 from tests.support import Api
@@ -55,10 +56,10 @@ os.makedirs(conversations, exist_ok=True)
 with open(conversations + "/conv-123.jsonl", "a") as f:
     f.write(json.dumps({"prompt": os.environ["CLAUDE_PROMPT"],
                         "env": os.environ["ANTHROPIC_API_KEY"]}) + "\n")
-if os.environ.get("CLAUDE_PROMPT") == "sleep":
-    time.sleep(120)
 out({"type": "system", "subtype": "init", "session_id": sid, "model": "stand-in",
      "tools": ["Bash", "Edit"]})
+if os.environ.get("CLAUDE_PROMPT") == "sleep":  # started (its init is out), then hangs
+    time.sleep(120)
 out({"type": "assistant", "session_id": sid, "message": {"content": [
     {"type": "text", "text": "resume=" + os.environ.get("CLAUDE_RESUME", "")},
     {"type": "tool_use", "id": "t1", "name": "Edit", "input": {"file_path": "solution.py"}}]}})
@@ -142,6 +143,48 @@ async def transcript(
             events += message["payload"]["data"]["claudeOutput"]["events"]
     await ws.close()
     return events
+
+
+async def until_event(
+    server: ServerProcess, account: Account, run_id: str, kind: str, timeout: float = 30
+) -> None:
+    """Follow claudeOutput until an event of ``kind``; fail if the run completes or times out
+    without one (an agent that never started must fail the test, not pass it)."""
+    ws = await GraphQLWS.connect(server.ws_url, account["interviewerToken"])
+    await ws.subscribe(CLAUDE_OUTPUT, {"r": run_id})
+    seen: list[str] = []
+    try:
+        async with asyncio.timeout(timeout):
+            async for message in ws.messages():
+                assert message["type"] == "next", (message, seen)
+                seen += [e["type"] for e in message["payload"]["data"]["claudeOutput"]["events"]]
+                if kind in seen:
+                    return
+    except TimeoutError:
+        raise AssertionError(f"no {kind} within {timeout}s; the run said {seen}") from None
+    finally:
+        await ws.close()
+    raise AssertionError(f"the stream ended without {kind}: {seen}")
+
+
+async def sandbox_uid(sandbox_root: Path, account: Account) -> int:
+    """The host uid the session's running sandbox runs as (its workspace's owner)."""
+    record = await SandboxRecord.get(session_id=account["sessionId"], state=SandboxState.RUNNING)
+    assert record.backend_id is not None
+    root = sandbox_root
+    return (root / record.backend_id / "workspace").stat().st_uid
+
+
+def agent_pids(uid: int) -> list[str]:
+    """The stand-in agent's processes among that sandbox uid's (no other uid is searched)."""
+    found = subprocess.run(
+        ["pgrep", "-u", str(uid), "-f", "python3 .agent.py"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert found.returncode in (0, 1), found.stderr
+    return found.stdout.split()
 
 
 async def test_transcript_streams_typed_and_edits_are_recorded(
@@ -232,7 +275,7 @@ async def test_candidate_commands_never_see_the_key(
 
 
 async def test_second_ask_conflicts_and_cancel_kills_the_agent(
-    claude_server: ServerProcess, account: Account
+    claude_server: ServerProcess, account: Account, server_env: dict[str, str]
 ) -> None:
     client = Client(claude_server, account)
     await client.start()
@@ -240,21 +283,16 @@ async def test_second_ask_conflicts_and_cancel_kills_the_agent(
     run_id = asked["data"]["askClaude"]["id"]
     second = await client(ASK, {"s": account["sessionId"], "p": "hello"}, "interviewerToken")
     assert second["errors"][0]["extensions"]["code"] == "CONFLICT"
-    for _ in range(100):
-        if (
-            subprocess.run(
-                ["pgrep", "-f", "python3 .agent.py"], capture_output=True, check=False
-            ).returncode
-            == 0
-        ):
-            break
-        await asyncio.sleep(0.05)
+    # Started, as the run's own events tell (not a host-wide process search)...
+    await until_event(claude_server, account, run_id, "claude.init")
+    uid = await sandbox_uid(Path(server_env["SANDBOX_ROOT"]), account)
+    assert agent_pids(uid), "the agent runs in the session's sandbox, as its uid"
     cancelled = await client(CANCEL, {"r": run_id}, "interviewerToken")
     assert cancelled["data"]["cancelClaude"]["status"] == "CANCELLED"
     events = await transcript(claude_server, account, run_id)
+    assert [e["type"] for e in events][:2] == ["claude.started", "claude.init"]
     assert events[-1]["claudeStatus"] == "CANCELLED"
-    gone = subprocess.run(["pgrep", "-f", "python3 .agent.py"], capture_output=True, check=False)
-    assert gone.returncode != 0
+    assert agent_pids(uid) == [], "cancel killed the agent"
     again = await client(CANCEL, {"r": run_id})
     assert again["errors"][0]["extensions"]["code"] == "CONFLICT"
 
