@@ -570,7 +570,7 @@ class Bench:
             raise RuntimeError(f"the benchmark command failed: {outcome}")
 
     def frame(self, seq: int, data: str) -> str:
-        event = {"seq": seq, "type": "terminal.output", "at": datetime.now(UTC).isoformat()}
+        event = {"seq": seq, "type": "command.output", "at": datetime.now(UTC).isoformat()}
         event["data"] = data
         batch = {"lastSeq": seq, "events": [event]}
         return json.dumps(
