@@ -26,8 +26,9 @@ from resolvers.errors import Conflict
 logger = logging.getLogger("interviewlm.background")
 M = TypeVar("M", bound=Model)
 T = TypeVar("T")
-# How long a shutdown waits for cancelled runs to unwind before it goes on.
-CLOSE_TIMEOUT_S = 10.0
+# How long a shutdown waits for cancelled runs to unwind before it goes on
+# (within the 10 s the app gives each shutdown step, so the warning is logged).
+CLOSE_TIMEOUT_S = 5.0
 
 
 class BackgroundRuns:
