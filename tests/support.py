@@ -7,9 +7,12 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
+
+from models.sandbox import SandboxRecord, SandboxState
 
 
 @dataclass
@@ -78,3 +81,26 @@ async def wait_until(predicate: Predicate, timeout: float = 10.0, *, what: str =
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}")
         await asyncio.sleep(delay)
         delay = min(delay * 2, 0.1)
+
+
+async def sandbox_uid(sandbox_root: Path, session_id: str) -> int:
+    """The host uid the session's running local sandbox runs as (its workspace's owner)."""
+    record = await SandboxRecord.get(session_id=session_id, state=SandboxState.RUNNING)
+    assert record.backend_id is not None
+    return (sandbox_root / record.backend_id / "workspace").stat().st_uid
+
+
+def uid_processes(uid: int, pattern: str = "") -> list[int]:
+    """Host pids whose real uid is ``uid`` (and whose command line contains ``pattern``):
+    one sandbox's processes, without searching the rest of the host."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            status = (proc / "status").read_text()
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # exited meanwhile
+            continue
+        uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()
+        if int(uids[1]) == uid and pattern in cmdline:
+            found.append(int(proc.name))
+    return found

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,14 @@ import httpx
 import pytest
 
 from models.claude import ClaudeRun
-from models.sandbox import SandboxRecord, SandboxState
 from tests.conftest import Account
 from tests.server import ServerProcess, start_server
-from tests.support import Api
+from tests.support import Api, sandbox_uid, uid_processes
 from tests.workspace_support import RUN, START, WRITE
 from tests.wsclient import GraphQLWS
 
 KEY = "sk-ant-api03-canary-7f3e9a1b"
+AGENT = "python3 .agent.py"  # CLAUDE_COMMAND of claude_server
 ASK = "mutation($s: ID!, $p: String!) { askClaude(sessionId: $s, prompt: $p) { id status } }"
 CANCEL = "mutation($r: ID!) { cancelClaude(runId: $r) { id status error } }"
 CLAUDE_OUTPUT = """subscription($r: ID!) { claudeOutput(runId: $r) { lastSeq events {
@@ -84,7 +83,7 @@ def claude_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Server
     env = {
         **server_env,
         "ANTHROPIC_API_KEY": KEY,
-        "CLAUDE_COMMAND": "python3 .agent.py",
+        "CLAUDE_COMMAND": AGENT,
         "CLAUDE_TIME_LIMIT_SECONDS": "30",
     }
     server = start_server(env, tmp_path)
@@ -165,26 +164,6 @@ async def until_event(
     finally:
         await ws.close()
     raise AssertionError(f"the stream ended without {kind}: {seen}")
-
-
-async def sandbox_uid(sandbox_root: Path, account: Account) -> int:
-    """The host uid the session's running sandbox runs as (its workspace's owner)."""
-    record = await SandboxRecord.get(session_id=account["sessionId"], state=SandboxState.RUNNING)
-    assert record.backend_id is not None
-    root = sandbox_root
-    return (root / record.backend_id / "workspace").stat().st_uid
-
-
-def agent_pids(uid: int) -> list[str]:
-    """The stand-in agent's processes among that sandbox uid's (no other uid is searched)."""
-    found = subprocess.run(
-        ["pgrep", "-u", str(uid), "-f", "python3 .agent.py"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert found.returncode in (0, 1), found.stderr
-    return found.stdout.split()
 
 
 async def test_transcript_streams_typed_and_edits_are_recorded(
@@ -285,14 +264,15 @@ async def test_second_ask_conflicts_and_cancel_kills_the_agent(
     assert second["errors"][0]["extensions"]["code"] == "CONFLICT"
     # Started, as the run's own events tell (not a host-wide process search)...
     await until_event(claude_server, account, run_id, "claude.init")
-    uid = await sandbox_uid(Path(server_env["SANDBOX_ROOT"]), account)
-    assert agent_pids(uid), "the agent runs in the session's sandbox, as its uid"
+    uid = await sandbox_uid(Path(server_env["SANDBOX_ROOT"]), account["sessionId"])
+    # Only that sandbox's processes are searched, not the whole host.
+    assert uid_processes(uid, AGENT), "the agent runs in the session's sandbox, as its uid"
     cancelled = await client(CANCEL, {"r": run_id}, "interviewerToken")
     assert cancelled["data"]["cancelClaude"]["status"] == "CANCELLED"
     events = await transcript(claude_server, account, run_id)
     assert [e["type"] for e in events][:2] == ["claude.started", "claude.init"]
     assert events[-1]["claudeStatus"] == "CANCELLED"
-    assert agent_pids(uid) == [], "cancel killed the agent"
+    assert uid_processes(uid, AGENT) == [], "cancel killed the agent"
     again = await client(CANCEL, {"r": run_id})
     assert again["errors"][0]["extensions"]["code"] == "CONFLICT"
 

@@ -8,17 +8,19 @@ while the sandbox misbehaves.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
-from collections.abc import Callable
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.applications import Starlette
 
+from modal_app.base import Limits
 from tests.conftest import Account
-from tests.support import Api
-from tests.workspace_support import RUN, TERMINATE, run, start
+from tests.support import Api, sandbox_uid, uid_processes, wait_until
+from tests.workspace_support import RUN, TERMINATE, WRITE, run, start
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,40 +31,63 @@ def pgrep(pattern: str) -> list[str]:
     return found.stdout.split()
 
 
-async def wait_until(condition: Callable[[], bool], *, attempts: int = 100) -> bool:
-    for _ in range(attempts):
-        if condition():
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
 @pytest.fixture
 async def sandbox(api: Api, account: Account) -> Account:
     await start(api, account)
     return account
 
 
+def connect_probe(port: int) -> str:
+    return f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2)'"
+
+
+def on_host(command: str) -> subprocess.CompletedProcess[str]:
+    """The same command, unsandboxed, as the server's own user: the positive control."""
+    return subprocess.run(
+        ["sh", "-c", command], capture_output=True, text=True, timeout=30, check=False
+    )
+
+
 async def test_no_network_but_loopback(api: Api, sandbox: Account) -> None:
     interfaces = await run(api, sandbox, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")
     assert interfaces["stdout"].split() == ["lo"]
-    for port in (5432, 6379):  # PostgreSQL and Redis listen on the host's loopback
-        probe = await run(
-            api,
-            sandbox,
-            f"python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", {port}), 2)'",
-        )
-        assert probe["exitCode"] != 0
-        assert "refused" in probe["stderr"].lower() or "unreachable" in probe["stderr"].lower()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    listener = await asyncio.start_server(accept, "127.0.0.1", 0)
+    own = listener.sockets[0].getsockname()[1]
+    try:
+        # PostgreSQL and Redis listen on the host's loopback, and so does our own listener.
+        for port in (own, 5432, 6379):
+            host = await asyncio.to_thread(on_host, connect_probe(port))
+            assert host.returncode == 0, f"the probe must reach port {port} unsandboxed: {host}"
+            probe = await run(api, sandbox, connect_probe(port))
+            assert probe["exitCode"] != 0, (port, probe)
+            assert "refused" in probe["stderr"].lower() or "unreachable" in probe["stderr"].lower()
+    finally:
+        listener.close()
+        await listener.wait_closed()
 
 
-async def test_host_files_are_invisible(api: Api, sandbox: Account) -> None:
-    for command in (f"ls {ROOT}", "cat /etc/shadow", "ls /root/.pyenv", "ls /var/lib/postgresql"):
+async def test_host_files_are_invisible(api: Api, sandbox: Account, app: Starlette) -> None:
+    sandbox_root = app.state.services.settings.sandbox_root
+    for command in (
+        f"ls {ROOT}",
+        f"ls {sandbox_root}",
+        "cat /etc/shadow",
+        "ls -A /root",
+        "ls /var/lib/postgresql",
+    ):
+        host = on_host(command)
+        assert host.returncode == 0, f"readable by the server: {command}: {host.stderr}"
         result = await run(api, sandbox, command)
         assert result["exitCode"] != 0, (command, result)
 
 
-async def test_sandboxed_processes_are_not_root_on_the_host(api: Api, sandbox: Account) -> None:
+async def test_sandboxed_processes_are_not_root_on_the_host(
+    api: Api, sandbox: Account, app: Starlette
+) -> None:
     marker = "4242.5"
     running = asyncio.create_task(
         api(
@@ -71,11 +96,14 @@ async def test_sandboxed_processes_are_not_root_on_the_host(api: Api, sandbox: A
             token=sandbox["candidateToken"],
         )
     )
-    assert await wait_until(lambda: bool(pgrep(f"^sleep {marker}"))), "never started"
+    await wait_until(lambda: bool(pgrep(f"^sleep {marker}")), what="the command started")
     pids = pgrep(f"^sleep {marker}")
     status = Path(f"/proc/{pids[0]}/status").read_text()
     real_uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
     assert real_uid != 0
+    assert real_uid == await sandbox_uid(
+        app.state.services.settings.sandbox_root, sandbox["sessionId"]
+    )
     running.cancel()
     await api(TERMINATE, {"s": sandbox["sessionId"]}, token=sandbox["candidateToken"])
 
@@ -85,7 +113,10 @@ async def test_environment_has_no_server_secrets(
 ) -> None:
     monkeypatch.setenv("INTERVIEWLM_CANARY_SECRET", "canary-8f3a")
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-canary")
+    assert os.environ["INTERVIEWLM_CANARY_SECRET"] == "canary-8f3a", "the server has it"
     result = await run(api, sandbox, "env")
+    assert result["exitCode"] == 0
+    assert "HOME=/home/sandbox" in result["stdout"], "env did print the environment"
     assert "canary" not in result["stdout"]
     for name in ("DATABASE_URL", "REDIS_URL", "ANTHROPIC_API_KEY", "MODAL_TOKEN_SECRET"):
         assert f"{name}=" not in result["stdout"]
@@ -112,26 +143,94 @@ async def _keeps_answering(
     return (await task).ok()["runCommand"]  # type: ignore[no-any-return]
 
 
-async def test_fork_bomb_is_contained(api: Api, sandbox: Account) -> None:
-    result = await _keeps_answering(api, sandbox, "bomb() { bomb | bomb & }; bomb; sleep 3", 10)
-    assert result["durationMs"] < 10_000 or result["timedOut"]
+FORK_COUNTER = """
+import errno, os, signal
+made, stopped, children = 0, "never", []
+try:
+    while made < 100000:
+        pid = os.fork()
+        if pid == 0:
+            signal.pause()
+            os._exit(0)
+        children.append(pid)
+        made += 1
+except OSError as e:
+    stopped = errno.errorcode[e.errno]
+for pid in children:
+    os.kill(pid, signal.SIGKILL)
+for pid in children:
+    os.waitpid(pid, 0)
+print(made, stopped)
+"""
+
+
+def limits(app: Starlette) -> Limits:
+    return app.state.services.sandboxes.policy.limits  # type: ignore[no-any-return]
+
+
+async def test_process_count_is_capped_at_the_limit(
+    api: Api, sandbox: Account, app: Starlette
+) -> None:
+    """Forks until refused: a missing or broken limit lets it reach 100000 (or starve the host)."""
+    cap = limits(app).max_processes
+    wrote = await api(
+        WRITE,
+        {"s": sandbox["sessionId"], "p": "forks.py", "c": FORK_COUNTER},
+        token=sandbox["candidateToken"],
+    )
+    wrote.ok()
+    result = await _keeps_answering(api, sandbox, "python3 forks.py", 60)
+    made, stopped = result["stdout"].split()
+    assert stopped == "EAGAIN", result
+    # The sandbox's own processes (bwrap, init, the shell, python) take a few of the slots.
+    assert cap - 8 <= int(made) < cap, f"{made} forks under a limit of {cap}"
+
+
+async def test_fork_bomb_is_contained(api: Api, sandbox: Account, app: Starlette) -> None:
+    cap = limits(app).max_processes
+    uid = await sandbox_uid(app.state.services.settings.sandbox_root, sandbox["sessionId"])
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:  # the host's view: every process of the sandbox's uid
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, len(uid_processes(uid)))
+            stop.wait(0.01)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = await _keeps_answering(api, sandbox, "bomb() { bomb | bomb & }; bomb; sleep 3", 10)
+    finally:
+        stop.set()
+        sampler.join()
+    assert result["durationMs"] < 12_000
+    # Sampled, the peak is a lower bound: it shows the bomb ran, and never past the limit.
+    assert 8 < peak <= cap, f"peak {peak} processes under a limit of {cap}"
+    await wait_until(lambda: not uid_processes(uid), 10, what="the bomb's processes are gone")
     after = await run(api, sandbox, "echo alive")
     assert after["stdout"] == "alive\n"
 
 
 async def test_memory_hog_is_killed(api: Api, sandbox: Account) -> None:
+    fits = await run(api, sandbox, "python3 -c 'x = bytearray(64 * 1024 ** 2); print(len(x))'")
+    assert fits["stdout"] == f"{64 * 1024**2}\n", "a modest allocation works"
     hog = "python3 -c 'x = bytearray(4 * 1024 ** 3); print(len(x))'"
     result = await _keeps_answering(api, sandbox, hog, 20)
     assert result["exitCode"] != 0
     assert "4294967296" not in result["stdout"]
 
 
-async def test_disk_filler_is_stopped(api: Api, sandbox: Account) -> None:
+async def test_disk_filler_is_stopped(api: Api, sandbox: Account, app: Starlette) -> None:
+    cap = limits(app).max_file_size_mb << 20
     result = await _keeps_answering(
-        api, sandbox, "dd if=/dev/zero of=fill.bin bs=1M count=4096 2>&1; ls -l fill.bin", 60
+        api, sandbox, "dd if=/dev/zero of=fill.bin bs=1M count=4096 2>&1; stat -c %s fill.bin", 60
     )
-    size = int(result["stdout"].split()[-5]) if "fill.bin" in result["stdout"] else 0
-    assert size < 4096 * 1024 * 1024
+    assert "File size limit exceeded" in result["stdout"], result  # SIGXFSZ: RLIMIT_FSIZE
+    size = int(result["stdout"].split()[-1])
+    assert size == cap, f"written up to the per-file limit ({cap}), no further: {size}"
+    await run(api, sandbox, "rm fill.bin")
 
 
 async def test_infinite_loop_times_out(api: Api, sandbox: Account) -> None:
@@ -155,12 +254,13 @@ async def test_nothing_survives_terminate(api: Api, sandbox: Account) -> None:
             token=sandbox["candidateToken"],
         )
     )
-    assert await wait_until(lambda: bool(pgrep(f"sleep {marker}"))), "never started"
+    await wait_until(lambda: bool(pgrep(f"sleep {marker}")), what="the command started")
     await api(TERMINATE, {"s": sandbox["sessionId"]}, token=sandbox["candidateToken"])
     result = await asyncio.wait_for(running, 15)
     assert result.errors or result.data["runCommand"]["exitCode"] != 0
-    gone = await wait_until(lambda: not pgrep(f"sleep {marker}"))
-    assert gone, "sandbox processes outlived terminateSandbox"
+    await wait_until(
+        lambda: not pgrep(f"sleep {marker}"), 5, what="sandbox processes gone after terminate"
+    )
 
 
 async def test_tmp_and_shm_are_bounded(api: Api, sandbox: Account) -> None:
@@ -241,7 +341,7 @@ async def test_environment_is_in_no_argv_on_the_host(api: Api, sandbox: Account)
             token=sandbox["candidateToken"],
         )
     )
-    assert await wait_until(lambda: bool(pgrep(f"^sleep {marker}"))), "never started"
+    await wait_until(lambda: bool(pgrep(f"^sleep {marker}")), what="the command started")
     argvs = [_read(path) for path in Path("/proc").glob("[0-9]*/cmdline")]
     argvs = [argv for argv in argvs if marker.encode() in argv or b"--setenv" in argv]
     assert argvs
