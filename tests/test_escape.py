@@ -206,8 +206,9 @@ async def test_fork_bomb_is_contained(api: Api, sandbox: Account, app: Starlette
         stop.set()
         sampler.join()
     assert result["durationMs"] < 12_000
-    # Sampled, the peak is a lower bound: it shows the bomb ran, and never past the limit.
-    assert 8 < peak <= cap, f"peak {peak} processes under a limit of {cap}"
+    # Sampled, the peak only bounds from below (a starved sampler sees little); it must never
+    # pass the limit. test_process_count_is_capped_at_the_limit counts exactly.
+    assert 0 < peak <= cap, f"peak {peak} processes under a limit of {cap}"
     await wait_until(lambda: not uid_processes(uid), 10, what="the bomb's processes are gone")
     after = await run(api, sandbox, "echo alive")
     assert after["stdout"] == "alive\n"
