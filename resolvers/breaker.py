@@ -5,6 +5,11 @@ OPEN: calls fail at once with SandboxUnavailable until ``reset_after`` passes.
 HALF-OPEN: one trial call goes through; success closes, failure re-opens.
 Every call also gets a deadline, so a backend that hangs counts as failing.
 
+Calls that run as long as a candidate's program does (``long_running``: a
+command, a test run) never hold the one trial slot -- a ten-minute command must
+not make every other call wait out its end: in HALF-OPEN they go through, and
+their outcome closes or re-opens the breaker like a trial's.
+
 The breaker is one per process and shared by every account, so what counts
 as a failure is narrow: the backend saying it is unhealthy
 (``BackendUnavailable``) or not answering in time. Everything else -- a
@@ -72,16 +77,19 @@ class CircuitBreaker:
         *,
         deadline_s: float | None = None,
         scope: str | None = None,
+        long_running: bool = False,
     ) -> T:
         """Run ``operation`` under the breaker; ``scope`` names the one sandbox it is about."""
         state = self.state
-        if state == "open" or (state == "half-open" and self._trial_running):
+        trial = state == "half-open"
+        holds_slot = trial and not long_running
+        if state == "open" or (holds_slot and self._trial_running):
             raise SandboxUnavailable(
                 "the sandbox service is failing; try again in a few seconds",
                 retryAfterSeconds=max(1, round(self.reset_after)),
             )
-        trial = state == "half-open"
-        self._trial_running = trial
+        if holds_slot:
+            self._trial_running = True
         try:
             async with asyncio.timeout(deadline_s or self.call_timeout):
                 result = await operation()
@@ -89,7 +97,7 @@ class CircuitBreaker:
             self._record_failure(scope, trial=trial)
             raise SandboxUnavailable(f"the sandbox service failed: {_describe(exc)}") from exc
         finally:
-            if trial:
+            if holds_slot:
                 self._trial_running = False
         self._failures = 0
         self._scopes.clear()

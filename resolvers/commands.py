@@ -85,6 +85,7 @@ async def run_command(
             ),
             deadline_s=timeout_s + GRACE_S,
             scope=backend_id,
+            long_running=True,
         )
     except SandboxUnavailable as exc:
         await coalescer.close()

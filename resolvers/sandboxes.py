@@ -89,13 +89,18 @@ class Sandboxes:
         *,
         deadline_s: float | None = None,
         scope: str | None = None,
+        long_running: bool = False,
     ) -> T:
         """Every backend call goes through the breaker (and its deadline).
 
         ``scope``: the backend id of the one sandbox the call is about, so that
         failures of one (hostile) sandbox alone never open the shared breaker.
+        ``long_running``: it lasts as long as the candidate's program (a command,
+        a test run), so it never holds the breaker's one trial slot.
         """
-        return await self.breaker.call(operation, deadline_s=deadline_s, scope=scope)
+        return await self.breaker.call(
+            operation, deadline_s=deadline_s, scope=scope, long_running=long_running
+        )
 
     def redact(self, data: bytes) -> bytes:
         """Server secrets never enter the recording, whatever wrote them."""

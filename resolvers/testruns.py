@@ -234,6 +234,7 @@ class TestRuns:
             ),
             deadline_s=self.run_timeout_s + HARNESS_GRACE_S,
             scope=backend_id,
+            long_running=True,
         )
 
     async def _record(self, run: TestRun, judged: list[Judged]) -> None:

@@ -9,6 +9,7 @@ the app's own back afterwards.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -104,3 +105,41 @@ async def test_open_breaker_refuses_the_test_run_harness(
 
     await wait_until(done, 60, what="the second test run to finish")
     assert again.id != queued.id
+
+
+async def test_a_long_call_never_holds_the_half_open_trial_slot() -> None:
+    """A command or test run lasts as long as the candidate's program: were it the one
+    trial call, every other account's calls would be refused until it ended."""
+    now = [0.0]
+    breaker = CircuitBreaker(threshold=1, reset_after=10, clock=lambda: now[0])
+    await open_breaker(breaker)
+    now[0] = 11
+    assert breaker.state == "half-open"
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def program() -> str:
+        started.set()
+        await release.wait()
+        return "exited"
+
+    async def fine() -> str:
+        return "ok"
+
+    running = asyncio.ensure_future(breaker.call(program, scope="a", long_running=True))
+    await started.wait()
+    assert await breaker.call(fine) == "ok"  # the trial slot was free
+    assert breaker.state == "closed"
+    release.set()
+    assert await running == "exited"
+    # Control: a short trial does hold the slot while it runs.
+    await open_breaker(breaker)
+    now[0] = 22
+    held = asyncio.ensure_future(breaker.call(program))
+    started.clear()
+    release.clear()
+    await started.wait()
+    with pytest.raises(SandboxUnavailable, match="try again"):
+        await breaker.call(fine)
+    release.set()
+    assert await held == "exited"
+    assert breaker.state == "closed"
