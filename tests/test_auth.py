@@ -17,7 +17,7 @@ from graphql import get_introspection_query
 from models.token import ApiToken, CandidateToken
 from tests.conftest import Account
 from tests.server import ServerProcess, start_server
-from tests.support import Api
+from tests.support import Api, wait_until
 
 VIEWER = "{ viewer { kind account { id } user { role } session { id } } }"
 
@@ -189,8 +189,9 @@ async def test_without_a_token_only_introspection_and_languages_answer(api: Api)
     assert (await api("{ sessions { totalCount } }")).codes == ["UNAUTHENTICATED"]
 
 
-async def _healthz_latencies(server: ServerProcess, stop: asyncio.Event) -> list[float]:
-    latencies: list[float] = []
+async def _healthz_latencies(
+    server: ServerProcess, stop: asyncio.Event, latencies: list[float]
+) -> list[float]:
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
         while not stop.is_set():
             started = time.perf_counter()
@@ -203,14 +204,18 @@ async def _healthz_latencies(server: ServerProcess, stop: asyncio.Event) -> list
 async def _during(server: ServerProcess, attack: Any) -> tuple[Any, float, list[float]]:
     """Run ``attack`` while /healthz is polled: its result, its duration, the latencies."""
     stop = asyncio.Event()
-    poller = asyncio.create_task(_healthz_latencies(server, stop))
-    await asyncio.sleep(0.1)
+    latencies: list[float] = []
+    poller = asyncio.create_task(_healthz_latencies(server, stop, latencies))
+    await wait_until(lambda: bool(latencies), what="the poller is answered")
     started = time.perf_counter()
     try:
         result = await attack
     finally:
         duration = time.perf_counter() - started
-        await asyncio.sleep(0.05)
+        polled = len(latencies)
+        # One more answer after the attack, so its tail is measured too.
+        if not poller.done():
+            await wait_until(lambda: len(latencies) > polled, what="a poll after the attack")
         stop.set()
     return result, duration, await poller
 

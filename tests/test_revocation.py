@@ -27,6 +27,7 @@ from resolvers.accounts import issue_token
 from resolvers.auth import hash_token
 from tests.conftest import REDIS_URL, Account
 from tests.server import ServerProcess, start_server
+from tests.support import wait_until
 from tests.wsclient import SESSION_EVENTS, GraphQLWS
 
 CREATE_TOKEN = """mutation($input: CreateApiTokenInput!) {
@@ -213,7 +214,7 @@ async def test_the_sweep_closes_connections_of_tokens_revoked_behind_its_back(
         assert closed == []
         await ApiToken.filter(id=token_id).update(revoked_at=datetime.now(UTC))
         await registry.sweep()
-        await asyncio.sleep(0.05)
+        await wait_until(lambda: bool(closed), 5, what="the sweep closed the connection")
         assert closed == ["token revoked or expired"]
         assert registry.open_count(token_id) == 0
     finally:
