@@ -44,7 +44,8 @@ class InterviewSession(Model):
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
     started_at = fields.DatetimeField(null=True)
     ended_at = fields.DatetimeField(null=True)
-    expires_at = fields.DatetimeField(null=True)
+    # Indexed: the reaper looks for open sessions past it (resolvers.sessions.expire_due).
+    expires_at = fields.DatetimeField(null=True, db_index=True)
     # Highest event seq handed out; bumped in the same transaction as the insert
     # so seqs stay gap-free across replicas (see resolvers.events).
     last_seq = fields.BigIntField(default=0)
