@@ -261,6 +261,8 @@ async def test_host_files_are_invisible(local: LocalSandboxBackend, make: Maker)
         local, info.id, "touch /x || touch /usr/x || touch /etc/x || touch /dev/x || echo all-ro"
     )
     assert writes.stdout == b"all-ro\n"
+    writable = await run(local, info.id, "touch /workspace/x /tmp/x && echo rw")
+    assert writable.stdout == b"rw\n", "touch works where writing is allowed"
 
 
 async def test_runs_as_unprivileged_host_uid(local: LocalSandboxBackend, make: Maker) -> None:
@@ -288,6 +290,8 @@ async def test_runs_as_unprivileged_host_uid(local: LocalSandboxBackend, make: M
         assert _status_field(pids[-1], "NoNewPrivs") == ["1"]
     finally:
         await handle.kill()
+    host = await asyncio.create_subprocess_exec("unshare", "-U", "true")
+    assert await host.wait() == 0, "the same unshare works on the host"
     privileges = await run(local, info.id, "unshare -U true 2>/dev/null || echo no-nested-userns")
     assert privileges.stdout == b"no-nested-userns\n"
 
