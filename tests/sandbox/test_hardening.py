@@ -94,6 +94,9 @@ async def test_tmpfs_pages_count_against_the_sandbox_memory() -> None:
         if backend.cgroups is None:
             pytest.skip("no writable cgroup hierarchy here: /tmp is bounded by its size only")
         info = await backend.create(SandboxSpec(limits=Limits(memory_mb=64, max_processes=32)))
+        within = "head -c 30000000 /dev/zero > /tmp/f0 && rm /tmp/f0 && echo stored"
+        small = await run(backend, info.id, within, timeout_s=30)
+        assert small.stdout == b"stored\n", "positive control: one file within the limit fits"
         fill = "for i in 1 2 3 4 5; do head -c 30000000 /dev/zero > /tmp/f$i; done; echo stored"
         result = await run(backend, info.id, fill, timeout_s=30)
         assert b"stored" not in result.stdout
