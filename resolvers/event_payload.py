@@ -33,8 +33,11 @@ class Payload:
     KIND: ClassVar[str] = ""
     # What a candidate may not see: True for the whole event (interviewer notes).
     STAFF_ONLY: ClassVar[bool] = False
-    # (attribute, JSON key, decoder) per field, computed once at registration.
-    _FIELDS: ClassVar[tuple[tuple[str, str, Callable[[Any], Any] | None], ...]] = ()
+    # Computed once at registration: (attribute, JSON key) per field, JSON key ->
+    # attribute, and the enum fields' decoders (parsing is on the live path).
+    _FIELDS: ClassVar[tuple[tuple[str, str], ...]] = ()
+    _ATTRS: ClassVar[dict[str, str]] = {}
+    _DECODERS: ClassVar[tuple[tuple[str, Callable[[Any], Any]], ...]] = ()
 
     @property
     def kind(self) -> str:
@@ -42,7 +45,7 @@ class Payload:
 
     def to_json(self) -> JsonDict:
         out: JsonDict = {}
-        for attr, key, _ in self._FIELDS:
+        for attr, key in self._FIELDS:
             value = getattr(self, attr)
             if value is not None:
                 out[key] = value.value if isinstance(value, enum.Enum) else value
@@ -106,13 +109,13 @@ def kind(name: str, *, snake: bool = False) -> Callable[[type[P]], type[P]]:
             raise ValueError(f"event kind {name} declared twice")
         hints = typing.get_type_hints(cls)
         cls.KIND = name
+        names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
         cls._FIELDS = tuple(
-            (
-                f.name,
-                f.name if snake and f.name != "run_id" else _camel(f.name),
-                _decoder(hints[f.name]),
-            )
-            for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+            (name, name if snake and name != "run_id" else _camel(name)) for name in names
+        )
+        cls._ATTRS = {key: attr for attr, key in cls._FIELDS}
+        cls._DECODERS = tuple(
+            (name, decode) for name in names if (decode := _decoder(hints[name])) is not None
         )
         KINDS[name] = cls
         return cls
@@ -125,12 +128,12 @@ def parse(kind_name: str, data: JsonDict) -> Payload:
     cls = KINDS.get(kind_name)
     if cls is None or not isinstance(data, dict):
         return Unknown(kind_name, data if isinstance(data, dict) else {"value": data})
-    values: JsonDict = {}
+    attrs = cls._ATTRS
+    values = {attrs[key]: value for key, value in data.items() if key in attrs}
     try:
-        for attr, key, decode in cls._FIELDS:
-            if key in data:
-                value = data[key]
-                values[attr] = decode(value) if decode is not None and value is not None else value
+        for attr, decode in cls._DECODERS:
+            if values.get(attr) is not None:
+                values[attr] = decode(values[attr])
         return cls(**values)
     except (TypeError, ValueError):  # a required field missing, an enum value unknown
         return Unknown(kind_name, data)
