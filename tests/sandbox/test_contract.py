@@ -234,6 +234,10 @@ async def test_timeout_kills_the_whole_tree(backend: SandboxBackend, sandbox: Sa
     assert result.exit_code is None
     assert result.stdout == b"started\n"
     assert elapsed < 5
+    # Positive control: the same background child, given its time, does leave its marker.
+    control = "(sleep 0.2; echo alive > /workspace/control) & wait; cat /workspace/control"
+    assert (await run(backend, sandbox.id, control, timeout_s=10)).stdout == b"alive\n"
+    # What must not happen can only be waited for: past the survivor's 1.5 s.
     await asyncio.sleep(1.5)
     with pytest.raises(FileNotFoundInSandbox):
         await backend.read_file(sandbox.id, "survivor")
