@@ -237,8 +237,8 @@ class LocalSandboxBackend(WorkspaceFiles):
     # -- sandboxes ---------------------------------------------------------------
 
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
+        workdir = check_local_spec(spec)  # first: a bad spec is the caller's error
         self._started()
-        workdir = check_local_spec(spec)
         meta = SandboxMeta(
             id=new_sandbox_id(),
             created_at=time.time(),

@@ -167,3 +167,18 @@ def test_capabilities_are_declared() -> None:
     assert LocalSandboxBackend.agent_proxy_route == "socket"
     assert ModalSandboxBackend.shares_sandboxes_across_replicas is True
     assert ModalSandboxBackend.agent_proxy_route == "egress"
+
+
+async def test_a_bad_spec_is_refused_before_the_backend_is_needed() -> None:
+    """Unstarted backends: the caller's error (InvalidSpec), not BackendUnavailable."""
+    spec = SandboxSpec(timeout_s=math.inf)
+    backends: list[SandboxBackend] = [
+        LocalSandboxBackend(make_root()),
+        ModalSandboxBackend(token_id=None, token_secret=None),
+    ]
+    messages = []
+    for backend in backends:
+        with pytest.raises(InvalidSpec) as refused:
+            await backend.create(spec)
+        messages.append(str(refused.value))
+    assert messages[0] == messages[1]
