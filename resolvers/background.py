@@ -3,6 +3,7 @@
 1. ``claim``: create the run's row with its live key. The key is unique per
    session in the database, so two replicas racing to start a run of one
    session cannot both win: the loser's ``IntegrityError`` becomes CONFLICT.
+   If a step before the task starts fails, ``launching`` releases the key.
 2. ``spawn``: run the work as a task this replica keeps track of.
 3. ``result_writer``: a task that records results as they come (a queue
    consumer) is always told the end and always awaited, however the run
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -44,6 +45,20 @@ class BackgroundRuns:
             return await model.create(**fields)
         except IntegrityError:
             raise Conflict(conflict) from None
+
+    @asynccontextmanager
+    async def launching(self, release: Callable[[], Awaitable[None]]) -> AsyncIterator[None]:
+        """The steps between ``claim`` and ``spawn``: if one fails, ``release`` ends the run
+        and frees its live key (or every later start of the session would be CONFLICT,
+        and the reaper only frees the keys of replicas that are gone)."""
+        try:
+            yield
+        except BaseException:
+            try:
+                await release()
+            except Exception:  # the failure being raised is the one that matters
+                logger.exception("releasing a %s run that failed to start failed", self.name)
+            raise
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from modal_app.base import ExecHandle, SandboxError
@@ -116,7 +117,8 @@ class ClaudeAgent:
             token_hash=hashed,
             token_expires_at=datetime.now(UTC) + lifetime,
         )
-        await self._event(run, ek.ClaudeStarted(str(run.id), prompt=text))
+        async with self.runs.launching(partial(self._abandon, run)):
+            await self._event(run, ek.ClaudeStarted(str(run.id), prompt=text))
         active = _Active(token)
         self._active[run.id] = active
         resume = previous.conversation_id if previous else None
@@ -271,6 +273,17 @@ class ClaudeAgent:
             api_requests=used.api_requests,
         )
         await self._event(run, finished)
+
+    async def _abandon(self, run: ClaudeRun) -> None:
+        """A run that failed before its task started: FAILED, its key and token freed."""
+        await ClaudeRun.filter(id=run.id).update(
+            status=ClaudeRunStatus.FAILED,
+            error="the agent could not be started",
+            live_key=None,
+            token_hash=None,
+            token_expires_at=None,
+            finished_at=datetime.now(UTC),
+        )
 
     async def _event(self, run: ClaudeRun, payload: ek.Payload) -> None:
         await self.log.append(run.session_id, self._scrubbed(payload))

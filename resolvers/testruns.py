@@ -124,13 +124,13 @@ class TestRuns:
             owner=self.sandboxes.owner,
             log_seq=await self.log.last_seq(session.id),
         )
-        # Thorough: the snapshot names the code tested, whatever mtimes say.
-        await self.sandboxes.sync_workspace(sandbox, thorough=True)
-        snapshot = {
-            path: f.sha256 for path, f in (await self.sandboxes.files.current(session.id)).items()
-        }
-        run.files = snapshot
-        await run.save(update_fields=["files"])
+        release = partial(self._finish, run, status=TestRunStatus.ERROR, error=ERROR_START)
+        async with self.runs.launching(release):
+            # Thorough: the snapshot names the code tested, whatever mtimes say.
+            await self.sandboxes.sync_workspace(sandbox, thorough=True)
+            current = await self.sandboxes.files.current(session.id)
+            run.files = {path: f.sha256 for path, f in current.items()}
+            await run.save(update_fields=["files"])
         self.runs.spawn(self._execute(run, sandbox.backend_id or ""))
         return run
 
@@ -333,6 +333,7 @@ def _result_row(
     return row, payload
 
 
+ERROR_START = "the test run could not start; please run the tests again"
 ERROR_INTERNAL = "the test run failed because of an internal error; please run the tests again"
 ERROR_TIME_LIMIT = "the test run reached its time limit; cases not run by then failed"
 ERROR_HARNESS = "the test run stopped unexpectedly; cases not run by then failed"

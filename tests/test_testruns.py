@@ -315,3 +315,32 @@ async def test_a_run_that_fails_unexpectedly_leaves_no_writer_waiting(
 
     # The run's task finishes moments after its row does; its writer with it.
     await wait_until(lambda: not writers(), timeout=5, what="the result writer to finish")
+
+
+async def test_a_run_that_fails_to_start_frees_the_session_for_the_next(
+    api: Api, account: Account, app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workspace sync before a run (its code snapshot) fails: the run ends ERROR and
+    the next runTests is not CONFLICT (the claimed live key used to stay taken until the
+    replica restarted)."""
+    from resolvers.errors import SandboxUnavailable
+    from resolvers.testruns import ERROR_START
+
+    await start(api, account)
+    await write(api, account, "solution.py", SOLUTIONS["PYTHON"][1])
+    sandboxes = app.state.services.sandboxes
+
+    async def sync_fails(*_args: Any, **_kwargs: Any) -> int:
+        raise SandboxUnavailable("the sandbox service is unavailable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sandboxes, "sync_workspace", sync_fails)
+        refused = await api(RUN_TESTS, {"s": account["sessionId"]}, token=account["candidateToken"])
+    assert refused.codes == ["SANDBOX_UNAVAILABLE"]
+    log = await events(api, account)
+    (failed,) = [e["payload"] for e in log if e["type"] == "testrun.finished"]
+    assert failed["runStatus"] == "ERROR"
+    assert failed["error"] == ERROR_START
+    run = await run_tests(api, account)
+    assert run["status"] == "FINISHED"
+    assert run["passed"] == run["total"]
