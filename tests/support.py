@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -58,11 +58,13 @@ class Api:
         return Result(response.status_code, response.json())
 
 
-Predicate = Callable[[], "bool | Awaitable[bool]"]
+T = TypeVar("T")
 
 
-async def wait_until(predicate: Predicate, timeout: float = 10.0, *, what: str = "") -> None:
-    """Return as soon as ``predicate()`` holds; fail the test after ``timeout`` seconds.
+async def wait_until(
+    predicate: Callable[[], T | Awaitable[T]], timeout: float = 10.0, *, what: str = ""
+) -> T:
+    """The first truthy ``predicate()``; fail the test after ``timeout`` seconds.
 
     The synchronization tests use instead of sleeping: a sleep is too short on a
     loaded machine (flaky) and too long everywhere else (slow), and when the
@@ -76,7 +78,7 @@ async def wait_until(predicate: Predicate, timeout: float = 10.0, *, what: str =
         if inspect.isawaitable(outcome):
             outcome = await outcome
         if outcome:
-            return
+            return outcome
         if asyncio.get_running_loop().time() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}")
         await asyncio.sleep(delay)

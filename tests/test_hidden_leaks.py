@@ -26,7 +26,7 @@ import pytest
 
 from tests.conftest import Account, random_email
 from tests.server import ServerProcess
-from tests.support import Api
+from tests.support import Api, wait_until
 from tests.workspace_support import EVENTS, FILE, FILES, RUN, START, WRITE
 from tests.wsclient import GraphQLWS
 
@@ -213,12 +213,12 @@ async def hidden_session(api: Api, account: Account, secret: str) -> dict[str, s
 async def run_and_wait(api: Api, session: str, language: str, token: str) -> dict[str, Any]:
     started = await api(RUN_TESTS, {"s": session, "l": language}, token=token)
     run_id = started.ok()["runTests"]["id"]
-    for _ in range(1200):
+
+    async def ended() -> dict[str, Any] | None:
         run = (await api(TEST_RUN, {"id": run_id}, token=token)).ok()["testRun"]
-        if run["status"] in {"FINISHED", "ERROR"}:
-            return run  # type: ignore[no-any-return]
-        await asyncio.sleep(0.05)
-    raise AssertionError("the test run did not finish")
+        return run if run["status"] in {"FINISHED", "ERROR"} else None  # type: ignore[no-any-return]
+
+    return await wait_until(ended, 60, what="the test run to finish")
 
 
 async def candidate_can_read(api: Api, session: str, token: str) -> str:
