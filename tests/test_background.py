@@ -101,3 +101,21 @@ async def test_close_cancels_and_waits_for_the_runs() -> None:
     await runs.close()
     assert sorted(unwound) == ["a", "b"], "close returns once the runs have unwound"
     assert runs.running == 0
+
+
+async def test_a_failed_launch_releases_the_run() -> None:
+    released: list[str] = []
+
+    async def release() -> None:
+        released.append("freed")
+
+    async def launch() -> None:
+        async with BackgroundRuns("test").launching(release):
+            raise OSError("the start event could not be stored")
+
+    with pytest.raises(OSError, match="could not be stored"):
+        await launch()
+    assert released == ["freed"]
+    async with BackgroundRuns("test").launching(release):
+        pass
+    assert released == ["freed"], "a launch that succeeds keeps its key"
