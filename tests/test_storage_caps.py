@@ -194,7 +194,7 @@ async def test_migration_refers_existing_recordings_to_their_blobs(
     (await api(WRITE, {"s": sid, "p": "v.txt", "c": "two"}, token=token)).ok()
     expected = set(await SessionBlob.filter(session_id=sid).values_list("sha256", flat=True))
     await SessionBlob.filter(session_id=sid).delete()  # as before the migration
-    migration = importlib.import_module("models.migrations.0008_storage_budget")
+    migration = importlib.import_module("models.migrations.0007_storage_budget")
     editor = SimpleNamespace(collect_sql=False, client=Tortoise.get_connection("default"))
     await migration.backfill_session_blobs(None, editor)
     refs = set(await SessionBlob.filter(session_id=sid).values_list("sha256", flat=True))

@@ -6,7 +6,7 @@ class Migration(migrations.Migration):
     """Index sessions' expiry: every replica's reaper looks for open sessions past it
     (``resolvers.sessions.expire_due``), and listings filter on it."""
 
-    dependencies = [('models', '0008_storage_budget')]
+    dependencies = [('models', '0007_storage_budget')]
 
     initial = False
 
