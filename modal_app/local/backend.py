@@ -50,22 +50,15 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import logging
-import os
-import secrets
 import shutil
-import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
 
 from modal_app.base import (
     AgentProxyRoute,
     BackendUnavailable,
     NetworkPolicy,
-    SandboxError,
     SandboxInfo,
     SandboxSpec,
     SandboxStatus,
@@ -73,32 +66,19 @@ from modal_app.base import (
     check_exec,
     check_pty,
 )
-from modal_app.local.bwrap import Tools
-from modal_app.local.cgroup import Cgroups, detect_v1, detect_v2, from_v2_parent
+from modal_app.local.cgroup import Cgroups
 from modal_app.local.exec import LocalExecHandle
 from modal_app.local.fileapi import WorkspaceFiles, owner_of
 from modal_app.local.files import mkdir as fs_mkdir
-from modal_app.local.meta import MetaStore, SandboxMeta, check_sandbox_id, new_sandbox_id
-from modal_app.local.presets import GENERATED_ETC, system_view
-from modal_app.local.probe import probe_isolation
-from modal_app.local.process import uid_pids
+from modal_app.local.host import CgroupMode, UidPool, prepare_host
+from modal_app.local.live import LiveSandbox, expired, stop
+from modal_app.local.meta import MetaStore, SandboxMeta, check_sandbox_id
+from modal_app.local.process import kill_uid
 from modal_app.local.pty import LocalPtyHandle
-from modal_app.local.quota import DiskQuota, QuotaState
-from modal_app.local.runner import Handle, Runner
+from modal_app.local.quota import DiskQuota
+from modal_app.local.runner import Runner
 from modal_app.local.spec import check_local_spec
-
-_log = logging.getLogger(__name__)
-
-
-@dataclass
-class _Live:
-    """What this process knows about a sandbox beyond its metadata."""
-
-    meta: SandboxMeta
-    handles: set[Handle] = field(default_factory=set)
-    last_activity: float = field(default_factory=time.monotonic)
-    terminated: bool = False
-    quota: QuotaState = field(default_factory=QuotaState)
+from modal_app.local.watchdog import Watchdog
 
 
 class LocalSandboxBackend(WorkspaceFiles):
@@ -122,7 +102,7 @@ class LocalSandboxBackend(WorkspaceFiles):
         toolchain_dir: Path | str | None = None,
         uid_base: int = 1_500_000_000,
         uid_count: int = 1 << 24,
-        cgroups: Literal["auto", "off", "required"] = "auto",
+        cgroups: CgroupMode = "auto",
         cgroup_parent: Path | str | None = None,
         disk_quota_mb: int = 1024,
         max_inodes: int = 100_000,
@@ -133,102 +113,58 @@ class LocalSandboxBackend(WorkspaceFiles):
         self.root = Path(root).absolute()
         self._store = MetaStore(self.root)
         self._toolchain = Path(toolchain_dir).absolute() if toolchain_dir else None
-        self._uid_base = uid_base
-        self._uid_count = uid_count
+        self._uids = UidPool(uid_base, uid_count)
         self._cgroup_mode = cgroups
         self._cgroup_parent = Path(cgroup_parent) if cgroup_parent else None
         self._quota = DiskQuota(disk_quota_mb * 1024 * 1024, max_inodes)
-        self._check_interval = disk_check_interval_s
         self._tmp_size_mb = tmp_size_mb
         self._max_list = max_list_entries
         self._runner: Runner | None = None
         self.cgroups: Cgroups | None = None
         """The per-sandbox cgroup layer in use (None: rlimits only)."""
-        self._live: dict[str, _Live] = {}
-        self._uids: set[int] = set()
-        self._watchdog: asyncio.Task[None] | None = None
+        self._live: dict[str, LiveSandbox] = {}
+        self._watchdog = Watchdog(
+            self._live,
+            store=self._store,
+            quota=self._quota,
+            interval_s=disk_check_interval_s,
+            terminate=self.terminate,
+        )
+        self._watchdog_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
     async def start(self) -> None:
         if self._runner is not None:
             return
-        if os.geteuid() != 0:
-            raise BackendUnavailable(
-                "the local sandbox backend must run as root: it gives every sandbox its own "
-                "unprivileged uid (process limits are per uid and not enforced for root)"
-            )
-        tools = Tools.find()
-        await asyncio.to_thread(self._prepare_root)
-        view = await asyncio.to_thread(system_view)
-        cgroups = await asyncio.to_thread(self._detect_cgroups)
-        await probe_isolation(
-            tools=tools,
-            view=view,
-            root=self.root,
-            cgroups=cgroups,
-            # Just past the sandbox range: no sandbox can own this uid.
-            uid=self._uid_base + self._uid_count,
+        host = await prepare_host(
+            self.root,
+            cgroup_mode=self._cgroup_mode,
+            cgroup_parent=self._cgroup_parent,
+            probe_uid=self._uids.outside,
             tmp_size_mb=self._tmp_size_mb,
         )
-        self.cgroups = cgroups
-        self._uids = {m.uid for m in await asyncio.to_thread(self._store.all)}
+        self.cgroups = host.cgroups
+        self._uids.reset({m.uid for m in await asyncio.to_thread(self._store.all)})
         self._runner = Runner(
-            tools=tools,
-            view=view,
+            tools=host.tools,
+            view=host.view,
             store=self._store,
-            cgroups=cgroups,
+            cgroups=host.cgroups,
             toolchain=self._toolchain,
             tmp_size_mb=self._tmp_size_mb,
             snapshot_max_bytes=self._quota.max_bytes,
             snapshot_max_files=self._quota.max_inodes,
         )
-        self._watchdog = asyncio.create_task(self._watch())
-
-    def _prepare_root(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        # bwrap resolves bind sources as the sandbox uid, so it must traverse
-        # the root (not list it) and read the generated /etc files.
-        os.chmod(self.root, 0o711)  # noqa: S103
-        etc = self.root / ".etc"
-        etc.mkdir(exist_ok=True)
-        os.chmod(etc, 0o755)  # noqa: S103
-        for name, content in GENERATED_ETC.items():
-            path = etc / name
-            if not path.exists() or path.read_text() != content:
-                tmp = etc / f".{name}.{secrets.token_hex(4)}.tmp"
-                tmp.write_text(content)
-                os.chmod(tmp, 0o644)
-                os.replace(tmp, path)
-
-    def _detect_cgroups(self) -> Cgroups | None:
-        if self._cgroup_mode == "off":
-            return None
-        if self._cgroup_parent:
-            found = from_v2_parent(self._cgroup_parent)
-        else:
-            found = detect_v2() or detect_v1()
-        if found is None and self._cgroup_mode == "required":
-            raise BackendUnavailable("cgroups were required but no writable hierarchy was found")
-        if found is None:
-            _log.warning(
-                "no writable cgroup hierarchy (v2 or v1): sandboxes are bounded by per-process "
-                "rlimits only, with no per-sandbox total for memory, tasks or CPU"
-            )
-        else:
-            _log.info("per-sandbox limits use %s", found.describe())
-        return found
+        self._watchdog_task = asyncio.create_task(self._watchdog.run())
 
     async def aclose(self) -> None:
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        if self._watchdog_task is not None:
+            self._watchdog_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._watchdog
-            self._watchdog = None
-        handles = [h for live in self._live.values() for h in live.handles]
-        for handle in handles:
-            handle.kill_nowait("shutdown")
-        await _settle(handles)
+                await self._watchdog_task
+            self._watchdog_task = None
+        await stop([h for live in self._live.values() for h in live.handles], "shutdown")
         if self.cgroups is not None:
             for sandbox_id in list(self._live):
                 await asyncio.to_thread(self.cgroups.remove, sandbox_id)
@@ -239,39 +175,19 @@ class LocalSandboxBackend(WorkspaceFiles):
     async def create(self, spec: SandboxSpec) -> SandboxInfo:
         workdir = check_local_spec(spec)  # first: a bad spec is the caller's error
         self._started()
-        meta = SandboxMeta(
-            id=new_sandbox_id(),
-            created_at=time.time(),
-            uid=self._allocate_uid(),
-            tags=dict(spec.tags),
-            language=spec.language.value if spec.language else None,
-            env=dict(spec.env),
-            workdir=workdir,
-            limits=spec.limits,
-            timeout_s=spec.timeout_s,
-            idle_timeout_s=spec.idle_timeout_s,
-            allow_hosts=tuple(spec.network.allow_hosts),
-        )
+        meta = SandboxMeta.new(spec, uid=self._uids.allocate(), workdir=workdir)
         try:
             await asyncio.to_thread(self._create_dirs, meta)
         except BaseException:
-            self._uids.discard(meta.uid)
+            self._uids.release(meta.uid)
             raise
-        self._live[meta.id] = _Live(meta)
+        self._live[meta.id] = LiveSandbox(meta)
         return meta.info()
 
     def _create_dirs(self, meta: SandboxMeta) -> None:
         self._store.create_dirs(meta)
         if meta.workdir:
             fs_mkdir(str(self._store.workspace(meta.id)), meta.workdir, owner=owner_of(meta))
-
-    def _allocate_uid(self) -> int:
-        for _ in range(100):
-            uid = self._uid_base + secrets.randbelow(self._uid_count)
-            if uid not in self._uids:
-                self._uids.add(uid)
-                return uid
-        raise SandboxError("no free sandbox uid")  # pragma: no cover - 16M uids
 
     async def attach(self, sandbox_id: str) -> SandboxInfo:
         return (await self._current(sandbox_id)).info()
@@ -299,16 +215,13 @@ class LocalSandboxBackend(WorkspaceFiles):
 
     async def terminate(self, sandbox_id: str) -> None:
         meta = await self._load(sandbox_id)
-        live = self._live.setdefault(sandbox_id, _Live(meta))
+        live = self._live.setdefault(sandbox_id, LiveSandbox(meta))
         live.terminated = True
         if not meta.terminated:
             meta = meta.with_terminated()
             await asyncio.to_thread(self._store.save, meta)
         live.meta = meta
-        handles = list(live.handles)
-        for handle in handles:
-            handle.kill_nowait("terminate")
-        await _settle(handles)
+        await stop(list(live.handles), "terminate")
         await asyncio.to_thread(self._kill_everything, meta)
 
     def _kill_everything(self, meta: SandboxMeta) -> None:
@@ -320,12 +233,7 @@ class LocalSandboxBackend(WorkspaceFiles):
         """
         if self.cgroups is not None:
             self.cgroups.kill(meta.id)
-        deadline = time.monotonic() + 5
-        while (pids := uid_pids(meta.uid)) and time.monotonic() < deadline:
-            for pid in pids:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
+        kill_uid(meta.uid)
         if self.cgroups is not None:
             self.cgroups.remove(meta.id)
 
@@ -335,7 +243,7 @@ class LocalSandboxBackend(WorkspaceFiles):
         meta = await self._load(sandbox_id)
         await asyncio.to_thread(shutil.rmtree, self._store.sandbox_dir(sandbox_id))
         self._live.pop(sandbox_id, None)
-        self._uids.discard(meta.uid)
+        self._uids.release(meta.uid)
 
     async def purge(self, older_than_s: float) -> builtins.list[str]:
         """Remove sandboxes terminated more than ``older_than_s`` ago; return their ids."""
@@ -369,10 +277,10 @@ class LocalSandboxBackend(WorkspaceFiles):
             env=env,
             timeout_s=timeout_s,
             network=network,
-            on_exit=self._exited(live),
+            on_exit=live.exited,
             private=private,
         )
-        self._track(live, handle)
+        live.track(handle)
         return handle
 
     async def open_pty(
@@ -387,33 +295,20 @@ class LocalSandboxBackend(WorkspaceFiles):
         argv = check_pty(command, cols=cols, rows=rows, env=env)
         meta, live = await self._runnable(sandbox_id)
         handle = await self._started().pty(
-            meta, argv, cols=cols, rows=rows, env=env, on_exit=self._exited(live)
+            meta, argv, cols=cols, rows=rows, env=env, on_exit=live.exited
         )
-        self._track(live, handle)
+        live.track(handle)
         return handle
 
-    async def _runnable(self, sandbox_id: str) -> tuple[SandboxMeta, _Live]:
+    async def _runnable(self, sandbox_id: str) -> tuple[SandboxMeta, LiveSandbox]:
         self._started()
         meta = await self._current(sandbox_id)
         if meta.terminated:
             raise SandboxTerminated(f"sandbox {sandbox_id} has been terminated")
-        live = self._live.setdefault(sandbox_id, _Live(meta))
+        live = self._live.setdefault(sandbox_id, LiveSandbox(meta))
         live.meta = meta
-        live.last_activity = time.monotonic()
+        live.touch()
         return meta, live
-
-    def _track(self, live: _Live, handle: Handle) -> None:
-        live.handles.add(handle)
-        if live.terminated:
-            # terminate() ran while this one was starting: it must not outlive it.
-            handle.kill_nowait("terminate")
-
-    def _exited(self, live: _Live) -> Callable[[Handle], None]:
-        def done(handle: Handle) -> None:
-            live.handles.discard(handle)
-            live.last_activity = time.monotonic()
-
-        return done
 
     # -- helpers -----------------------------------------------------------------
 
@@ -431,7 +326,7 @@ class LocalSandboxBackend(WorkspaceFiles):
         meta = await self._load(sandbox_id)
         live = self._live.get(sandbox_id)
         if live is not None:
-            live.last_activity = time.monotonic()
+            live.touch()
         return meta
 
     async def _current(self, sandbox_id: str) -> SandboxMeta:
@@ -443,50 +338,4 @@ class LocalSandboxBackend(WorkspaceFiles):
         return meta
 
     def _expired(self, meta: SandboxMeta) -> bool:
-        if time.time() > meta.created_at + meta.timeout_s:
-            return True
-        live = self._live.get(meta.id)
-        if meta.idle_timeout_s is None or live is None or live.handles:
-            return False
-        return time.monotonic() - live.last_activity > meta.idle_timeout_s
-
-    async def _watch(self) -> None:
-        """Background duty: end expired sandboxes, enforce the disk quota."""
-        while True:
-            await asyncio.sleep(self._check_interval)
-            for sandbox_id, live in builtins.list(self._live.items()):
-                if live.terminated:
-                    continue
-                try:
-                    if self._expired(live.meta):
-                        await self.terminate(sandbox_id)
-                    elif live.handles:
-                        await self._check_disk(sandbox_id, live)
-                except SandboxError:
-                    continue  # removed meanwhile
-                except Exception:
-                    # Quota and lifetime enforcement must outlive one bad round.
-                    _log.exception("sandbox watchdog failed for %s", sandbox_id)
-
-    async def _check_disk(self, sandbox_id: str, live: _Live) -> None:
-        paths = [str(self._store.workspace(sandbox_id)), str(self._store.home(sandbox_id))]
-        used, inodes = await asyncio.to_thread(self._quota.measure, paths)
-        message = self._quota.verdict(live.quota, used, inodes)
-        if message is None:
-            return
-        handles = builtins.list(live.handles)
-        for handle in handles:
-            if isinstance(handle, LocalExecHandle):
-                handle.note(message)
-            handle.kill_nowait("quota")
-        await _settle(handles)
-        # What was written between measuring and killing counts as the
-        # baseline, so cleaning up afterwards is not mistaken for growth.
-        used, _ = await asyncio.to_thread(self._quota.measure, paths)
-        self._quota.rebase(live.quota, used)
-
-
-async def _settle(handles: Sequence[Handle], timeout_s: float = 5.0) -> None:
-    """Wait (bounded) until killed handles have been reaped."""
-    if handles:
-        await asyncio.wait([asyncio.ensure_future(h.wait()) for h in handles], timeout=timeout_s)
+        return expired(meta, self._live.get(meta.id))

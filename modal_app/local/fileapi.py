@@ -13,17 +13,11 @@ from __future__ import annotations
 import asyncio
 
 from modal_app.base import FileEntry
-from modal_app.local.files import (
-    Owner,
-    delete,
-    list_files,
-    mkdir,
-    read_file,
-    stat_path,
-    write_file,
-)
+from modal_app.local.files import delete, mkdir, read_file, stat_path, write_file
+from modal_app.local.listing import list_files
 from modal_app.local.meta import MetaStore, SandboxMeta
 from modal_app.local.oserrors import os_errors_as_file_errors
+from modal_app.local.walk import Owner
 from modal_app.paths import normalize_workspace_path
 
 _MB = 1024 * 1024

@@ -33,6 +33,7 @@ from modal_app.base import (
     SandboxError,
     SandboxInfo,
     SandboxNotFound,
+    SandboxSpec,
     SandboxStatus,
 )
 
@@ -69,6 +70,23 @@ class SandboxMeta:
     allow_hosts: tuple[str, ...] = ()
     status: str = SandboxStatus.RUNNING.value
     terminated_at: float | None = None
+
+    @classmethod
+    def new(cls, spec: SandboxSpec, *, uid: int, workdir: str) -> SandboxMeta:
+        """A new sandbox's metadata: a fresh id, created now, with what it keeps of ``spec``."""
+        return cls(
+            id=new_sandbox_id(),
+            created_at=time.time(),
+            uid=uid,
+            tags=dict(spec.tags),
+            language=spec.language.value if spec.language else None,
+            env=dict(spec.env),
+            workdir=workdir,
+            limits=spec.limits,
+            timeout_s=spec.timeout_s,
+            idle_timeout_s=spec.idle_timeout_s,
+            allow_hosts=tuple(spec.network.allow_hosts),
+        )
 
     @property
     def terminated(self) -> bool:

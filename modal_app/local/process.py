@@ -7,7 +7,8 @@ a threaded server), puts it into its cgroup before it runs, and learns the pid
 namespace's init from bwrap's ``--info-fd``.  ``kill_tree`` kills that init
 (the kernel then kills every process in the namespace, however deep or
 detached); ``reap_namespace`` waits until it is gone; ``uid_pids`` finds a
-sandbox's processes by their uid (no other process on the host has it).
+sandbox's processes by their uid (no other process on the host has it) and
+``kill_uid`` kills them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import contextlib
 import json
 import os
 import signal
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -243,3 +245,13 @@ def uid_pids(uid: int) -> list[int]:
                         found.append(int(entry))
                     break
     return found
+
+
+def kill_uid(uid: int, timeout_s: float = 5.0) -> None:
+    """SIGKILL every process of ``uid`` until none is left (or ``timeout_s`` has passed)."""
+    deadline = time.monotonic() + timeout_s
+    while (pids := uid_pids(uid)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)

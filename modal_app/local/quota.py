@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from modal_app.local.files import disk_usage
+from modal_app.local.listing import disk_usage
 
 _MB = 1024 * 1024
 # Slack for what an interactive shell writes on its own (history, caches).

@@ -2,8 +2,10 @@
 
 * ``backend`` -- ``ModalSandboxBackend``, the contract on the SDK.
 * ``spec`` -- a spec -> ``modal.Sandbox.create`` arguments, names and tags.
+* ``control`` -- Apps, creating and listing sandboxes, deleting volumes.
 * ``images`` -- the language images and ``ImageSpec`` images.
 * ``refs`` -- attached sandboxes: cache, status, helper commands, network.
+* ``commands`` -- starting commands and terminals, tracking them until they exit.
 * ``process`` -- exec and PTY handles; ``shell`` -- the in-sandbox sh snippets.
 * ``files`` -- files through the live sandbox or, once ended, its volume.
 * ``private`` -- the best-effort private exec of test runs.

@@ -36,7 +36,9 @@ Design
   ``SandboxTerminated`` when a poll shows the sandbox has ended.
 
 Modules: ``spec`` (spec -> create arguments, names, tags),
+``control`` (Apps, ``Sandbox.create`` / ``list``, volume deletion),
 ``images``, ``refs`` (attach / cache / helpers / network),
+``commands`` (starting and tracking commands and terminals),
 ``process`` (exec and PTY handles), ``files``, ``shell``
 (the in-sandbox sh snippets), ``errors``.
 """
@@ -45,11 +47,8 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import logging
-import math
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 
 import modal
@@ -68,19 +67,18 @@ from modal_app.base import (
     SandboxNotFound,
     SandboxSpec,
     SandboxStatus,
-    SandboxTerminated,
     check_exec,
     check_pty,
     check_spec,
 )
 from modal_app.logged import suppressed
+from modal_app.modal.commands import Commands
+from modal_app.modal.control import Apps, create_sandbox, delete_volume, list_sandboxes
 from modal_app.modal.errors import translate_errors
 from modal_app.modal.files import ModalFiles
 from modal_app.modal.images import ImageCatalog
 from modal_app.modal.private import private_argv
-from modal_app.modal.process import ModalExecHandle, ModalPtyHandle
 from modal_app.modal.refs import SandboxRef, SandboxRefs, status_from_returncode
-from modal_app.modal.shell import STATE_DIR, exec_wrapper_argv
 from modal_app.modal.spec import (
     TAG_VOLUME,
     ModalOptions,
@@ -90,17 +88,7 @@ from modal_app.modal.spec import (
     user_tags,
 )
 
-_BACKSTOP_MARGIN_S = 5
 _log = logging.getLogger(__name__)
-
-
-def _modal_timeout(timeout_s: float | None) -> int | None:
-    """Modal's exec timeout: a backstop behind the handle's own sub-second watchdog."""
-    if timeout_s is None:
-        return None
-    # Finite and positive (``check_exec``).  Whole seconds, rounded up, plus
-    # room for the watchdog's kill to land first.
-    return math.ceil(timeout_s) + _BACKSTOP_MARGIN_S
 
 
 def _info(ref: SandboxRef, status: SandboxStatus) -> SandboxInfo:
@@ -132,12 +120,10 @@ class ModalSandboxBackend:
         self._options = options or ModalOptions()
         self._images = ImageCatalog(python_version=self._options.python_version)
         self._client: modal.Client | None = None
-        self._apps: dict[str, modal.App] = {}
+        self._apps = Apps(self._require_client, self._options.environment)
         self._refs = SandboxRefs(self._require_client)
         self._files = ModalFiles(self._refs, self._options, self._require_client)
-        # Commands and terminals started here, by sandbox id, until they exit.
-        self._live: dict[ModalExecHandle | ModalPtyHandle, str] = {}
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._commands = Commands(self._refs)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -166,18 +152,7 @@ class ModalSandboxBackend:
         Sandboxes belong to sessions, not to this replica: another replica (or
         this one after a restart) attaches to them by id.
         """
-        handles = list(self._live)
-        self._live.clear()
-        for watcher in self._watchers:
-            watcher.cancel()
-        if handles:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(15):
-                    await asyncio.gather(
-                        *(self._stop_quietly(h) for h in handles), return_exceptions=True
-                    )
-        for handle in handles:
-            handle.abandon()
+        await self._commands.stop_all()
         client, self._client = self._client, None
         self._apps.clear()
         self._refs.clear()
@@ -188,35 +163,10 @@ class ModalSandboxBackend:
             ):
                 await client.close.aio()
 
-    @staticmethod
-    async def _stop_quietly(handle: ModalExecHandle | ModalPtyHandle) -> None:
-        with suppressed(
-            _log,
-            "stopping a command at shutdown",
-            safe_because="it ends with its sandbox or its own timeout",
-        ):
-            if isinstance(handle, ModalPtyHandle):
-                await handle.close()
-            else:
-                await handle.kill()
-
     def _require_client(self) -> modal.Client:
         if self._client is None:
             raise BackendUnavailable("the Modal backend is not started (call start() first)")
         return self._client
-
-    async def _app(self, name: str, *, create: bool = True) -> modal.App:
-        app = self._apps.get(name)
-        if app is None:
-            with translate_errors():
-                app = await modal.App.lookup.aio(
-                    name,
-                    client=self._require_client(),
-                    environment_name=self._options.environment,
-                    create_if_missing=create,
-                )
-            self._apps[name] = app
-        return app
 
     # -- sandboxes -----------------------------------------------------------
 
@@ -228,25 +178,8 @@ class ModalSandboxBackend:
         args = sandbox_create_args(
             spec, image=image, prefix=self._prefix, options=self._options, client=client, now=now
         )
-        app = await self._app(args.app_name)
-        with translate_errors():
-            sandbox = await modal.Sandbox.create.aio(
-                *args.entrypoint,
-                app=app,
-                client=client,
-                image=args.image,
-                env=args.env,
-                workdir=args.workdir,
-                timeout=args.timeout,
-                idle_timeout=args.idle_timeout,
-                cpu=args.cpu,
-                memory=args.memory,
-                block_network=args.block_network,
-                outbound_cidr_allowlist=args.outbound_cidr_allowlist,
-                outbound_domain_allowlist=args.outbound_domain_allowlist,
-                volumes=args.volumes,
-                tags=args.tags,
-            )
+        app = await self._apps.get(args.app_name)
+        sandbox = await create_sandbox(args, app=app, client=client)
         ref = SandboxRef(
             sandbox=sandbox,
             tags=args.tags,
@@ -270,36 +203,22 @@ class ModalSandboxBackend:
         app_id: str | None = None
         if "account" in tags:
             try:
-                app = await self._app(app_name(self._prefix, tags["account"]), create=False)
+                app = await self._apps.get(app_name(self._prefix, tags["account"]), create=False)
             except SandboxNotFound:
                 return []
             app_id = app.app_id
-        found: list[modal.Sandbox] = []
-        with translate_errors():
-            listing = modal.Sandbox.list.aio(app_id=app_id, tags=dict(tags), client=client)
-            found.extend([sandbox async for sandbox in listing])
-        limit = asyncio.Semaphore(16)
-
-        async def describe(sandbox: modal.Sandbox) -> SandboxRef | None:
-            async with limit:
-                with contextlib.suppress(SandboxNotFound, SandboxTerminated):
-                    return await self._refs.adopt(sandbox)
-            return None
-
-        refs = await asyncio.gather(*(describe(sandbox) for sandbox in found))
+        found = await list_sandboxes(app_id=app_id, tags=tags, client=client)
         return [
             _info(ref, status_from_returncode(ref.sandbox.returncode))
-            for ref in refs
+            for ref in await self._refs.adopt_all(found)
             # Sandboxes of other programs can carry the same tags; ours have a volume tag.
-            if ref is not None and TAG_VOLUME in ref.tags
+            if TAG_VOLUME in ref.tags
         ]
 
     async def terminate(self, sandbox_id: str) -> None:
         """Terminate and wait (bounded) until Modal confirms; handles of it end at once."""
         ref = await self._refs.get(sandbox_id)
-        for handle in [h for h, owner in self._live.items() if owner == ref.id]:
-            # Their processes end with the sandbox; nothing to stop at aclose.
-            del self._live[handle]
+        self._commands.forget(ref.id)
         if ref.ended or await self._refs.finished(ref):
             ref.mark_ended()
             return
@@ -335,13 +254,9 @@ class ModalSandboxBackend:
         for other in await self.list({TAG_VOLUME: name, **self._account_tag(ref)}):
             if other.id != ref.id and other.status is SandboxStatus.RUNNING:
                 return
-        with translate_errors():
-            await modal.Volume.objects.delete.aio(
-                name,
-                allow_missing=True,
-                environment_name=self._options.environment,
-                client=self._require_client(),
-            )
+        await delete_volume(
+            name, environment=self._options.environment, client=self._require_client()
+        )
         self._files.forget_volume(name)
 
     @staticmethod
@@ -372,35 +287,10 @@ class ModalSandboxBackend:
             # Host sockets exist only for local sandboxes; here the agent
             # reaches the proxy at PUBLIC_URL through the widened egress.
             raise InvalidSpec("Modal sandboxes cannot bind host sockets")
-        backstop = _modal_timeout(timeout_s)
         ref = await self._refs.running(sandbox_id)
-        state_path = f"{STATE_DIR}/{uuid.uuid4().hex}"
-        wrapped = exec_wrapper_argv(argv, state_path=state_path, limits=ref.limits)
-        release = None
-        if network is not None and not network.blocked:
-            release = await self._refs.widen(ref, network)
-        try:
-            async with self._refs.on_sandbox(ref):
-                process = await ref.sandbox.exec.aio(
-                    *wrapped,
-                    workdir=workdir,
-                    env=dict(env) if env else None,
-                    timeout=backstop,
-                    text=False,
-                )
-        except BaseException:
-            if release is not None:
-                await release()
-            raise
-        handle = ModalExecHandle(
-            process,
-            state_path=state_path,
-            context=self._refs.context(ref),
-            timeout_s=timeout_s,
-            on_finish=release,
+        return await self._commands.exec(
+            ref, argv, workdir=workdir, env=env, timeout_s=timeout_s, network=network
         )
-        self._track(handle, ref)
-        return handle
 
     async def open_pty(
         self,
@@ -413,37 +303,7 @@ class ModalSandboxBackend:
     ) -> PtyHandle:
         argv = check_pty(command, cols=cols, rows=rows, env=env)
         ref = await self._refs.running(sandbox_id)
-        state_path = f"{STATE_DIR}/{uuid.uuid4().hex}"
-        wrapped = exec_wrapper_argv(
-            argv, state_path=state_path, limits=ref.limits, pty_size=(cols, rows)
-        )
-        pty_env: dict[str, str | None] = {"TERM": "xterm-256color"}
-        pty_env.update(env or {})
-        async with self._refs.on_sandbox(ref):
-            process = await ref.sandbox.exec.aio(*wrapped, env=pty_env, pty=True, text=False)
-        handle = ModalPtyHandle(
-            process, state_path=state_path, context=self._refs.context(ref), size=(cols, rows)
-        )
-        self._track(handle, ref)
-        return handle
-
-    def _track(self, handle: ModalExecHandle | ModalPtyHandle, ref: SandboxRef) -> None:
-        """Remember a running handle until it exits (which also releases its network grant)."""
-        self._live[handle] = ref.id
-
-        async def watch() -> None:
-            with suppressed(
-                _log,
-                "waiting for a command to forget it",
-                safe_because="its caller sees the error from its own wait",
-                level=logging.DEBUG,
-            ):
-                await handle.wait()
-            self._live.pop(handle, None)
-
-        task = asyncio.get_running_loop().create_task(watch())
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        return await self._commands.pty(ref, argv, cols=cols, rows=rows, env=env)
 
     # -- files (``files``) -----------------------------------------------
 

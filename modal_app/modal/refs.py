@@ -159,6 +159,19 @@ class SandboxRefs:
         self._refs[ref.id] = ref
         return ref
 
+    async def adopt_all(self, sandboxes: Sequence[modal.Sandbox]) -> list[SandboxRef]:
+        """``adopt`` a listing, 16 at a time; a sandbox gone meanwhile is left out."""
+        limit = asyncio.Semaphore(16)
+
+        async def describe(sandbox: modal.Sandbox) -> SandboxRef | None:
+            async with limit:
+                with contextlib.suppress(SandboxNotFound, SandboxTerminated):
+                    return await self.adopt(sandbox)
+            return None
+
+        refs = await asyncio.gather(*(describe(sandbox) for sandbox in sandboxes))
+        return [ref for ref in refs if ref is not None]
+
     @contextlib.asynccontextmanager
     async def on_sandbox(self, ref: SandboxRef) -> AsyncIterator[None]:
         """``translate_errors`` for calls on an existing sandbox, which may have ended.
