@@ -423,6 +423,10 @@ class Bench:
             "REDIS_URL": redis_url,
             "LOG_LEVEL": "WARNING",
             "OUTPUT_CAP_BYTES": str(16 << 20),
+            # One bench session prints far more than an interview (the floods run
+            # to tens of MB): the per-session recording cap would cut it short and
+            # the bench would wait for lines that are never sent.
+            "SESSION_OUTPUT_CAP_BYTES": "0",
         }
         seeded = await asyncio.to_thread(
             subprocess.run,
