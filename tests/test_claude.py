@@ -99,7 +99,7 @@ def real_cli_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Serv
         # Nothing listens there: the proxy answers 502 and the CLI retries.
         "ANTHROPIC_UPSTREAM_URL": "http://127.0.0.1:9",
         # Room for the CLI's start-up on a loaded machine.
-        "CLAUDE_TIME_LIMIT_SECONDS": "12",
+        "CLAUDE_TIME_LIMIT_SECONDS": "20",
     }
     server = start_server(env, tmp_path)
     yield server
@@ -300,7 +300,7 @@ async def test_real_cli_with_an_unreachable_upstream_fails_cleanly(
     final = events[-1]
     assert final["type"] == "claude.finished"
     assert final["claudeStatus"] == "FAILED"
-    assert final["error"] == "time limit of 12 s reached"
+    assert final["error"] == "time limit of 20 s reached"
     assert KEY not in str(events)
     run = await client("query($r: ID!) { claudeRun(id: $r) { status error } }", {"r": run_id})
     assert run["data"]["claudeRun"]["status"] == "FAILED"
