@@ -46,6 +46,8 @@ from resolvers.sessions import require_session_access
 
 logger = logging.getLogger("interviewlm.terminals")
 MAX_INPUT_BYTES = 64 * 1024
+# How long openTerminal waits for the bus to confirm the terminal's control channel.
+CONTROL_SUBSCRIBE_TIMEOUT_S = 5.0
 
 
 def control_channel(terminal_id: uuid.UUID) -> str:
@@ -110,6 +112,14 @@ class Terminals:
         live = _LiveTerminal(record, pty)
         self._live[record.id] = live
         await self.log.append(session.id, TerminalOpened(str(record.id), cols=cols, rows=rows))
+        # Input typed on another replica arrives over the bus, which keeps nothing
+        # for late subscribers: answer only once the control channel is followed
+        # (or the bus said it is down: then the first call fails soft, as before).
+        following = asyncio.Event()
+
+        async def subscribed() -> None:
+            following.set()
+
         live.tasks = [
             asyncio.create_task(self._pump_output(live)),
             asyncio.create_task(
@@ -117,9 +127,15 @@ class Terminals:
                     self.bus,
                     control_channel(record.id),
                     lambda message: self._apply(live, json.loads(message)),
+                    subscribed,
                 )
             ),
         ]
+        try:
+            async with asyncio.timeout(CONTROL_SUBSCRIBE_TIMEOUT_S):
+                await following.wait()
+        except TimeoutError:
+            logger.warning("terminal %s: control channel not followed yet", record.id)
         return record
 
     async def _pump_output(self, live: _LiveTerminal) -> None:
