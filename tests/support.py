@@ -106,3 +106,29 @@ def uid_processes(uid: int, pattern: str = "") -> list[int]:
         if int(uids[1]) == uid and pattern in cmdline:
             found.append(int(proc.name))
     return found
+
+
+FORK_COUNTER = """
+import errno, os, signal
+made, stopped, children = 0, "never", []
+try:
+    while made < {cap}:
+        pid = os.fork()
+        if pid == 0:
+            signal.pause()
+            os._exit(0)
+        children.append(pid)
+        made += 1
+except OSError as e:
+    stopped = errno.errorcode[e.errno]
+for pid in children:
+    os.kill(pid, signal.SIGKILL)
+for pid in children:
+    os.waitpid(pid, 0)
+print(made, stopped)
+"""
+
+
+def fork_counter(cap: int) -> str:
+    """Python that forks (children wait) until refused or ``cap``; prints count and errno."""
+    return FORK_COUNTER.format(cap=cap)

@@ -19,7 +19,7 @@ from starlette.applications import Starlette
 
 from modal_app.base import Limits
 from tests.conftest import Account
-from tests.support import Api, sandbox_uid, uid_processes, wait_until
+from tests.support import Api, fork_counter, sandbox_uid, uid_processes, wait_until
 from tests.workspace_support import RUN, TERMINATE, WRITE, run, start
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,27 +143,6 @@ async def _keeps_answering(
     return (await task).ok()["runCommand"]  # type: ignore[no-any-return]
 
 
-FORK_COUNTER = """
-import errno, os, signal
-made, stopped, children = 0, "never", []
-try:
-    while made < 100000:
-        pid = os.fork()
-        if pid == 0:
-            signal.pause()
-            os._exit(0)
-        children.append(pid)
-        made += 1
-except OSError as e:
-    stopped = errno.errorcode[e.errno]
-for pid in children:
-    os.kill(pid, signal.SIGKILL)
-for pid in children:
-    os.waitpid(pid, 0)
-print(made, stopped)
-"""
-
-
 def limits(app: Starlette) -> Limits:
     return app.state.services.sandboxes.policy.limits  # type: ignore[no-any-return]
 
@@ -175,7 +154,7 @@ async def test_process_count_is_capped_at_the_limit(
     cap = limits(app).max_processes
     wrote = await api(
         WRITE,
-        {"s": sandbox["sessionId"], "p": "forks.py", "c": FORK_COUNTER},
+        {"s": sandbox["sessionId"], "p": "forks.py", "c": fork_counter(100000)},
         token=sandbox["candidateToken"],
     )
     wrote.ok()

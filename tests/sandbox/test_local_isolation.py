@@ -37,7 +37,7 @@ from modal_app.local.backend import LocalSandboxBackend
 from modal_app.local.presets import GENERATED_ETC
 from modal_app.local.process import uid_pids
 from tests.sandbox.conftest import make_root
-from tests.support import wait_until
+from tests.support import fork_counter, wait_until
 
 pytestmark = [
     pytest.mark.timeout(90),
@@ -312,27 +312,6 @@ async def test_sandboxes_have_their_own_uids_and_private_files(
 # -- resource attacks (each also runs in the concurrent test) --------------------
 
 
-FORK_COUNTER = """
-import errno, os, signal
-made, stopped, children = 0, "never", []
-try:
-    while made < 10000:
-        pid = os.fork()
-        if pid == 0:
-            signal.pause()
-            os._exit(0)
-        children.append(pid)
-        made += 1
-except OSError as e:
-    stopped = errno.errorcode[e.errno]
-for pid in children:
-    os.kill(pid, signal.SIGKILL)
-for pid in children:
-    os.waitpid(pid, 0)
-print(made, stopped)
-"""
-
-
 async def attack_fork_bomb(local: LocalSandboxBackend, make: Maker) -> None:
     info = await make()
     uid = await local.host_uid(info.id)
@@ -361,7 +340,7 @@ async def attack_fork_bomb(local: LocalSandboxBackend, make: Maker) -> None:
     assert left == [], _describe(left)
     # Counted exactly: forks are refused just under the limit (bwrap, init, sh and
     # python hold a few of its slots); a missing limit lets it reach 10000.
-    counted = await run(local, info.id, ["python3", "-c", FORK_COUNTER], timeout_s=30)
+    counted = await run(local, info.id, ["python3", "-c", fork_counter(10000)], timeout_s=30)
     made, stopped = counted.stdout.split()
     assert stopped == b"EAGAIN", counted
     assert SMALL.max_processes - 8 <= int(made) < SMALL.max_processes, counted.stdout
