@@ -3,7 +3,8 @@
 One live sandbox per session, enforced by a unique key in the registry so two
 replicas racing to start it end up with one. A restarted sandbox gets the
 session's files back from the recording; a first one gets the question's
-starter files and a README.md with the prompt.
+starter files and a README.md with the prompt (but for paths the editor saved
+before any sandbox ran: ``resolvers.workspace.write_file`` records those).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from modal_app.base import (
     SandboxStatus,
     SandboxTerminated,
 )
+from models.event import Event
 from models.language import Language
 from models.question import Question, QuestionLanguage
 from models.sandbox import SandboxRecord, SandboxState
@@ -80,7 +82,7 @@ class Sandboxes:
         self.breaker = breaker or CircuitBreaker()
         self.files = FileRecorder(log)
         self.owner = owner or replica_id()
-        # Starts in progress in this process: set when each one is over (see _settled).
+        # Starts in progress in this process: set when each one is over (see settled).
         self._starting: dict[uuid.UUID, asyncio.Event] = {}
 
     async def call(
@@ -120,7 +122,7 @@ class Sandboxes:
             raise Conflict(f"session is {session.status.value}; it cannot start a sandbox")
         existing = await self.live(session.id)
         if existing is not None:
-            return await self._settled(existing)
+            return await self.settled(existing)
         running = await SandboxRecord.filter(account_id=session.account_id, state__in=LIVE).count()
         if running >= self.policy.quota:
             raise RateLimited(
@@ -142,7 +144,7 @@ class Sandboxes:
             raced = await self.live(session.id)
             if raced is None:
                 raise Conflict("the sandbox is changing state; retry") from None
-            return await self._settled(raced)
+            return await self.settled(raced)
         done = self._starting[record.id] = asyncio.Event()
         try:
             await self._provision(session, record)
@@ -156,7 +158,7 @@ class Sandboxes:
             done.set()
         return record
 
-    async def _settled(self, record: SandboxRecord) -> SandboxRecord:
+    async def settled(self, record: SandboxRecord) -> SandboxRecord:
         """Wait out another request's (or replica's) start of the same sandbox.
 
         Started here, its end is an ``asyncio.Event``; started on another replica,
@@ -199,19 +201,20 @@ class Sandboxes:
         info = await self.call(lambda: self.backend.create(spec))
         record.backend_id = info.id
         await record.save(update_fields=["backend_id"])
-        restored = await self.files.current(session.id)
-        if restored:
-            for stored in restored.values():
-                data = await self.files.content(stored.sha256)
-                await self.call(
-                    partial(self.backend.write_file, info.id, stored.path, data), scope=info.id
-                )
-        else:
+        starters = 0
+        if not await Event.exists(session_id=session.id, type=ek.SandboxStarted.KIND):
+            # The first sandbox: the starter files, but for what the editor saved before it.
+            saved = await self.files.current(session.id)
             for path, data in await _initial_files(session):
-                await self.call(
-                    partial(self.backend.write_file, info.id, path, data), scope=info.id
-                )
-                await self.files.written(session.id, path, data, source="starter")
+                if path not in saved:
+                    await self.files.written(session.id, path, data, source="starter")
+                    starters += 1
+        restored = await self.files.current(session.id)
+        for stored in restored.values():
+            data = await self.files.content(stored.sha256)
+            await self.call(
+                partial(self.backend.write_file, info.id, stored.path, data), scope=info.id
+            )
         record.state = SandboxState.RUNNING
         record.last_activity_at = datetime.now(UTC)
         await record.save(update_fields=["state", "last_activity_at"])
@@ -226,7 +229,7 @@ class Sandboxes:
                 str(record.id),
                 backend=record.backend,
                 language=session.language,
-                restored_files=len(restored),
+                restored_files=len(restored) - starters,
             ),
         )
 

@@ -4,8 +4,12 @@ Reads come from the running sandbox, or, when none runs, from the recording's
 snapshots (so an ended interview can still be browsed). A read is a stat
 first; content is read only when asked for, and never past MAX_FILE_BYTES
 (the backend's own, larger, file limit is not what a request may read).
-Sockets, FIFOs and devices are listed with their kind and never read. Writes and deletes
-need a running sandbox and are recorded (content-addressed) as they happen.
+Sockets, FIFOs and devices are listed with their kind and never read. Writes and
+deletes go to the running sandbox and are recorded (content-addressed) as they
+happen; while no sandbox runs (never started yet, or stopped by the idle
+reaper) they go to the recording alone, as ``source: "editor"``, so an
+editor's autosave never fails after a coffee break, and the next sandbox starts
+with them. Once the session has ended, nothing changes (CONFLICT).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Literal
 
@@ -25,8 +30,10 @@ from modal_app.base import (
 )
 from modal_app.paths import normalize_workspace_path
 from models.file import FileSnapshot
+from models.sandbox import SandboxRecord, SandboxState
+from models.session import InterviewSession
 from resolvers.auth import Principal
-from resolvers.errors import BadUserInput, NotFound
+from resolvers.errors import BadUserInput, Conflict, NotFound
 from resolvers.files import sha256_hex
 from resolvers.sandboxes import Sandboxes
 from resolvers.sessions import get_session
@@ -212,7 +219,17 @@ async def write_file(
     limit = sandboxes.policy.max_file_bytes
     if len(data) > limit:
         raise BadUserInput("content", f"is {len(data)} bytes; the limit is {limit}")
-    session, record = await sandboxes.require_live(principal, session_id)
+    session = await _open_session(principal, session_id)
+    record = await _running(sandboxes, session)
+    if record is None:
+        stored = await sandboxes.files.written(session.id, relative, data, source="editor")
+        if not stored.stored:
+            raise Conflict("the session's storage budget is used up; start the sandbox to save")
+        # A start that began before this save may have copied the recording without
+        # it: once that start is over, the save goes into its sandbox too.
+        record = await _running(sandboxes, session)
+        if record is None:
+            return FileContent(relative, stored.size, stored.sha256, data, "recording")
     backend_id = record.backend_id or ""
     try:
         await sandboxes.call(
@@ -228,13 +245,47 @@ async def delete_file(
     sandboxes: Sandboxes, principal: Principal, session_id: str, path: str
 ) -> str:
     relative = checked_path("path", path)
-    session, record = await sandboxes.require_live(principal, session_id)
+    session = await _open_session(principal, session_id)
+    record = await _running(sandboxes, session)
+    if record is None:
+        recorded = await sandboxes.files.current(session.id)
+        prefix = relative + "/"
+        if not any(p == relative or p.startswith(prefix) for p in recorded):
+            raise NotFound("file")
+        await sandboxes.files.deleted(session.id, relative, source="editor")
+        # A start that began before this save may have copied the recording without
+        # it: once that start is over, the save goes into its sandbox too.
+        record = await _running(sandboxes, session)
+        if record is None:
+            return relative
     backend_id = record.backend_id or ""
     try:
         await sandboxes.call(
             lambda: sandboxes.backend.delete(backend_id, relative), scope=backend_id
         )
+    except FileNotFoundInSandbox:
+        # Deleted from the recording while the sandbox was starting with it gone already.
+        return relative
     except SandboxFileError as exc:
         raise _file_error(exc) from None
     await sandboxes.files.deleted(session.id, relative, source="api")
     return relative
+
+
+async def _open_session(principal: Principal, session_id: str) -> InterviewSession:
+    session = await get_session(principal, session_id)
+    if not session.status.is_open:
+        raise Conflict(f"session is {session.status.value}; its files can no longer change")
+    return session
+
+
+async def _running(sandboxes: Sandboxes, session: InterviewSession) -> SandboxRecord | None:
+    """The session's sandbox once it runs (a start in progress is waited out), or None."""
+    record = await sandboxes.live(session.id)
+    if record is None:
+        return None
+    record = await sandboxes.settled(record)
+    if record.state is not SandboxState.RUNNING or not record.backend_id:
+        return None
+    await SandboxRecord.filter(id=record.id).update(last_activity_at=datetime.now(UTC))
+    return record
