@@ -61,3 +61,20 @@ async def paginate(query: QuerySet[M], *, first: int, after: str | None) -> Page
         has_previous_page=after is not None,
         total_count=total,
     )
+
+
+def page_of(rows: Sequence[M], *, first: int, after: str | None) -> Page[M]:
+    """``paginate`` over rows already loaded (a batch loader's share of one query), with
+    the same cursors and order; ``rows`` may come in any order."""
+    int_range("first", first, low=1, high=MAX_PAGE)
+    ordered = sorted(rows, key=lambda r: (r.created_at, r.id), reverse=True)  # type: ignore[attr-defined]
+    if after is not None:
+        stamp, last_id = decode_cursor("after", after)
+        ordered = [r for r in ordered if (r.created_at, r.id) < (stamp, last_id)]  # type: ignore[attr-defined]
+    items = [(encode_cursor(r.created_at, r.id), r) for r in ordered[:first]]  # type: ignore[attr-defined]
+    return Page(
+        items=items,
+        has_next_page=len(ordered) > first,
+        has_previous_page=after is not None,
+        total_count=len(rows),
+    )

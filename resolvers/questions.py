@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -211,16 +213,30 @@ async def create_question(
 
 
 async def view_question(principal: Principal, question: Question) -> QuestionView:
-    languages = await QuestionLanguage.filter(question_id=question.id).order_by("id")
-    cases = await TestCase.filter(question_id=question.id).order_by("position")
-    visible = cases if principal.is_staff else [c for c in cases if not c.hidden]
-    return QuestionView(
-        question=question,
-        languages=languages,
-        test_cases=visible,
-        hidden_test_count=sum(1 for c in cases if c.hidden),
-        total_test_count=len(cases),
-    )
+    return (await view_questions(principal, [question]))[0]
+
+
+async def view_questions(principal: Principal, questions: Sequence[Question]) -> list[QuestionView]:
+    """Each question as the caller may see it, in two queries whatever their number."""
+    ids = [q.id for q in questions]
+    languages: dict[uuid.UUID, list[QuestionLanguage]] = defaultdict(list)
+    for lang in await QuestionLanguage.filter(question_id__in=ids).order_by("id"):
+        languages[lang.question_id].append(lang)
+    cases: dict[uuid.UUID, list[TestCase]] = defaultdict(list)
+    for case in await TestCase.filter(question_id__in=ids).order_by("position"):
+        cases[case.question_id].append(case)
+    return [
+        QuestionView(
+            question=q,
+            languages=languages[q.id],
+            test_cases=cases[q.id]
+            if principal.is_staff
+            else [c for c in cases[q.id] if not c.hidden],
+            hidden_test_count=sum(1 for c in cases[q.id] if c.hidden),
+            total_test_count=len(cases[q.id]),
+        )
+        for q in questions
+    ]
 
 
 async def get_question(principal: Principal, question_id: str) -> QuestionView:
