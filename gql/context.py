@@ -24,6 +24,7 @@ from starlette.responses import Response
 from starlette.websockets import WebSocket
 from strawberry.types import Info as StrawberryInfo
 
+from gql.loaders import SessionLoaders
 from gql.renders import SharedRenders
 from gql.settings import Settings
 from resolvers.auth import Principal, authenticate, parse_bearer
@@ -63,6 +64,7 @@ class Context:
     authorization: str | None = None
     connection_params: dict[str, Any] | None = None
     _principal: Principal | None = field(default=None, repr=False)
+    _loaders: SessionLoaders | None = field(default=None, repr=False)
 
     @property
     def settings(self) -> Settings:
@@ -95,6 +97,13 @@ class Context:
     @property
     def renders(self) -> SharedRenders:
         return self.services.renders
+
+    @property
+    def loaders(self) -> SessionLoaders:
+        """Batch loaders of session fields (gql.loaders), made on first use."""
+        if self._loaders is None:
+            self._loaders = SessionLoaders.of(self.principal)
+        return self._loaders
 
     @property
     def authenticated(self) -> bool:

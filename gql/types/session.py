@@ -2,19 +2,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import cast
 
 import strawberry
 
+from gql.claude_ops import ClaudeRun
 from gql.context import Info, principal_of
-from gql.types.common import PageInfo
+from gql.terminal_ops import Terminal
+from gql.testrun_ops import TestRun
+from gql.types.common import Connection, PageInfo, connection_of
+from gql.types.event import NoteEvent, event_of
 from gql.types.question import Question
 from gql.types.workspace import Sandbox
 from models.language import Language
-from models.question import Question as QuestionModel
 from models.session import InterviewSession as SessionModel
 from models.session import SessionStatus
-from resolvers.pagination import Page
-from resolvers.questions import view_question
+from resolvers.errors import NotFound
+from resolvers.pagination import Page, page_of
 from resolvers.sessions import CreatedSession, SessionSpec
 
 strawberry.enum(SessionStatus, name="SessionStatus")
@@ -35,17 +39,63 @@ class InterviewSession:
     last_seq: int = strawberry.field(description="Seq of the newest event in the recording.")
     question_id: strawberry.Private[str]
 
+    @property
+    def _key(self) -> uuid.UUID:
+        return uuid.UUID(str(self.id))
+
     @strawberry.field
     async def question(self, info: Info) -> Question:
-        principal = await principal_of(info)
-        model = await QuestionModel.get(id=self.question_id, account_id=principal.account_id)
-        return Question.of(await view_question(principal, model))
+        await principal_of(info)
+        view = await info.context.loaders.question.load(uuid.UUID(self.question_id))
+        if view is None:  # only if the session was reached around its account
+            raise NotFound("question")
+        return Question.of(view)
 
     @strawberry.field(description="The session's current (or last) sandbox.")
     async def sandbox(self, info: Info) -> Sandbox | None:
-        await principal_of(info)  # the session itself was reached through the account
-        record = await info.context.sandboxes.latest(uuid.UUID(str(self.id)))
+        await principal_of(info)
+        record = await info.context.loaders.sandbox.load(self._key)
         return Sandbox.of(record) if record else None
+
+    @strawberry.field(description="The session's test runs, newest first.")
+    async def test_runs(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> Connection[TestRun]:
+        await principal_of(info)
+        runs = await info.context.loaders.test_runs.load(self._key)
+        return connection_of(page_of(runs, first=first, after=after), TestRun.of)
+
+    @strawberry.field(description="The newest test run, or null before the first.")
+    async def last_test_run(self, info: Info) -> TestRun | None:
+        await principal_of(info)
+        runs = await info.context.loaders.test_runs.load(self._key)
+        return TestRun.of(runs[0]) if runs else None
+
+    @strawberry.field(description="The session's Claude runs, newest first.")
+    async def claude_runs(
+        self, info: Info, first: int = 20, after: str | None = None
+    ) -> Connection[ClaudeRun]:
+        await principal_of(info)
+        runs = await info.context.loaders.claude_runs.load(self._key)
+        return connection_of(page_of(runs, first=first, after=after), ClaudeRun.of)
+
+    @strawberry.field(
+        description="The session's terminals: open ones first (to reattach after a reload),"
+        " then newest first."
+    )
+    async def terminals(self, info: Info) -> list[Terminal]:
+        await principal_of(info)
+        return [Terminal.of(t) for t in await info.context.loaders.terminals.load(self._key)]
+
+    @strawberry.field(
+        description="Interviewer notes, oldest first. Always empty for candidates, who never"
+        " see notes (as in their recording)."
+    )
+    async def notes(self, info: Info) -> list[NoteEvent]:
+        await principal_of(info)
+        records = await info.context.loaders.notes.load(self._key)
+        # note.added events, whose GraphQL type is NoteEvent.
+        return [cast(NoteEvent, event_of(r)) for r in records]
 
     @classmethod
     def of(cls, model: SessionModel) -> InterviewSession:
@@ -80,16 +130,7 @@ class InterviewSessionConnection:
     @classmethod
     def of(cls, page: Page[SessionModel]) -> InterviewSessionConnection:
         edges = [InterviewSessionEdge(cursor=c, node=InterviewSession.of(m)) for c, m in page.items]
-        return cls(
-            edges=edges,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                has_previous_page=page.has_previous_page,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
-            total_count=page.total_count,
-        )
+        return cls(edges=edges, page_info=PageInfo.of(page), total_count=page.total_count)
 
 
 @strawberry.type
