@@ -17,6 +17,7 @@ from gql.claude_ops import ClaudeMutation, ClaudeQuery, ClaudeSubscription
 from gql.context import Context, Info, principal_of
 from gql.errors import ApiSchema
 from gql.parsing import BoundedDocuments, DocumentLimits
+from gql.playback_ops import PlaybackQuery
 from gql.subscriptions import Subscription
 from gql.terminal_ops import TerminalMutation
 from gql.testrun_ops import TestRunMutation, TestRunQuery, TestRunSubscription
@@ -213,7 +214,7 @@ async def _stop_sandbox(info: Info, session_id: uuid.UUID) -> None:
         logger.warning("stopping the sandbox of ended session %s failed", session_id)
 
 
-RootQuery = merge_types("Query", (Query, WorkspaceQuery, TestRunQuery, ClaudeQuery))
+RootQuery = merge_types("Query", (Query, WorkspaceQuery, TestRunQuery, ClaudeQuery, PlaybackQuery))
 RootMutation = merge_types(
     "Mutation",
     (Mutation, WorkspaceMutation, TerminalMutation, TestRunMutation, ClaudeMutation),

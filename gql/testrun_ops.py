@@ -9,9 +9,11 @@ import strawberry
 
 from gql.context import Info, principal_of
 from gql.types.event import SessionEventBatch
+from gql.types.playback import SnapshotFile
 from models.language import Language
 from models.testrun import TestRun as TestRunModel
 from models.testrun import TestRunStatus, Verdict
+from resolvers.playback import snapshot_of_hashes
 from resolvers.testruns import CaseResultView, view_results
 from resolvers.watching import follow_test_run
 
@@ -62,6 +64,14 @@ class TestRun:
     created_at: datetime
     finished_at: datetime | None
     model: strawberry.Private[TestRunModel]
+
+    @strawberry.field(
+        description="The code that was tested: every file's path, size and sha256 "
+        "(content through `blob(sessionId, sha256)`), by path."
+    )
+    async def code_snapshot(self) -> list[SnapshotFile]:
+        files = await snapshot_of_hashes(self.model.session_id, dict(self.model.files))
+        return [SnapshotFile.of(f) for f in files]
 
     @strawberry.field(description="Per-case results so far, in case order.")
     async def results(self, info: Info) -> list[TestCaseResult]:

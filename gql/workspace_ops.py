@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 
@@ -12,10 +14,11 @@ from gql.types.workspace import (
     DeleteFilePayload,
     File,
     FileEntry,
+    RecordedHashes,
     Sandbox,
     decode_content,
 )
-from resolvers import commands, workspace
+from resolvers import commands, playback, workspace
 from resolvers.errors import BadUserInput
 
 # Each file() that asks for content or sha256 reads up to MAX_FILE_BYTES; with
@@ -23,6 +26,7 @@ from resolvers.errors import BadUserInput
 # (aliases would otherwise multiply one small query into gigabytes of reads).
 MAX_FILE_READS = 16
 _READING = frozenset({"content", "sha256", "encoding"})
+_READERS = frozenset({"file", "blob"})
 
 
 def _selects(
@@ -43,7 +47,7 @@ def _selects(
 
 
 def check_file_reads(info: Info) -> None:
-    """Refuse an operation whose file() fields would read more than MAX_FILE_READS files.
+    """Refuse an operation whose file()/blob() fields would read more than MAX_FILE_READS files.
 
     Counted from the document (every alias, ignoring @skip/@include, so it is
     an upper bound), so the answer is the same whichever alias resolves first.
@@ -51,12 +55,13 @@ def check_file_reads(info: Info) -> None:
     fragments: dict[str, object] = dict(info._raw_info.fragments)
     reads = sum(
         1
-        for field in _selects(info.operation.selection_set, fragments, frozenset({"file"}))
+        for field in _selects(info.operation.selection_set, fragments, _READERS)
         if _selects(field.selection_set, fragments, _READING)
     )
     if reads > MAX_FILE_READS:
         raise BadUserInput(
-            "file", f"{reads} file() fields read content; at most {MAX_FILE_READS} per request"
+            info.field_name,
+            f"{reads} file()/blob() fields read content; at most {MAX_FILE_READS} per request",
         )
 
 
@@ -66,20 +71,24 @@ class WorkspaceQuery:
         description="Files under `path` (default: all), from the sandbox or recording."
     )
     async def files(self, info: Info, session_id: strawberry.ID, path: str = "") -> list[FileEntry]:
-        entries = await workspace.list_files(
-            info.context.sandboxes, await principal_of(info), session_id, path
-        )
-        return [FileEntry.of(e) for e in entries]
+        principal = await principal_of(info)
+        entries = await workspace.list_files(info.context.sandboxes, principal, session_id, path)
+        hashes = RecordedHashes(partial(playback.recorded_hashes, principal, session_id))
+        return [FileEntry.of(e, hashes) for e in entries]
 
     @strawberry.field(
         description="One file; `content`/`sha256` read it (up to MAX_FILE_BYTES), "
-        f"at most {MAX_FILE_READS} such reads per request."
+        f"at most {MAX_FILE_READS} such reads per request. With `atSeq`: the file as it "
+        "was right after that event (from the recording; NOT_FOUND if it did not exist)."
     )
-    async def file(self, info: Info, session_id: strawberry.ID, path: str) -> File:
+    async def file(
+        self, info: Info, session_id: strawberry.ID, path: str, at_seq: int | None = None
+    ) -> File:
         check_file_reads(info)
-        opened = await workspace.open_file(
-            info.context.sandboxes, await principal_of(info), session_id, path
-        )
+        principal = await principal_of(info)
+        if at_seq is not None:
+            return File.of(await playback.file_at(principal, session_id, path, at_seq))
+        opened = await workspace.open_file(info.context.sandboxes, principal, session_id, path)
         return File.of(opened)
 
 

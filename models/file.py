@@ -46,6 +46,31 @@ class FileSnapshot(Model):
         unique_together = (("session", "path"),)
 
 
+class FileVersion(Model):
+    """One version of one path: what the path held right after event ``seq``.
+
+    Written by ``FileRecorder`` next to the snapshot, one row per path a
+    ``file.written`` / ``file.deleted`` event changed (a deleted directory: one
+    row per file under it). The file at seq N is the path's row with the
+    greatest ``seq <= N``, one index lookup, instead of a replay of the log.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    session: fields.ForeignKeyRelation[InterviewSession] = fields.ForeignKeyField(
+        "models.InterviewSession", related_name="file_versions", on_delete=fields.CASCADE
+    )
+    session_id: uuid.UUID
+    path = fields.CharField(max_length=1024)
+    seq = fields.BigIntField()
+    sha256 = fields.CharField(max_length=64, null=True)
+    """None: the path was deleted at ``seq``."""
+    size = fields.BigIntField(default=0)
+
+    class Meta:
+        table = "file_version"
+        unique_together = (("session", "path", "seq"),)
+
+
 class SessionBlob(Model):
     """A blob that one session's recording refers to (any version of any of its files).
 

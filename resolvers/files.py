@@ -2,7 +2,8 @@
 
 ``FileRecorder`` is the one way a file change enters the log: it stores the
 content once by SHA-256, appends a ``file.written`` / ``file.deleted`` event
-with path, size and hash, and moves the session's snapshot of that path.
+with path, size and hash, and moves the session's snapshot of that path and
+adds the path's version (``FileVersion``, what ``file(atSeq)`` reads).
 Each session's distinct blobs count against its storage budget
 (resolvers.storage); past it a change is a ``file.skipped`` event with path,
 size and hash, and the snapshot keeps the last stored version.
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 
 from tortoise.transactions import in_transaction
 
-from models.file import FileBlob, FileSnapshot
+from models.file import FileBlob, FileSnapshot, FileVersion
 from resolvers.event_kinds import FileDeleted, FileSkipped, FileWritten, StorageBudgetReached
 from resolvers.events import EventLog
 from resolvers.storage import charge_blob
@@ -88,6 +89,9 @@ class FileRecorder:
             session_id=session_id,
             path=path,
         )
+        await FileVersion.create(
+            session_id=session_id, path=path, seq=event.seq, sha256=digest, size=len(data)
+        )
         return StoredFile(path=path, size=len(data), sha256=digest)
 
     async def skipped(
@@ -127,6 +131,13 @@ class FileRecorder:
             snap.size = 0
             snap.seq = event.seq
             await snap.save(update_fields=["sha256", "size", "seq", "updated_at"])
+        if affected:
+            await FileVersion.bulk_create(
+                [
+                    FileVersion(session_id=session_id, path=snap.path, seq=event.seq, sha256=None)
+                    for snap in affected
+                ]
+            )
 
     async def current(self, session_id: uuid.UUID) -> dict[str, StoredFile]:
         """The session's files as last recorded (deleted ones left out)."""
@@ -134,5 +145,9 @@ class FileRecorder:
         return {s.path: StoredFile(path=s.path, size=s.size, sha256=s.sha256 or "") for s in snaps}
 
     async def content(self, sha256: str) -> bytes:
-        blob = await FileBlob.get(sha256=sha256)
-        return bytes(blob.content)
+        return await blob_content(sha256)
+
+
+async def blob_content(sha256: str) -> bytes:
+    blob = await FileBlob.get(sha256=sha256)
+    return bytes(blob.content)

@@ -70,6 +70,16 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
         lambda a: {"id": a["sessionId"]},
         "object",
     ),
+    "snapshot": (
+        "query($id: ID!) { snapshot(sessionId: $id, atSeq: 1) { path sha256 } }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "blob": (
+        f'query($id: ID!) {{ blob(sessionId: $id, sha256: "{"0" * 64}") {{ content }} }}',
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
     "startSandbox": (
         "mutation($id: ID!) { startSandbox(sessionId: $id) { id } }",
         lambda a: {"id": a["sessionId"]},
@@ -249,6 +259,8 @@ async def test_candidate_token_opens_only_its_session(api: Api, account: Account
         "endSession",
         "files",
         "file",
+        "snapshot",
+        "blob",
         "startSandbox",
         "terminateSandbox",
         "writeFile",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import Enum
 
@@ -63,24 +65,49 @@ class Sandbox:
         )
 
 
+class RecordedHashes:
+    """A listing's recorded hashes: loaded once, by the first entry that asks, for all."""
+
+    def __init__(self, load: Callable[[], Awaitable[dict[str, str]]]) -> None:
+        self._load = load
+        self._loading: asyncio.Task[dict[str, str]] | None = None
+
+    async def of(self, path: str) -> str | None:
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load())
+        return (await asyncio.shield(self._loading)).get(path)
+
+
 @strawberry.type
 class FileEntry:
     path: str = strawberry.field(description="Relative to /workspace.")
     kind: FileKind
     size: int
     modified_at: datetime
+    hashes: strawberry.Private[RecordedHashes | None] = None
+
+    @strawberry.field(
+        description="The hash the recording holds for this path (content through `blob`); "
+        "null for directories and unrecorded paths. While a sandbox runs, a change not "
+        "recorded yet is not reflected: `file.sha256` hashes the content on disk now."
+    )
+    async def sha256(self) -> str | None:
+        if self.kind is FileKind.DIRECTORY or self.hashes is None:
+            return None
+        return await self.hashes.of(self.path)
 
     @classmethod
-    def of(cls, entry: FileEntryData) -> FileEntry:
+    def of(cls, entry: FileEntryData, hashes: RecordedHashes | None = None) -> FileEntry:
         return cls(
             path=entry.path,
             kind=FileKind(entry.kind),
             size=entry.size,
             modified_at=datetime.fromtimestamp(entry.mtime, UTC),
+            hashes=hashes,
         )
 
 
-def _text(data: bytes) -> tuple[str, ContentEncoding]:
+def text_of(data: bytes) -> tuple[str, ContentEncoding]:
     try:
         return data.decode("utf-8"), ContentEncoding.UTF8
     except UnicodeDecodeError:
@@ -106,11 +133,11 @@ class File:
 
     @strawberry.field(description="UTF8 for text; BASE64 when the bytes are not valid UTF-8.")
     async def encoding(self) -> ContentEncoding:
-        return _text(await self.opened.data())[1]
+        return text_of(await self.opened.data())[1]
 
     @strawberry.field
     async def content(self) -> str:
-        return _text(await self.opened.data())[0]
+        return text_of(await self.opened.data())[0]
 
     @classmethod
     def of(cls, opened: OpenedFile) -> File:
