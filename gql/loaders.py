@@ -1,11 +1,12 @@
 """Per-request batch loaders for the fields of ``InterviewSession``.
 
 A page of sessions asking for ``testRuns``, ``claudeRuns``, ``terminals``, ``notes``,
-``lastTestRun``, ``sandbox`` and ``question`` would otherwise query once per session
-per field. Each field instead asks its loader for its session, and the loader answers
-the whole page with one call of ``resolvers.timeline`` (one SQL query per field;
-``testRuns`` and ``lastTestRun`` share theirs). See that module for why whole
-sessions are loaded and sliced here rather than limited in SQL.
+``lastTestRun`` (and their runs' ``results``), ``sandbox`` and ``question`` would
+otherwise query once per session (or run) per field. Each field instead asks its
+loader for its session, and the loader answers the whole page with one call of
+``resolvers.timeline`` (one SQL query per field; ``testRuns`` and ``lastTestRun``
+share theirs). See that module for why whole sessions are loaded and sliced here
+rather than limited in SQL.
 
 The loaders live in the request's context (``Context.loaders``), so nothing is shared
 between callers. They do not cache: a WebSocket keeps one context for all the
@@ -25,7 +26,7 @@ from strawberry.dataloader import DataLoader
 from models.claude import ClaudeRun
 from models.sandbox import SandboxRecord
 from models.terminal import TerminalRecord
-from models.testrun import TestRun
+from models.testrun import TestCaseResult, TestRun
 from resolvers import timeline
 from resolvers.auth import Principal
 from resolvers.events import EventRecord
@@ -55,6 +56,8 @@ class SessionLoaders:
     """One loader per batched field, keyed by session id (the question's by its id)."""
 
     test_runs: DataLoader[uuid.UUID, list[TestRun]]
+    case_results: DataLoader[uuid.UUID, list[TestCaseResult]]
+    """Keyed by test run: ``TestRun.results`` of every run on the page, in one query."""
     claude_runs: DataLoader[uuid.UUID, list[ClaudeRun]]
     terminals: DataLoader[uuid.UUID, list[TerminalRecord]]
     notes: DataLoader[uuid.UUID, list[EventRecord]]
@@ -66,6 +69,7 @@ class SessionLoaders:
         """``principal`` is awaited at each batch: the context authenticates lazily."""
         return cls(
             test_runs=_loader(principal, timeline.test_runs, list),
+            case_results=_loader(principal, timeline.case_results, list),
             claude_runs=_loader(principal, timeline.claude_runs, list),
             terminals=_loader(principal, timeline.terminals, list),
             notes=_loader(principal, timeline.notes, list),

@@ -76,7 +76,7 @@ class TestRun:
     @strawberry.field(description="Per-case results so far, in case order.")
     async def results(self, info: Info) -> list[TestCaseResult]:
         principal = await principal_of(info)
-        rows = await info.context.test_runs.results(self.model)
+        rows = await info.context.loaders.case_results.load(self.model.id)
         return [TestCaseResult.of(v) for v in view_results(principal, rows)]
 
     @classmethod

@@ -287,9 +287,6 @@ class TestRuns:
         await require_session_access(principal, run.session_id, kind="test run")
         return run
 
-    async def results(self, run: TestRun) -> list[TestCaseResult]:
-        return await TestCaseResult.filter(run_id=run.id).order_by("position")
-
     async def close(self) -> None:
         await self.runs.close()
 

@@ -1,5 +1,5 @@
-"""A session's timeline -- its test runs, Claude runs, terminals, notes, sandbox and
-question -- loaded for many sessions at once.
+"""A session's timeline -- its test runs (and their case results), Claude runs,
+terminals, notes, sandbox and question -- loaded for many sessions at once.
 
 Each function takes the ids of a page of sessions and answers in one SQL query for
 all of them (the question in three), grouped by session: the GraphQL layer's batch
@@ -32,7 +32,7 @@ from models.event import Event
 from models.question import Question
 from models.sandbox import SandboxRecord
 from models.terminal import TerminalRecord, TerminalState
-from models.testrun import TestRun
+from models.testrun import TestCaseResult, TestRun
 from resolvers.auth import Principal
 from resolvers.event_kinds import NoteAdded
 from resolvers.events import EventRecord
@@ -43,12 +43,18 @@ R = TypeVar("R")
 BySession = dict[uuid.UUID, list[R]]
 
 
+def _reachable(principal: Principal, via: str = "") -> Q:
+    """Rows whose session (reached through the relation path ``via``) the caller may
+    see: their account's, and for a candidate their own session only."""
+    scope: dict[str, Any] = {f"{via}session__account_id": principal.account_id}
+    if not principal.is_staff:
+        scope[f"{via}session_id"] = principal.session_id
+    return Q(**scope)
+
+
 def session_scope(principal: Principal, session_ids: Iterable[uuid.UUID]) -> Q:
     """Rows of these sessions that the caller may reach (models with a ``session`` FK)."""
-    ids = set(session_ids)
-    if not principal.is_staff:
-        ids &= {principal.session_id} if principal.session_id else set()
-    return Q(session_id__in=ids, session__account_id=principal.account_id)
+    return Q(_reachable(principal), session_id__in=set(session_ids))
 
 
 def _grouped(rows: Iterable[Any]) -> BySession[Any]:
@@ -62,6 +68,18 @@ async def test_runs(principal: Principal, session_ids: Sequence[uuid.UUID]) -> B
     """Newest first."""
     scope = session_scope(principal, session_ids)
     return _grouped(await TestRun.filter(scope).order_by("-created_at", "-id"))
+
+
+async def case_results(
+    principal: Principal, run_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, list[TestCaseResult]]:
+    """Each test run's case results, in case order (keyed by run, not by session:
+    ``results`` is asked of every run of a page of sessions)."""
+    scope = Q(_reachable(principal, via="run__"), run_id__in=set(run_ids))
+    grouped: dict[uuid.UUID, list[TestCaseResult]] = defaultdict(list)
+    for row in await TestCaseResult.filter(scope).order_by("run_id", "position"):
+        grouped[row.run_id].append(row)
+    return grouped
 
 
 async def claude_runs(

@@ -30,7 +30,7 @@ from models.claude import ClaudeRun, ClaudeRunStatus
 from models.sandbox import SandboxRecord, SandboxState
 from models.session import InterviewSession
 from models.terminal import TerminalRecord, TerminalState
-from models.testrun import TestRun, TestRunStatus
+from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
 from resolvers import timeline
 from resolvers.auth import authenticate
 from tests.conftest import Account, random_email
@@ -44,11 +44,11 @@ TIMELINE_FIELDS = """
   id
   question { id title }
   sandbox { id state }
-  lastTestRun { id status passed }
+  lastTestRun { id status passed results { index name passed } }
   testRuns(first: 2) {
     totalCount
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-    edges { cursor node { id status passed createdAt } }
+    edges { cursor node { id status passed createdAt results { index passed } } }
   }
   claudeRuns(first: 2) {
     totalCount
@@ -131,8 +131,9 @@ async def new_session(api: Api, account: Account) -> tuple[str, str]:
 
 
 async def seed_timeline(api: Api, account: Account, session_id: str) -> dict[str, list[str]]:
-    """Three test runs, three Claude runs, two sandboxes, three terminals and two notes,
-    created a minute apart (oldest first); returns their ids, newest first."""
+    """Three test runs (each with a visible and a hidden case result), three Claude runs,
+    two sandboxes, three terminals and two notes, created a minute apart (oldest first);
+    returns their ids, newest first."""
     session = await InterviewSession.get(id=session_id)
     at = [BASE + timedelta(minutes=i) for i in range(6)]
     old_box, new_box = [
@@ -160,6 +161,19 @@ async def seed_timeline(api: Api, account: Account, session_id: str) -> dict[str
         )
         for i in range(3)
     ]
+    await TestCaseResult.bulk_create(
+        [
+            TestCaseResult(
+                run=run,
+                position=position,
+                name=f"case {position}",
+                hidden=position == 1,
+                verdict=Verdict.PASSED if position == 0 else Verdict.WRONG_ANSWER,
+            )
+            for run in runs
+            for position in (0, 1)
+        ]
+    )
     agents = [
         await ClaudeRun.create(
             session=session,
@@ -203,12 +217,21 @@ async def test_the_timeline_of_a_session(api: Api, account: Account) -> None:
 
     assert session["question"] == {"id": account["questionId"], "title": "Two Sum"}
     assert session["sandbox"] == {"id": ids["sandbox"][0], "state": "RUNNING"}
-    assert session["lastTestRun"] == {"id": ids["runs"][0], "status": "FINISHED", "passed": 2}
+    assert session["lastTestRun"] == {
+        "id": ids["runs"][0],
+        "status": "FINISHED",
+        "passed": 2,
+        "results": [
+            {"index": 0, "name": "case 0", "passed": True},
+            {"index": 1, "name": "case 1", "passed": False},
+        ],
+    }
 
     runs = session["testRuns"]
     assert runs["totalCount"] == 3
     assert [e["node"]["id"] for e in runs["edges"]] == ids["runs"][:2]
     assert [e["node"]["passed"] for e in runs["edges"]] == [2, 1]
+    assert all(len(e["node"]["results"]) == 2 for e in runs["edges"])
     assert runs["pageInfo"]["hasNextPage"] is True
     assert runs["pageInfo"]["hasPreviousPage"] is False
     assert runs["pageInfo"]["startCursor"] == runs["edges"][0]["cursor"]
@@ -311,6 +334,11 @@ async def test_candidates_see_their_runs_but_no_notes(api: Api, account: Account
     session = data.ok()["session"]
     assert session["notes"] == []
     assert session["lastTestRun"]["id"] == ids["runs"][0]
+    # Hidden cases through the batched results as through testRun(id): no name.
+    assert session["lastTestRun"]["results"] == [
+        {"index": 0, "name": "case 0", "passed": True},
+        {"index": 1, "name": None, "passed": False},
+    ]
     assert [t["id"] for t in session["terminals"]] == ids["terminals"]
     viewer = await api(
         "{ viewer { session { notes { text } testRuns { totalCount } } } }",
@@ -347,12 +375,15 @@ async def test_another_session_or_account_reaches_nothing(
             timeline.latest_sandboxes,
         ):
             assert await query(principal, [sid]) == {}, query.__name__
+        run_ids = [r.id for r in await TestRun.filter(session_id=sid)]
+        assert await timeline.case_results(principal, run_ids) == {}
     stranger_principal = await authenticate(stranger["interviewerToken"])
     assert await timeline.questions(stranger_principal, [uuid.UUID(account["questionId"])]) == {}
     # Positive control: the owners get them.
     owner = await authenticate(account["interviewerToken"])
     assert len((await timeline.test_runs(owner, [sid]))[sid]) == 3
     assert len((await timeline.notes(owner, [sid]))[sid]) == 2
+    assert len(await timeline.case_results(owner, run_ids)) == 3
     candidate = await authenticate(account["candidateToken"])
     assert len((await timeline.test_runs(candidate, [sid, uuid.UUID(other_session)]))[sid]) == 3
     assert await timeline.notes(candidate, [sid]) == {}
@@ -374,14 +405,18 @@ async def queries_for_page(
 ) -> list[str]:
     with count() as queries:
         page = (await api(PAGE, {"n": size}, token=account["interviewerToken"])).ok()
+    # The token check writes last_used_at at most once a minute: whether a request
+    # does depends on the clock, not on the page.
+    queries = [q for q in queries if "api_token" not in q]
     edges = page["sessions"]["edges"]
     assert len(edges) == size
     # Every field of every session was answered, with its data.
     assert all(e["node"]["testRuns"]["totalCount"] == 3 for e in edges)
     assert all(len(e["node"]["terminals"]) == 3 for e in edges)
     assert all(len(e["node"]["notes"]) == 2 for e in edges)
+    assert all(len(e["node"]["lastTestRun"]["results"]) == 2 for e in edges)
     assert all(e["node"]["question"]["title"] == "Two Sum" for e in edges)
-    return list(queries)
+    return queries
 
 
 async def test_a_page_of_sessions_costs_the_same_queries_whatever_its_size(
@@ -392,8 +427,8 @@ async def test_a_page_of_sessions_costs_the_same_queries_whatever_its_size(
     small = await queries_for_page(api, account, count_queries, 5)
     large = await queries_for_page(api, account, count_queries, 20)
     assert len(small) == len(large), (small, large)
-    # Token check, the page and its count, then one query per field (the question's in
-    # three); lastTestRun shares testRuns' query.
+    # The page and its count, then one query per field (the question's in three; the
+    # runs' results in one for all runs); lastTestRun shares testRuns' query.
     assert len(large) <= 14, large
 
     # Positive control: loaders that load one session at a time -- what the fields did
