@@ -18,6 +18,7 @@ from gql.context import Context, Info, principal_of
 from gql.errors import ApiSchema
 from gql.parsing import BoundedDocuments, DocumentLimits
 from gql.playback_ops import PlaybackQuery
+from gql.question_ops import QuestionMutation, QuestionQuery
 from gql.subscriptions import Subscription
 from gql.terminal_ops import TerminalMutation
 from gql.testrun_ops import TestRunMutation, TestRunQuery, TestRunSubscription
@@ -30,7 +31,7 @@ from gql.types.account import (
     ViewerKind,
 )
 from gql.types.event import EVENT_TYPES, NoteEvent, Recording, SessionEventBatch, event_of
-from gql.types.question import CreateQuestionInput, LanguageInfo, Question
+from gql.types.question import LanguageInfo
 from gql.types.session import (
     CreateSessionInput,
     CreateSessionPayload,
@@ -40,7 +41,7 @@ from gql.types.session import (
 from gql.workspace_ops import WorkspaceMutation, WorkspaceQuery
 from modal_app.base import SandboxError
 from models.session import SessionStatus
-from resolvers import accounts, notes, questions, recordings, sessions
+from resolvers import accounts, notes, recordings, sessions
 from resolvers.errors import SandboxUnavailable
 from resolvers.languages import LANGUAGES
 
@@ -95,14 +96,6 @@ class Query:
         )
         return InterviewSessionConnection.of(page)
 
-    @strawberry.field
-    async def question(self, info: Info, id: strawberry.ID) -> Question:
-        return Question.of(await questions.get_question(await principal_of(info), id))
-
-    @strawberry.field(description="The account's questions, newest first.")
-    async def questions(self, info: Info) -> list[Question]:
-        return [Question.of(v) for v in await questions.list_questions(await principal_of(info))]
-
     @strawberry.field(description="Stored events of a session after `afterSeq`, in order.")
     async def recording(
         self, info: Info, session_id: strawberry.ID, after_seq: int = 0, first: int = 500
@@ -132,15 +125,6 @@ class Query:
 
 @strawberry.type
 class Mutation:
-    @strawberry.mutation
-    async def create_question(self, info: Info, input: CreateQuestionInput) -> Question:
-        view = await questions.create_question(
-            await principal_of(info),
-            input.to_spec(),
-            max_file_bytes=info.context.settings.max_file_bytes,
-        )
-        return Question.of(view)
-
     @strawberry.mutation(description="Schedule an interview; returns the candidate's token.")
     async def create_session(self, info: Info, input: CreateSessionInput) -> CreateSessionPayload:
         settings = info.context.settings
@@ -214,10 +198,19 @@ async def _stop_sandbox(info: Info, session_id: uuid.UUID) -> None:
         logger.warning("stopping the sandbox of ended session %s failed", session_id)
 
 
-RootQuery = merge_types("Query", (Query, WorkspaceQuery, TestRunQuery, ClaudeQuery, PlaybackQuery))
+RootQuery = merge_types(
+    "Query", (Query, QuestionQuery, WorkspaceQuery, TestRunQuery, ClaudeQuery, PlaybackQuery)
+)
 RootMutation = merge_types(
     "Mutation",
-    (Mutation, WorkspaceMutation, TerminalMutation, TestRunMutation, ClaudeMutation),
+    (
+        Mutation,
+        QuestionMutation,
+        WorkspaceMutation,
+        TerminalMutation,
+        TestRunMutation,
+        ClaudeMutation,
+    ),
 )
 RootSubscription = merge_types(
     "Subscription", (Subscription, TestRunSubscription, ClaudeSubscription)

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from tortoise.expressions import Q
 from tortoise.models import Model
@@ -46,15 +46,20 @@ def decode_cursor(field: str, cursor: str) -> tuple[datetime, uuid.UUID]:
         raise BadUserInput(field, "is not a valid cursor") from None
 
 
-async def paginate(query: QuerySet[M], *, first: int, after: str | None) -> Page[M]:
-    """Page through ``query`` newest first; the model must have ``created_at`` and ``id``."""
+async def paginate(
+    query: QuerySet[M], *, first: int, after: str | None, tiebreak: str = "id"
+) -> Page[M]:
+    """Page through ``query`` newest first; the model must have ``created_at`` and a UUID
+    ``tiebreak`` field (``id`` unless rows are known by another one)."""
     int_range("first", first, low=1, high=MAX_PAGE)
     total = await query.count()
     if after is not None:
         stamp, last_id = decode_cursor("after", after)
-        query = query.filter(Q(created_at__lt=stamp) | Q(created_at=stamp, id__lt=last_id))
-    rows = await query.order_by("-created_at", "-id").limit(first + 1)
-    items = [(encode_cursor(r.created_at, r.id), r) for r in rows[:first]]  # type: ignore[attr-defined]
+        tie: dict[str, Any] = {"created_at": stamp, f"{tiebreak}__lt": last_id}
+        before_in_tie = Q(**tie)
+        query = query.filter(Q(created_at__lt=stamp) | before_in_tie)
+    rows = await query.order_by("-created_at", f"-{tiebreak}").limit(first + 1)
+    items = [(encode_cursor(r.created_at, getattr(r, tiebreak)), r) for r in rows[:first]]  # type: ignore[attr-defined]
     return Page(
         items=items,
         has_next_page=len(rows) > first,

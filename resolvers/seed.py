@@ -10,13 +10,8 @@ from models.token import TokenScope
 from resolvers.accounts import create_account, issue_token
 from resolvers.auth import Principal, PrincipalKind
 from resolvers.events import EventLog
-from resolvers.questions import (
-    LanguageSpec,
-    QuestionSpec,
-    StarterFile,
-    TestCaseSpec,
-    create_question,
-)
+from resolvers.question_specs import LanguageSpec, QuestionSpec, StarterFile, TestCaseSpec
+from resolvers.questions import create_question
 from resolvers.sessions import SessionSpec, create_session
 
 PROMPT = """# Two Sum

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from models.question import Question, QuestionLanguage
+from models.question import QuestionLanguage
 from models.session import InterviewSession, SessionStatus
 from models.token import CandidateToken
 from resolvers import validation as check
@@ -19,6 +19,7 @@ from resolvers.event_kinds import SessionCreated, SessionEnded, SessionExpired
 from resolvers.events import EventLog
 from resolvers.languages import language_info
 from resolvers.pagination import Page, paginate
+from resolvers.questions import question_for_new_session
 
 OPEN = [SessionStatus.SCHEDULED, SessionStatus.ACTIVE]
 
@@ -61,11 +62,11 @@ async def create_session(
     name = check.text("input.candidateName", spec.candidate_name, max_length=200)
     email = check.email("input.candidateEmail", spec.candidate_email)
     external_id = check.optional_text("input.externalId", spec.external_id, max_length=200)
-    question = await Question.get_or_none(id=qid, account_id=principal.account_id)
-    if question is None:
-        raise NotFound("question")
+    # The session pins the question's latest revision: later edits leave it as it is.
+    question = await question_for_new_session(principal, spec.question_id)
     offered: list[str] = [
-        lang.language for lang in await QuestionLanguage.filter(question_id=qid).order_by("id")
+        lang.language
+        for lang in await QuestionLanguage.filter(question_id=question.id).order_by("id")
     ]
     language = offered[0]
     if spec.language is not None:

@@ -29,7 +29,28 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
         lambda a: {"id": a["questionId"]},
         "object",
     ),
-    "questions": ("{ questions { id } }", lambda a: {}, "list"),
+    "questions": (
+        "{ questions(first: 100, includeArchived: true) { edges { node { id } } } }",
+        lambda a: {},
+        "list",
+    ),
+    "updateQuestion": (
+        """mutation($id: ID!) { updateQuestion(id: $id, input: {title: "t", prompt: "p",
+            languages: [{language: PYTHON, entrypoint: "f", solutionPath: "s.py"}],
+            testCases: [{name: "c", input: [], expected: 1}]}) { id } }""",
+        lambda a: {"id": a["questionId"]},
+        "object",
+    ),
+    "archiveQuestion": (
+        "mutation($id: ID!) { archiveQuestion(id: $id) { id } }",
+        lambda a: {"id": a["questionId"]},
+        "object",
+    ),
+    "unarchiveQuestion": (
+        "mutation($id: ID!) { unarchiveQuestion(id: $id) { id } }",
+        lambda a: {"id": a["questionId"]},
+        "object",
+    ),
     "recording": (
         "query($id: ID!) { recording(sessionId: $id) { events { seq } } }",
         lambda a: {"id": a["sessionId"]},

@@ -6,10 +6,13 @@ import strawberry
 from strawberry.scalars import JSON
 
 from models.language import Language
+from models.question import Difficulty
 from resolvers.languages import LanguageInfo as LanguageInfoData
-from resolvers.questions import LanguageSpec, QuestionSpec, QuestionView, StarterFile, TestCaseSpec
+from resolvers.question_specs import LanguageSpec, QuestionSpec, StarterFile, TestCaseSpec
+from resolvers.questions import QuestionView
 
 strawberry.enum(Language, name="Language")
+strawberry.enum(Difficulty, name="Difficulty")
 
 
 @strawberry.type
@@ -51,28 +54,42 @@ class TestCase:
     expected_stdout: str | None
 
 
-@strawberry.type
+@strawberry.type(
+    description="One revision of a question. `id` stays the same across revisions; a"
+    " session's question is the revision the session started with."
+)
 class Question:
     id: strawberry.ID
+    revision: int = strawberry.field(description="1 when created; each update adds one.")
     title: str
     prompt: str = strawberry.field(description="Markdown.")
     float_tolerance: float | None
+    tags: list[str]
+    difficulty: Difficulty | None
+    archived_at: datetime | None = strawberry.field(
+        description="Set while archived: out of `questions` by default, no new sessions."
+    )
     languages: list[QuestionLanguage]
     test_cases: list[TestCase] = strawberry.field(
         description="Every case for interviewers and ATS; only visible ones for candidates."
     )
     hidden_test_count: int
     total_test_count: int
-    created_at: datetime
+    created_at: datetime = strawberry.field(description="When the question was created.")
+    updated_at: datetime = strawberry.field(description="When this revision was made.")
 
     @classmethod
     def of(cls, view: QuestionView) -> Question:
         q = view.question
         return cls(
-            id=strawberry.ID(str(q.id)),
+            id=strawberry.ID(str(q.lineage_id)),
+            revision=q.revision,
             title=q.title,
             prompt=q.prompt,
             float_tolerance=q.float_tolerance,
+            tags=q.tags,
+            difficulty=q.difficulty,
+            archived_at=q.archived_at,
             languages=[
                 QuestionLanguage(
                     language=Language(lang.language),
@@ -98,6 +115,7 @@ class Question:
             hidden_test_count=view.hidden_test_count,
             total_test_count=view.total_test_count,
             created_at=q.created_at,
+            updated_at=q.revised_at,
         )
 
 
@@ -132,7 +150,10 @@ class TestCaseInput:
     )
 
 
-@strawberry.input
+@strawberry.input(
+    description="A question's whole content: createQuestion stores it, updateQuestion"
+    " replaces the question's content with it (as a new revision)."
+)
 class CreateQuestionInput:
     title: str
     prompt: str
@@ -141,12 +162,19 @@ class CreateQuestionInput:
     float_tolerance: float | None = strawberry.field(
         default=None, description="Absolute tolerance when comparing floats in results."
     )
+    tags: list[str] = strawberry.field(
+        default_factory=list,
+        description="Lower-cased; letters, digits, spaces and + # . / _ - (at most 20).",
+    )
+    difficulty: Difficulty | None = None
 
     def to_spec(self) -> QuestionSpec:
         return QuestionSpec(
             title=self.title,
             prompt=self.prompt,
             float_tolerance=self.float_tolerance,
+            tags=self.tags,
+            difficulty=self.difficulty,
             languages=[
                 LanguageSpec(
                     language=lang.language.value,
