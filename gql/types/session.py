@@ -40,21 +40,21 @@ class InterviewSession:
     question_id: strawberry.Private[str]
 
     @property
-    def _key(self) -> uuid.UUID:
+    def _session_id(self) -> uuid.UUID:
         return uuid.UUID(str(self.id))
 
     @strawberry.field
     async def question(self, info: Info) -> Question:
         await principal_of(info)
         view = await info.context.loaders.question.load(uuid.UUID(self.question_id))
-        if view is None:  # only if the session was reached around its account
+        if view is None:  # not expected: the session was reached through the account
             raise NotFound("question")
         return Question.of(view)
 
     @strawberry.field(description="The session's current (or last) sandbox.")
     async def sandbox(self, info: Info) -> Sandbox | None:
         await principal_of(info)
-        record = await info.context.loaders.sandbox.load(self._key)
+        record = await info.context.loaders.sandbox.load(self._session_id)
         return Sandbox.of(record) if record else None
 
     @strawberry.field(description="The session's test runs, newest first.")
@@ -62,13 +62,13 @@ class InterviewSession:
         self, info: Info, first: int = 20, after: str | None = None
     ) -> Connection[TestRun]:
         await principal_of(info)
-        runs = await info.context.loaders.test_runs.load(self._key)
+        runs = await info.context.loaders.test_runs.load(self._session_id)
         return connection_of(page_of(runs, first=first, after=after), TestRun.of)
 
     @strawberry.field(description="The newest test run, or null before the first.")
     async def last_test_run(self, info: Info) -> TestRun | None:
         await principal_of(info)
-        runs = await info.context.loaders.test_runs.load(self._key)
+        runs = await info.context.loaders.test_runs.load(self._session_id)
         return TestRun.of(runs[0]) if runs else None
 
     @strawberry.field(description="The session's Claude runs, newest first.")
@@ -76,7 +76,7 @@ class InterviewSession:
         self, info: Info, first: int = 20, after: str | None = None
     ) -> Connection[ClaudeRun]:
         await principal_of(info)
-        runs = await info.context.loaders.claude_runs.load(self._key)
+        runs = await info.context.loaders.claude_runs.load(self._session_id)
         return connection_of(page_of(runs, first=first, after=after), ClaudeRun.of)
 
     @strawberry.field(
@@ -85,7 +85,7 @@ class InterviewSession:
     )
     async def terminals(self, info: Info) -> list[Terminal]:
         await principal_of(info)
-        return [Terminal.of(t) for t in await info.context.loaders.terminals.load(self._key)]
+        return [Terminal.of(t) for t in await info.context.loaders.terminals.load(self._session_id)]
 
     @strawberry.field(
         description="Interviewer notes, oldest first. Always empty for candidates, who never"
@@ -93,7 +93,7 @@ class InterviewSession:
     )
     async def notes(self, info: Info) -> list[NoteEvent]:
         await principal_of(info)
-        records = await info.context.loaders.notes.load(self._key)
+        records = await info.context.loaders.notes.load(self._session_id)
         # note.added events, whose GraphQL type is NoteEvent.
         return [cast(NoteEvent, event_of(r)) for r in records]
 
