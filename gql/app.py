@@ -18,6 +18,7 @@ from starlette.routing import Route, WebSocketRoute
 from gql.anthropic_proxy import ProxySocket, agent_link, proxy_routes
 from gql.backends import build_backend
 from gql.context import Services
+from gql.greenhouse import greenhouse_routes
 from gql.parsing import DocumentLimits
 from gql.renders import SharedRenders
 from gql.schema import build_schema
@@ -177,6 +178,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", view, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             WebSocketRoute("/graphql", view),
             *proxy_routes(proxy),
+            *greenhouse_routes(services),
         ],
         middleware=[
             Middleware(

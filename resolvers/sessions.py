@@ -105,9 +105,26 @@ async def create_session(
         session.id, SessionCreated(session.status, language=language, question_id=str(qid))
     )
     return CreatedSession(
-        session=session,
-        candidate_token=token,
-        invite_url=f"{public_url}/interview/{session.id}#token={token}",
+        session=session, candidate_token=token, invite_url=invite_url(public_url, session.id, token)
+    )
+
+
+def invite_url(public_url: str, session_id: uuid.UUID, token: str) -> str:
+    """The link a candidate opens; the token rides in the fragment, which no server logs."""
+    return f"{public_url}/interview/{session_id}#token={token}"
+
+
+async def reissue_invite(session: InterviewSession, *, public_url: str) -> CreatedSession:
+    """One more candidate token for an open session (earlier ones keep working), for an
+    integration that asked again because it never got the first invite's answer."""
+    if not session.status.is_open:
+        raise Conflict(f"session is already {session.status.value}")
+    token, digest, prefix = new_token("candidate")
+    await CandidateToken.create(
+        session=session, token_hash=digest, prefix=prefix, expires_at=session.expires_at
+    )
+    return CreatedSession(
+        session=session, candidate_token=token, invite_url=invite_url(public_url, session.id, token)
     )
 
 
