@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from tests import test_timeline
+from tests import test_timeline_queries
 from tests.conftest import Account, random_email
 from tests.support import Api
 from tests.test_testruns import SOLUTIONS, run_tests, write
@@ -46,7 +46,7 @@ CREATE_SESSION = """mutation($q: ID!) {
     session { id question { id revision title } } candidateToken
   }
 }"""
-count_queries = test_timeline.count_queries  # the fixture, shared
+count_queries = test_timeline_queries.count_queries  # the fixture, shared
 ADD = "def add(a, b):\n    return a + b\n"
 
 
