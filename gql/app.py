@@ -29,6 +29,7 @@ from resolvers.bus import EventBus
 from resolvers.claude import ClaudeAgent, ClaudeConfig
 from resolvers.database import close_database, open_database, ping_database
 from resolvers.events import EventLog
+from resolvers.file_watch import FileWatch, WatchPolicy
 from resolvers.live import LiveHub
 from resolvers.reaper import reaper_running, reconcile
 from resolvers.revocations import Revocations
@@ -81,6 +82,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await proxy.aclose()
 
     terminals = Terminals(sandboxes, bus, max_per_session=settings.max_terminals_per_session)
+    file_watch = FileWatch(
+        sandboxes,
+        WatchPolicy(
+            enabled=settings.file_watch,
+            events_per_s=settings.file_watch_events_per_s,
+            burst=max(1, settings.file_watch_burst),
+        ),
+    )
+    sandboxes.listeners.append(file_watch)
     test_runs = TestRuns(sandboxes, run_timeout_s=settings.test_run_timeout_s)
     services = Services(
         settings=settings,
@@ -102,6 +112,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ),
         revocations=Revocations(bus),
         renders=SharedRenders(),
+        file_watch=file_watch,
     )
     view = GraphQLView(
         build_schema(
@@ -145,6 +156,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 ("agent proxy", close_proxy),
                 ("test runs", test_runs.close),
                 ("terminals", terminals.close_all),
+                ("file watchers", file_watch.close),
                 ("live hubs", live.close),
                 ("token revocations", services.revocations.close),
                 ("sandbox backend", backend.aclose),

@@ -21,4 +21,5 @@ def build_backend(settings: Settings) -> SandboxBackend:
     return LocalSandboxBackend(
         settings.sandbox_root.resolve(),
         toolchain_dir=toolchain if (toolchain / "node_modules").is_dir() else None,
+        watch_max_dirs=settings.file_watch_max_dirs,
     )

@@ -32,6 +32,7 @@ from resolvers.bus import EventBus
 from resolvers.claude import ClaudeAgent
 from resolvers.errors import Unauthenticated
 from resolvers.events import EventLog
+from resolvers.file_watch import FileWatch
 from resolvers.live import LiveHub
 from resolvers.revocations import Revocations
 from resolvers.sandboxes import Sandboxes
@@ -54,6 +55,7 @@ class Services:
     revocations: Revocations
     renders: SharedRenders
     """Live batches rendered once for all their watchers (gql.renders)."""
+    file_watch: FileWatch
 
 
 @dataclass(slots=True)

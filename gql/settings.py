@@ -81,6 +81,10 @@ class Settings:
     session_output_cap_bytes: int = 4 << 20
     session_storage_budget_bytes: int = 64 << 20
     max_terminals_per_session: int = 4
+    file_watch: bool = True
+    file_watch_events_per_s: int = 50
+    file_watch_burst: int = 100
+    file_watch_max_dirs: int = 2_000
     log_level: str = "INFO"
 
     @property
@@ -152,5 +156,11 @@ class Settings:
             max_terminals_per_session=_int(
                 env, "MAX_TERMINALS_PER_SESSION", d.max_terminals_per_session
             ),
+            file_watch=_bool(env, "FILE_WATCH", d.file_watch),
+            file_watch_events_per_s=_int(
+                env, "FILE_WATCH_EVENTS_PER_SECOND", d.file_watch_events_per_s
+            ),
+            file_watch_burst=_int(env, "FILE_WATCH_BURST", d.file_watch_burst),
+            file_watch_max_dirs=_int(env, "FILE_WATCH_MAX_DIRS", d.file_watch_max_dirs),
             log_level=(env.get("LOG_LEVEL", "").strip() or d.log_level).upper(),
         )

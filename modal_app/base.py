@@ -29,7 +29,7 @@ import enum
 import math
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -207,6 +207,26 @@ class FileEntry:
     mtime: float
 
 
+@dataclass(frozen=True, slots=True)
+class WorkspaceChanges:
+    """Paths that changed in a sandbox's workspace since the previous batch (a hint).
+
+    Nothing here is read from the workspace: a consumer looks at each path
+    through the backend's file operations, which are symlink-safe.
+    """
+
+    paths: frozenset[str]
+    """Relative to /workspace: files or directories created, written, removed or
+    renamed (a directory stands for everything under it)."""
+    complete: bool = True
+    """False: changes may have been missed (a watch budget or kernel queue ran
+    out); the next full sync of the workspace finds them."""
+
+
+WatchFilter = Callable[[str], bool]
+"""Whether a directory (relative path) is worth watching: the caller's ignore rules."""
+
+
 @runtime_checkable
 class ExecHandle(Protocol):
     """A running command. ``output()`` yields stdout and stderr chunks in arrival order."""
@@ -319,6 +339,17 @@ class SandboxBackend(Protocol):
         """Delete a file or a directory tree."""
 
     async def mkdir(self, sandbox_id: str, path: str) -> None: ...
+
+    def watch_workspace(
+        self, sandbox_id: str, *, enter: WatchFilter
+    ) -> AsyncGenerator[WorkspaceChanges, None]:
+        """Changed paths of a running sandbox's workspace, as they happen, until it ends.
+
+        Directories ``enter`` refuses are not watched.  Local: inotify, within
+        milliseconds; Modal: the SDK's watch, or a listing every few seconds
+        where it is unavailable.  Close the iterator to stop watching.  One
+        watch per sandbox: a new one ends the previous one.
+        """
 
     async def terminate(self, sandbox_id: str) -> None:
         """Kill every process of the sandbox; idempotent."""

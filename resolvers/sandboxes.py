@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from tortoise.exceptions import IntegrityError
 
@@ -54,6 +54,14 @@ def replica_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+class SandboxListener(Protocol):
+    """Told when a sandbox this replica started is RUNNING, and when it ends."""
+
+    def running(self, record: SandboxRecord) -> None: ...
+
+    def ended(self, record: SandboxRecord) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class SandboxPolicy:
     quota: int = 10
@@ -84,6 +92,7 @@ class Sandboxes:
         self.owner = owner or replica_id()
         # Starts in progress in this process: set when each one is over (see settled).
         self._starting: dict[uuid.UUID, asyncio.Event] = {}
+        self.listeners: list[SandboxListener] = []
 
     async def call(
         self,
@@ -232,6 +241,8 @@ class Sandboxes:
                 restored_files=len(restored) - starters,
             ),
         )
+        for listener in self.listeners:
+            listener.running(record)
 
     async def terminate(self, principal: Principal, session_id: str) -> SandboxRecord:
         session = await get_session(principal, session_id)
@@ -266,6 +277,8 @@ class Sandboxes:
         if changed:
             ended = ek.SandboxTerminated if state is SandboxState.TERMINATED else ek.SandboxFailed
             await self.log.append(record.session_id, ended(str(record.id), reason=reason))
+        for listener in self.listeners:
+            listener.ended(record)
         return await SandboxRecord.get(id=record.id)
 
     async def require_live(

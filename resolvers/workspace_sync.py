@@ -20,6 +20,11 @@ The walk is bounded (``MAX_SYNC_ENTRIES``, and each listing by the backend);
 files already in the recording that it did not reach (a huge directory cut
 it short) are looked up one by one rather than recorded as deleted.
 
+Live changes (``resolvers.file_watch``) come through ``sync_paths``: the same
+comparison and recording, limited to the paths a watcher reported. Both hold
+the session's lock, so a sync point and the watcher never record one change
+twice, and a change seen by neither while the other runs is seen after it.
+
 A file whose size and mtime are unchanged since it was last hashed is not
 read again for ``REHASH_AFTER_S``, so a burst of commands does not re-read a
 large workspace each time; the periodic re-read, and the final capture before
@@ -28,15 +33,19 @@ a sandbox ends (which reads everything), catch a forged mtime.
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
+import weakref
 from collections import OrderedDict, deque
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
 from modal_app.base import FileEntry, FileNotFoundInSandbox, FileTooLarge, SandboxFileError
 from models.sandbox import SandboxRecord
-from resolvers.files import sha256_hex
+from resolvers.files import StoredFile, sha256_hex
 
 if TYPE_CHECKING:
     from resolvers.sandboxes import Sandboxes
@@ -59,7 +68,8 @@ def tracked(path: str) -> bool:
     return not any(d.startswith(".") or d in IGNORED_DIRS for d in directories)
 
 
-def _worth_entering(directory: str) -> bool:
+def worth_entering(directory: str) -> bool:
+    """Whether a directory can hold tracked files (what watchers watch, too)."""
     prefix = directory + "/"
     return tracked(prefix + "x") or any(kept.startswith(prefix) for kept in KEPT_DIRS)
 
@@ -72,23 +82,48 @@ class _Hashed:
     at: float
 
 
-# sandbox id -> path -> what its content hashed to, at which size and mtime.
-_HASHES: OrderedDict[str, dict[str, _Hashed]] = OrderedDict()
+@dataclass(slots=True)
+class _Seen:
+    hashes: dict[str, _Hashed] = field(default_factory=dict)
+    """Path -> what its content hashed to, at which size and mtime."""
+    full_sync_at: float = float("-inf")
+    """When (monotonic) the last full sync began: it saw every change made before."""
 
 
-def _hashes_of(sandbox_id: str) -> dict[str, _Hashed]:
-    hashes = _HASHES.setdefault(sandbox_id, {})
-    _HASHES.move_to_end(sandbox_id)
-    while len(_HASHES) > _CACHED_SANDBOXES:
-        _HASHES.popitem(last=False)
-    return hashes
+@dataclass(frozen=True, slots=True)
+class PathsSynced:
+    changed: int
+    left: tuple[str, ...] = ()
+    """Paths not looked at because ``max_changes`` was reached."""
 
 
-async def _walk(sandboxes: Sandboxes, sandbox_id: str) -> dict[str, FileEntry]:
-    """Tracked entries, directory by directory, at most about MAX_SYNC_ENTRIES."""
+_SANDBOXES: OrderedDict[str, _Seen] = OrderedDict()
+# Weak: a session's lock lives as long as a sync holds or waits for it.
+_LOCKS: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = weakref.WeakValueDictionary()
+
+
+def _seen(sandbox_id: str) -> _Seen:
+    seen = _SANDBOXES.setdefault(sandbox_id, _Seen())
+    _SANDBOXES.move_to_end(sandbox_id)
+    while len(_SANDBOXES) > _CACHED_SANDBOXES:
+        _SANDBOXES.popitem(last=False)
+    return seen
+
+
+def last_full_sync(sandbox_id: str) -> float:
+    seen = _SANDBOXES.get(sandbox_id)
+    return seen.full_sync_at if seen is not None else float("-inf")
+
+
+def session_lock(session_id: uuid.UUID) -> asyncio.Lock:
+    return _LOCKS.setdefault(session_id, asyncio.Lock())
+
+
+async def _walk(sandboxes: Sandboxes, sandbox_id: str, root: str = "") -> dict[str, FileEntry]:
+    """Tracked entries under ``root``, directory by directory, at most about MAX_SYNC_ENTRIES."""
     backend = sandboxes.backend
     found: dict[str, FileEntry] = {}
-    todo: deque[str] = deque([""])
+    todo: deque[str] = deque([root])
     while todo:
         directory = todo.popleft()
         try:
@@ -97,14 +132,14 @@ async def _walk(sandboxes: Sandboxes, sandbox_id: str) -> dict[str, FileEntry]:
                 scope=sandbox_id,
             )
         except SandboxFileError:
-            if not directory:
+            if directory == root:
                 raise
             continue  # removed or swapped for a link meanwhile
         for entry in entries:
             if entry.path == directory:
                 continue  # a directory swapped for a file lists itself
             if entry.kind == "dir":
-                if _worth_entering(entry.path):
+                if worth_entering(entry.path):
                     todo.append(entry.path)
             elif tracked(entry.path):
                 found[entry.path] = entry
@@ -121,11 +156,80 @@ async def sync_workspace(
     ``thorough`` (the final capture before a sandbox ends) re-reads every file
     whatever its size and mtime say.
     """
+    sandbox_id = record.backend_id or ""
+    async with session_lock(record.session_id):
+        _seen(sandbox_id).full_sync_at = time.monotonic()
+        listed = await _walk(sandboxes, sandbox_id)
+        known = await sandboxes.files.current(record.session_id)
+        synced = await _record(sandboxes, record, listed, known, source=source, thorough=thorough)
+        return synced.changed
+
+
+def _roots(paths: Iterable[str]) -> list[str]:
+    """The paths, without those inside another one of them."""
+    roots: list[str] = []
+    for path in sorted(set(paths)):
+        if not any(_within(root, path) for root in roots):
+            roots.append(path)
+    return roots
+
+
+def _within(root: str, path: str) -> bool:
+    return path == root or path.startswith(root + "/")
+
+
+async def sync_paths(
+    sandboxes: Sandboxes,
+    record: SandboxRecord,
+    paths: Iterable[str],
+    *,
+    source: str = "sandbox",
+    max_changes: int | None = None,
+) -> PathsSynced:
+    """Record what differs at these paths (a directory: everything under it).
+
+    Every file found is read again (a watcher said it changed); at most
+    ``max_changes`` changes are recorded, the paths not reached are returned.
+    """
+    backend, sandbox_id = sandboxes.backend, record.backend_id or ""
+    roots = _roots(p for p in paths if tracked(p))
+    async with session_lock(record.session_id):
+        listed: dict[str, FileEntry] = {}
+        for root in roots:
+            try:
+                entry = await sandboxes.call(
+                    partial(backend.stat, sandbox_id, root), scope=sandbox_id
+                )
+                if entry.kind == "dir" and worth_entering(root):
+                    listed.update(await _walk(sandboxes, sandbox_id, root))
+                elif entry.kind != "dir":
+                    listed[root] = entry
+            except SandboxFileError:
+                continue  # gone (recorded as deleted below) or unreachable
+        known = {
+            path: stored
+            for path, stored in (await sandboxes.files.current(record.session_id)).items()
+            if any(_within(root, path) for root in roots)
+        }
+        return await _record(
+            sandboxes, record, listed, known, source=source, thorough=True, max_changes=max_changes
+        )
+
+
+async def _record(
+    sandboxes: Sandboxes,
+    record: SandboxRecord,
+    listed: dict[str, FileEntry],
+    known: dict[str, StoredFile],
+    *,
+    source: str,
+    thorough: bool,
+    max_changes: int | None = None,
+) -> PathsSynced:
+    """Record how ``listed`` (what the sandbox has) differs from ``known`` (the recording)."""
     backend, sandbox_id = sandboxes.backend, record.backend_id or ""
     session_id = record.session_id
     files, limit = sandboxes.files, sandboxes.policy.max_file_bytes
-    listed = await _walk(sandboxes, sandbox_id)
-    known = await files.current(session_id)
     # A recorded file the walk did not see is looked up before it is called
     # deleted: a listing cut short by a huge directory must not lose the code.
     for path in sorted(p for p in set(known) - set(listed) if tracked(p)):
@@ -136,10 +240,20 @@ async def sync_workspace(
         except SandboxFileError:
             continue  # gone: recorded as deleted below
     present = {path: e for path, e in listed.items() if e.kind == "file"}
-    hashes = _hashes_of(sandbox_id)
+    hashes = _seen(sandbox_id).hashes
     now = time.monotonic()
     changed = 0
-    for path, entry in sorted(present.items()):
+    gone = sorted(p for p in set(known) - set(present) if tracked(p))
+    work = sorted(present) + gone
+    for index, path in enumerate(work):
+        if max_changes is not None and changed >= max_changes:
+            return PathsSynced(changed, tuple(work[index:]))
+        if path not in present:
+            hashes.pop(path, None)
+            await files.deleted(session_id, path, source=source)
+            changed += 1
+            continue
+        entry = present[path]
         if entry.size > limit:
             await files.skipped(
                 session_id, path, size=entry.size, reason="over the file size limit"
@@ -176,8 +290,4 @@ async def sync_workspace(
         if old is None or old.sha256 != digest:
             await files.written(session_id, path, data, source=source)
             changed += 1
-    for path in sorted(p for p in set(known) - set(present) if tracked(p)):
-        hashes.pop(path, None)
-        await files.deleted(session_id, path, source=source)
-        changed += 1
-    return changed
+    return PathsSynced(changed)

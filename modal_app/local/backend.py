@@ -52,7 +52,7 @@ import builtins
 import contextlib
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
 
 from modal_app.base import (
@@ -63,6 +63,8 @@ from modal_app.base import (
     SandboxSpec,
     SandboxStatus,
     SandboxTerminated,
+    WatchFilter,
+    WorkspaceChanges,
     check_exec,
     check_pty,
 )
@@ -71,6 +73,7 @@ from modal_app.local.exec import LocalExecHandle
 from modal_app.local.fileapi import WorkspaceFiles, owner_of
 from modal_app.local.files import mkdir as fs_mkdir
 from modal_app.local.host import CgroupMode, UidPool, prepare_host
+from modal_app.local.inotify import WorkspaceWatcher
 from modal_app.local.live import LiveSandbox, expired, stop
 from modal_app.local.meta import MetaStore, SandboxMeta, check_sandbox_id
 from modal_app.local.process import kill_uid
@@ -109,6 +112,7 @@ class LocalSandboxBackend(WorkspaceFiles):
         disk_check_interval_s: float = 0.5,
         tmp_size_mb: int = 256,
         max_list_entries: int = 10_000,
+        watch_max_dirs: int = 2_000,
     ) -> None:
         self.root = Path(root).absolute()
         self._store = MetaStore(self.root)
@@ -131,6 +135,7 @@ class LocalSandboxBackend(WorkspaceFiles):
             terminate=self.terminate,
         )
         self._watchdog_task: asyncio.Task[None] | None = None
+        self._watcher = WorkspaceWatcher(max_dirs=watch_max_dirs)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -164,6 +169,7 @@ class LocalSandboxBackend(WorkspaceFiles):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watchdog_task
             self._watchdog_task = None
+        self._watcher.close_all()
         await stop([h for live in self._live.values() for h in live.handles], "shutdown")
         if self.cgroups is not None:
             for sandbox_id in list(self._live):
@@ -221,6 +227,7 @@ class LocalSandboxBackend(WorkspaceFiles):
             meta = meta.with_terminated()
             await asyncio.to_thread(self._store.save, meta)
         live.meta = meta
+        self._watcher.close(sandbox_id)
         await stop(list(live.handles), "terminate")
         await asyncio.to_thread(self._kill_everything, meta)
 
@@ -309,6 +316,16 @@ class LocalSandboxBackend(WorkspaceFiles):
         live.meta = meta
         live.touch()
         return meta, live
+
+    async def watch_workspace(
+        self, sandbox_id: str, *, enter: WatchFilter
+    ) -> AsyncGenerator[WorkspaceChanges, None]:
+        """inotify on the host's copy of the workspace (``inotify``); ends at terminate."""
+        meta, _ = await self._runnable(sandbox_id)
+        async for changes in self._watcher.watch(
+            meta.id, str(self._store.workspace(meta.id)), enter
+        ):
+            yield changes
 
     # -- helpers -----------------------------------------------------------------
 

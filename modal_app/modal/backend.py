@@ -49,7 +49,7 @@ import asyncio
 import builtins
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 
 import modal
 
@@ -67,6 +67,8 @@ from modal_app.base import (
     SandboxNotFound,
     SandboxSpec,
     SandboxStatus,
+    WatchFilter,
+    WorkspaceChanges,
     check_exec,
     check_pty,
     check_spec,
@@ -87,6 +89,7 @@ from modal_app.modal.spec import (
     sandbox_workdir,
     user_tags,
 )
+from modal_app.modal.watch import watch_workspace
 
 _log = logging.getLogger(__name__)
 
@@ -326,3 +329,11 @@ class ModalSandboxBackend:
 
     async def mkdir(self, sandbox_id: str, path: str) -> None:
         await self._files.mkdir(sandbox_id, path)
+
+    def watch_workspace(
+        self, sandbox_id: str, *, enter: WatchFilter
+    ) -> AsyncGenerator[WorkspaceChanges, None]:
+        """``filesystem.watch`` in the sandbox, else a listing every few seconds (``watch``)."""
+        return watch_workspace(
+            self._refs, self._files, sandbox_id, enter, self._options.max_list_entries
+        )
