@@ -8,9 +8,11 @@ from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from tortoise import Tortoise
 
 from models.file import FileVersion
+from resolvers import playback
 from tests.conftest import Account, random_email
 from tests.support import Api
 from tests.test_testruns import SOLUTIONS, run_tests
@@ -231,10 +233,25 @@ async def test_blob_belongs_to_its_session_only(
     assert shot.codes == ["NOT_FOUND"]
 
 
-async def test_file_entries_carry_recorded_hashes(api: Api, account: Account) -> None:
+async def test_file_entries_carry_recorded_hashes(
+    api: Api, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await start(api, account)
     await write(api, account, "pkg/a.py", "A = 1\n")
     token, sid = account["candidateToken"], account["sessionId"]
+    loads: list[str] = []
+    real = playback.recorded_hashes
+
+    async def counted(principal: Any, session_id: str) -> dict[str, str]:
+        loads.append(session_id)
+        return await real(principal, session_id)
+
+    monkeypatch.setattr(playback, "recorded_hashes", counted)
+    listed = (await api(FILES, {"s": sid}, token=token)).ok()["files"]
+    assert len(listed) > 2
+    assert loads == [sid]  # one load for the whole listing, not one per entry
+    await api("query($s: ID!) { files(sessionId: $s) { path } }", {"s": sid}, token=token)
+    assert loads == [sid]  # and none when no entry asks for sha256
     for phase in ("running", "stopped"):
         entries = {e["path"]: e for e in (await api(FILES, {"s": sid}, token=token)).ok()["files"]}
         assert entries["pkg/a.py"]["sha256"] == sha("A = 1\n"), phase
