@@ -37,6 +37,8 @@ from resolvers.sandboxes import Sandboxes, SandboxPolicy
 from resolvers.storage import StorageLimits
 from resolvers.terminals import Terminals
 from resolvers.testruns import TestRuns
+from resolvers.webhooks.config import WebhookConfig
+from resolvers.webhooks.worker import DeliveryWorker
 
 logger = logging.getLogger("interviewlm")
 
@@ -92,6 +94,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     sandboxes.listeners.append(file_watch)
     test_runs = TestRuns(sandboxes, run_timeout_s=settings.test_run_timeout_s)
+    # Every replica delivers webhooks from the shared outbox (resolvers.webhooks).
+    webhooks = DeliveryWorker(
+        WebhookConfig(
+            allow_private_networks=settings.webhook_allow_private_networks,
+            retry_schedule_s=settings.webhook_retry_schedule_s,
+            timeout_s=settings.webhook_timeout_s,
+            poll_interval_s=settings.webhook_poll_interval_ms / 1000,
+        )
+    )
     services = Services(
         settings=settings,
         bus=bus,
@@ -146,7 +157,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             lost,
         )
         try:
-            async with reaper_running(sandboxes, interval_s=settings.reaper_interval_s):
+            async with (
+                reaper_running(sandboxes, interval_s=settings.reaper_interval_s),
+                webhooks.running(),
+            ):
                 yield
         finally:
             # Each step is bounded: a stuck resource must not keep a replica
@@ -203,4 +217,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = services
+    app.state.webhooks = webhooks
     return app

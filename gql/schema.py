@@ -38,6 +38,7 @@ from gql.types.session import (
     InterviewSession,
     InterviewSessionConnection,
 )
+from gql.webhook_ops import WebhookMutation, WebhookQuery
 from gql.workspace_ops import WorkspaceMutation, WorkspaceQuery
 from modal_app.base import SandboxError
 from models.session import SessionStatus
@@ -199,7 +200,16 @@ async def _stop_sandbox(info: Info, session_id: uuid.UUID) -> None:
 
 
 RootQuery = merge_types(
-    "Query", (Query, QuestionQuery, WorkspaceQuery, TestRunQuery, ClaudeQuery, PlaybackQuery)
+    "Query",
+    (
+        Query,
+        QuestionQuery,
+        WorkspaceQuery,
+        TestRunQuery,
+        ClaudeQuery,
+        PlaybackQuery,
+        WebhookQuery,
+    ),
 )
 RootMutation = merge_types(
     "Mutation",
@@ -210,6 +220,7 @@ RootMutation = merge_types(
         TerminalMutation,
         TestRunMutation,
         ClaudeMutation,
+        WebhookMutation,
     ),
 )
 RootSubscription = merge_types(

@@ -44,6 +44,22 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in env.get(name, "").split(",") if part.strip())
 
 
+def _seconds_list(
+    env: Mapping[str, str], name: str, default: tuple[float, ...]
+) -> tuple[float, ...]:
+    """A comma-separated list of durations in seconds (fractions allowed), at least one."""
+    parts = _list(env, name)
+    if not parts:
+        return default
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        raise SettingsError(f"{name} must be comma-separated seconds, got {parts!r}") from None
+    if any(not 0 <= v < 10**7 for v in values):
+        raise SettingsError(f"{name} must hold durations between 0 and 10^7 seconds")
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = "sqlite://var/interviewlm.sqlite3"
@@ -81,6 +97,10 @@ class Settings:
     session_output_cap_bytes: int = 4 << 20
     session_storage_budget_bytes: int = 64 << 20
     max_terminals_per_session: int = 4
+    webhook_allow_private_networks: bool = False
+    webhook_retry_schedule_s: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_timeout_s: int = 10
+    webhook_poll_interval_ms: int = 1000
     file_watch: bool = True
     file_watch_events_per_s: int = 50
     file_watch_burst: int = 100
@@ -155,6 +175,16 @@ class Settings:
             ),
             max_terminals_per_session=_int(
                 env, "MAX_TERMINALS_PER_SESSION", d.max_terminals_per_session
+            ),
+            webhook_allow_private_networks=_bool(
+                env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS", d.webhook_allow_private_networks
+            ),
+            webhook_retry_schedule_s=_seconds_list(
+                env, "WEBHOOK_RETRY_SCHEDULE", d.webhook_retry_schedule_s
+            ),
+            webhook_timeout_s=max(1, _int(env, "WEBHOOK_TIMEOUT_SECONDS", d.webhook_timeout_s)),
+            webhook_poll_interval_ms=max(
+                10, _int(env, "WEBHOOK_POLL_INTERVAL_MS", d.webhook_poll_interval_ms)
             ),
             file_watch=_bool(env, "FILE_WATCH", d.file_watch),
             file_watch_events_per_s=_int(

@@ -15,6 +15,7 @@ MODEL_MODULES = [
     "models.terminal",
     "models.testrun",
     "models.claude",
+    "models.webhook",
     "models.greenhouse",
 ]
 APP_LABEL = "models"

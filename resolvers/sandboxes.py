@@ -21,6 +21,7 @@ from functools import partial
 from typing import Protocol, TypeVar
 
 from tortoise.exceptions import IntegrityError
+from tortoise.transactions import in_transaction
 
 from modal_app.base import (
     Limits,
@@ -44,6 +45,7 @@ from resolvers.events import EventLog, EventRecord
 from resolvers.files import FileRecorder
 from resolvers.sessions import get_session
 from resolvers.settling import settled_elsewhere, settled_here
+from resolvers.webhooks.events import enqueue_session_event
 from resolvers.workspace_sync import sync_workspace
 
 T = TypeVar("T")
@@ -228,9 +230,16 @@ class Sandboxes:
         record.last_activity_at = datetime.now(UTC)
         await record.save(update_fields=["state", "last_activity_at"])
         if session.status is SessionStatus.SCHEDULED:
-            await InterviewSession.filter(id=session.id, status=SessionStatus.SCHEDULED).update(
-                status=SessionStatus.ACTIVE, started_at=datetime.now(UTC)
-            )
+            async with in_transaction() as conn:
+                started = await (
+                    InterviewSession.filter(id=session.id, status=SessionStatus.SCHEDULED)
+                    .using_db(conn)
+                    .update(status=SessionStatus.ACTIVE, started_at=datetime.now(UTC))
+                )
+                if started:
+                    await enqueue_session_event(
+                        session, "session.started", using_db=conn, status=SessionStatus.ACTIVE
+                    )
             await self.log.append(session.id, ek.SessionStarted(SessionStatus.ACTIVE))
         await self.log.append(
             session.id,

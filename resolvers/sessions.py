@@ -20,6 +20,7 @@ from resolvers.events import EventLog
 from resolvers.languages import language_info
 from resolvers.pagination import Page, paginate
 from resolvers.questions import question_for_new_session
+from resolvers.webhooks.events import ENDED, enqueue_session_event
 
 OPEN = [SessionStatus.SCHEDULED, SessionStatus.ACTIVE]
 
@@ -101,6 +102,7 @@ async def create_session(
         await CandidateToken.create(
             session=session, token_hash=digest, prefix=prefix, expires_at=expires_at, using_db=conn
         )
+        await enqueue_session_event(session, "session.created", using_db=conn)
     await log.append(
         session.id, SessionCreated(session.status, language=language, question_id=str(qid))
     )
@@ -172,9 +174,16 @@ async def expire_due(log: EventLog, *, now: datetime, limit: int = 500) -> int:
     due = await InterviewSession.filter(status__in=OPEN, expires_at__lte=now).limit(limit)
     expired = 0
     for session in due:
-        changed = await InterviewSession.filter(id=session.id, status__in=OPEN).update(
-            status=SessionStatus.EXPIRED, ended_at=session.expires_at
-        )
+        async with in_transaction() as conn:
+            changed = await (
+                InterviewSession.filter(id=session.id, status__in=OPEN)
+                .using_db(conn)
+                .update(status=SessionStatus.EXPIRED, ended_at=session.expires_at)
+            )
+            if changed:
+                await enqueue_session_event(
+                    session, "session.expired", using_db=conn, status=SessionStatus.EXPIRED
+                )
         if changed:
             await log.append(session.id, SessionExpired())
             expired += 1
@@ -187,9 +196,14 @@ async def _finish(
     now = datetime.now(UTC)
     # Conditional update: of two concurrent enders exactly one wins, and a session that
     # expired meanwhile stays expired (the reaper records it).
-    changed = await InterviewSession.filter(_unexpired(now), id=session.id, status__in=OPEN).update(
-        status=status, ended_at=now
-    )
+    async with in_transaction() as conn:
+        changed = await (
+            InterviewSession.filter(_unexpired(now), id=session.id, status__in=OPEN)
+            .using_db(conn)
+            .update(status=status, ended_at=now)
+        )
+        if changed:
+            await enqueue_session_event(session, ENDED[status], using_db=conn, status=status)
     if changed:
         await log.append(session.id, SessionEnded(status))
     return as_of(await InterviewSession.get(id=session.id), now)

@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from tortoise.transactions import in_transaction
+
 from modal_app.base import (
     QuotaExceeded,
     SandboxError,
@@ -39,6 +41,7 @@ from modal_app.harness.runner import run_harness
 from modal_app.local.private import SnapshotTooLarge
 from models.language import Language
 from models.question import Question, QuestionLanguage, TestCase
+from models.session import InterviewSession
 from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
 from resolvers import validation as check
 from resolvers.auth import Principal
@@ -50,6 +53,7 @@ from resolvers.judging import judge
 from resolvers.languages import language_info
 from resolvers.sandboxes import Sandboxes
 from resolvers.sessions import require_session_access
+from resolvers.webhooks.events import enqueue_test_run_finished
 
 logger = logging.getLogger("interviewlm.testruns")
 OUTPUT_LIMIT = 64 * 1024
@@ -261,10 +265,15 @@ class TestRuns:
 
     async def _finish(self, run: TestRun, *, status: TestRunStatus, **fields: Any) -> None:
         now = datetime.now(UTC)
-        await TestRun.filter(id=run.id).update(
-            status=status, live_key=None, finished_at=now, **fields
-        )
-        final = await TestRun.get(id=run.id)
+        async with in_transaction() as conn:
+            await (
+                TestRun.filter(id=run.id)
+                .using_db(conn)
+                .update(status=status, live_key=None, finished_at=now, **fields)
+            )
+            final = await TestRun.filter(id=run.id).using_db(conn).get()
+            session = await InterviewSession.filter(id=run.session_id).using_db(conn).get()
+            await enqueue_test_run_finished(session, final, using_db=conn)
         await self.log.append(
             run.session_id,
             TestRunFinished(

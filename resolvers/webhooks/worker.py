@@ -1,0 +1,113 @@
+"""The delivery worker: one per replica, all of them working on the same outbox.
+
+The loop claims due heads (one per endpoint, ``claims.claim``) and serves each endpoint
+in a task of its own: attempt, record, and on success claim that endpoint's next head
+right away, so a backlog drains at the pace of the receiver rather than of the poll. An
+enqueue in this process wakes the loop at once (``outbox.on_enqueue``); events enqueued
+on other replicas, and retries, are found by polling every ``poll_interval_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+from resolvers.webhooks import claims, outbox
+from resolvers.webhooks.config import WebhookConfig
+from resolvers.webhooks.sender import new_client, send
+
+logger = logging.getLogger("interviewlm.webhooks")
+# After a wake the loop looks again a few times in quick succession: the enqueue that
+# rang may not have committed yet when the first look runs.
+WAKE_FOLLOW_UPS_S = (0.005, 0.02, 0.05, 0.1, 0.25)
+
+
+class DeliveryWorker:
+    def __init__(self, config: WebhookConfig) -> None:
+        self.config = config
+        """Read afresh on every step, so it may be replaced while the worker runs."""
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.paused = False
+        """Set, this replica claims nothing new (a draining replica; tests that need
+        deliveries to go through other replicas); what it holds finishes."""
+        self._wake = asyncio.Event()
+        self._busy: set[uuid.UUID] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[DeliveryWorker]:
+        unregister = outbox.on_enqueue(self.wake)
+        loop = asyncio.create_task(self._loop(), name="webhook-worker")
+        try:
+            yield self
+        finally:
+            unregister()
+            loop.cancel()
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(loop, *self._tasks, return_exceptions=True)
+            try:
+                await claims.release(self.owner)
+            except Exception:  # the leases expire anyway
+                logger.exception("releasing webhook leases at shutdown failed")
+
+    async def _loop(self) -> None:
+        follow_ups: list[float] = []
+        while True:
+            try:
+                await self._claim_and_spawn()
+            except Exception:  # a database hiccup must not end the worker
+                logger.exception("claiming webhook deliveries failed")
+            timeout = follow_ups.pop(0) if follow_ups else self.config.poll_interval_s
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
+            if self._wake.is_set():
+                self._wake.clear()
+                follow_ups = list(WAKE_FOLLOW_UPS_S)
+
+    async def _claim_and_spawn(self) -> None:
+        free = self.config.concurrency - len(self._busy)
+        if free <= 0 or self.paused:
+            return
+        # Endpoints served here are left out: their task claims their next head itself.
+        for claimed in await claims.claim(
+            self.owner, self.config, limit=free, busy=set(self._busy)
+        ):
+            self._busy.add(claimed.endpoint_id)
+            task = asyncio.create_task(self._serve_endpoint(claimed))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _serve_endpoint(self, claimed: claims.Claimed) -> None:
+        endpoint_id = claimed.endpoint_id
+        try:
+            async with new_client(self.config.timeout_s) as client:
+                current: claims.Claimed | None = claimed
+                while current is not None:
+                    config = self.config
+                    result = await send(
+                        client,
+                        current.attempt,
+                        timeout_s=config.timeout_s,
+                        allow_private=config.allow_private_networks,
+                    )
+                    await claims.record(current, result, owner=self.owner, config=config)
+                    if not result.ok:
+                        return  # the head waits for its retry; the loop claims it when due
+                    nexts = await claims.claim(self.owner, config, limit=1, endpoint_id=endpoint_id)
+                    current = nexts[0] if nexts else None
+        except Exception:
+            # The lease runs out and the delivery is retried (here or elsewhere).
+            logger.exception("delivering webhooks to endpoint %s failed", endpoint_id)
+        finally:
+            self._busy.discard(endpoint_id)

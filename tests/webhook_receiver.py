@@ -1,0 +1,107 @@
+"""A webhook receiver on loopback: a stand-in for an ATS's endpoint (real HTTP, real
+uvicorn), recording every request and answering as each test plans."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tests.server import free_port
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int = 200
+    body: str = "ok"
+    delay_s: float = 0.0
+    """Answer only after this long (longer than the sender's timeout: a timeout)."""
+    location: str | None = None
+    hold: asyncio.Event | None = None
+    """Answer only once this is set (a request kept in flight)."""
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+    """``time.time()`` on arrival."""
+
+    @property
+    def webhook_id(self) -> str:
+        return self.headers["webhook-id"]
+
+    @property
+    def event(self) -> dict[str, Any]:
+        return dict(json.loads(self.body))
+
+
+@dataclass
+class Receiver:
+    port: int
+    replies: list[Reply] = field(default_factory=list)
+    """Planned answers, in order; once used up, every request gets ``Reply()``."""
+    received: list[Received] = field(default_factory=list)
+    answered: list[tuple[Received, int]] = field(default_factory=list)
+    """Requests the receiver answered, with the status it answered."""
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def at(self, path: str) -> list[Received]:
+        return [r for r in self.received if r.path == path]
+
+    def succeeded(self) -> list[Received]:
+        return [r for r, status in self.answered if 200 <= status < 300]
+
+    async def _handle(self, request: Request) -> Response:
+        got = Received(
+            path=request.url.path,
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=await request.body(),
+            at=time.time(),
+        )
+        self.received.append(got)
+        reply = self.replies.pop(0) if self.replies else Reply()
+        if reply.hold is not None:
+            await reply.hold.wait()
+        if reply.delay_s:
+            await asyncio.sleep(reply.delay_s)
+        headers = {"location": reply.location} if reply.location else None
+        self.answered.append((got, reply.status))
+        return Response(reply.body, status_code=reply.status, headers=headers)
+
+
+@contextlib.asynccontextmanager
+async def running_receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver(port=free_port())
+    app = Starlette(routes=[Route("/{path:path}", receiver._handle, methods=["POST", "GET"])])
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=receiver.port, log_level="warning", lifespan="off"
+        )
+    )
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield receiver
+    finally:
+        server.should_exit = True
+        server.force_exit = True
+        await asyncio.wait_for(task, 10)
