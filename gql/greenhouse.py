@@ -20,8 +20,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gql.context import Services
+from gql.types.report import report_config
 from resolvers import greenhouse
-from resolvers.auth import Principal
 from resolvers.errors import ApiError, BadUserInput, Unauthenticated
 
 logger = logging.getLogger("interviewlm.greenhouse")
@@ -37,7 +37,7 @@ _STATUS = {
 }
 _CHALLENGE = {"WWW-Authenticate": 'Basic realm="InterviewLM Greenhouse", charset="UTF-8"'}
 
-Handler = Callable[[Request, Principal], Awaitable[Any]]
+Handler = Callable[[Request, greenhouse.Caller], Awaitable[Any]]
 
 
 class _PayloadError(Exception):
@@ -50,27 +50,29 @@ class _PayloadError(Exception):
 def greenhouse_routes(services: Services) -> list[Route]:
     settings = services.settings
     token_ttl = timedelta(seconds=settings.candidate_token_ttl_s)
+    report = report_config(settings)
 
-    async def list_tests(request: Request, principal: Principal) -> Any:
-        return [asdict(test) for test in await greenhouse.list_tests(principal)]
+    async def list_tests(request: Request, caller: greenhouse.Caller) -> Any:
+        return [asdict(test) for test in await greenhouse.list_tests(caller.principal)]
 
-    async def send_test(request: Request, principal: Principal) -> Any:
+    async def send_test(request: Request, caller: greenhouse.Caller) -> Any:
         sent = await greenhouse.send_test(
-            principal,
+            caller,
             greenhouse.parse_send_test(await _json_body(request)),
             log=services.log,
             public_url=settings.public_url,
             token_ttl=token_ttl,
+            allow_private_networks=settings.webhook_allow_private_networks,
         )
         return {"partner_interview_id": sent.partner_interview_id, "invite_url": sent.invite_url}
 
-    async def test_status(request: Request, principal: Principal) -> Any:
+    async def test_status(request: Request, caller: greenhouse.Caller) -> Any:
         status = await greenhouse.interview_status(
-            principal, request.query_params.get("partner_interview_id")
+            caller.principal, request.query_params.get("partner_interview_id"), report=report
         )
         return asdict(status)
 
-    async def response_error(request: Request, principal: Principal) -> Any:
+    async def response_error(request: Request, caller: greenhouse.Caller) -> Any:
         # Greenhouse reports here what it could not accept from us: worth an operator's look.
         report = await _json_body(request)
         logger.warning("Greenhouse reports a malformed response: %.2000s", json.dumps(report))
@@ -89,8 +91,8 @@ def _route(name: str, method: str, handler: Handler) -> Route:
         if request.method != method:
             return _error(405, f"use {method}", headers={"Allow": method})
         try:
-            principal = await greenhouse.authenticate_basic(request.headers.get("authorization"))
-            return JSONResponse(await handler(request, principal))
+            caller = await greenhouse.authenticate_basic(request.headers.get("authorization"))
+            return JSONResponse(await handler(request, caller))
         except Unauthenticated as exc:
             return _error(401, exc.message, headers=_CHALLENGE)
         except BadUserInput as exc:

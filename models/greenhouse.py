@@ -11,6 +11,7 @@ from tortoise.models import Model
 if TYPE_CHECKING:
     from models.account import Account
     from models.session import InterviewSession
+    from models.webhook import WebhookEndpoint
 
 
 class GreenhouseInterview(Model):
@@ -34,8 +35,12 @@ class GreenhouseInterview(Model):
     application_key = fields.CharField(max_length=500)
     # The question's public id (its lineage), as list_tests offered it.
     partner_test_id = fields.UUIDField()
-    # Where the empty PATCH goes when the session completes (checked like webhook URLs).
-    callback_url = fields.CharField(max_length=2000)
+    # Greenhouse's ``url``: where the empty PATCH goes when the session completes, as an
+    # outbox endpoint of its own (models.webhook.EndpointKind.GREENHOUSE_CALLBACK).
+    callback: fields.OneToOneRelation[WebhookEndpoint] = fields.OneToOneField(
+        "models.WebhookEndpoint", related_name="greenhouse_interview", on_delete=fields.CASCADE
+    )
+    callback_id: uuid.UUID  # the FK's column, for typed access
     greenhouse_profile_url = fields.CharField(max_length=2000, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
 

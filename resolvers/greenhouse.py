@@ -22,22 +22,25 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.exceptions import IntegrityError
 
 from models.greenhouse import GreenhouseInterview
 from models.question import Question
 from models.session import InterviewSession, SessionStatus
+from models.webhook import EndpointKind, WebhookEndpoint
 from resolvers import validation as check
 from resolvers.auth import Principal, PrincipalKind, authenticate
 from resolvers.errors import BadUserInput, Conflict, NotFound, Unauthenticated
 from resolvers.events import EventLog
+from resolvers.report import ReportConfig, report_payload
 from resolvers.sessions import (
     SessionSpec,
     create_session,
-    end_session,
     get_session,
     reissue_invite,
 )
+from resolvers.webhooks.endpoints import checked_url
 
 # Greenhouse refuses partner keys of 171 characters or more; ours are 48.
 MAX_KEY_CHARS = 170
@@ -65,6 +68,7 @@ class SendTest:
     email: str
     greenhouse_profile_url: str
     url: str
+    """Checked by ``send_test`` like a webhook endpoint's URL (``checked_url``)."""
     application_key: str
 
 
@@ -82,11 +86,19 @@ class TestStatus:
 
     partner_status: str
     partner_profile_url: str | None
-    partner_score: float | None
+    partner_score: int | None
+    """0-100: the share of the final test run's cases (hidden ones too) that passed."""
     metadata: dict[str, MetadataValue]
 
 
-async def authenticate_basic(authorization: str | None) -> Principal:
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    key: str
+    """The ATS token Greenhouse authenticated with: what its callback PATCH presents."""
+
+
+async def authenticate_basic(authorization: str | None) -> Caller:
     """The ATS principal of ``Authorization: Basic base64(<ATS token>:)``.
 
     Anything else -- no header, another scheme, a password, an interviewer or candidate
@@ -105,7 +117,7 @@ async def authenticate_basic(authorization: str | None) -> Principal:
     principal = await authenticate(username)
     if principal.kind is not PrincipalKind.ATS:
         raise Unauthenticated("only ATS API tokens can call the Greenhouse integration")
-    return principal
+    return Caller(principal, username)
 
 
 async def list_tests(principal: Principal) -> list[PartnerTest]:
@@ -131,7 +143,7 @@ def parse_send_test(body: Any) -> SendTest:
         last_name=_name("candidate.last_name", candidate.get("last_name")),
         email=check.email("candidate.email", _string("candidate.email", candidate.get("email"))),
         greenhouse_profile_url=profile_url,
-        url=_url("url", body.get("url")),
+        url=check.text("url", _string("url", body.get("url")), max_length=MAX_URL_CHARS),
         application_key=application_key(profile_url),
     )
 
@@ -144,20 +156,28 @@ def application_key(greenhouse_profile_url: str) -> str:
 
 
 async def send_test(
-    principal: Principal,
+    caller: Caller,
     request: SendTest,
     *,
     log: EventLog,
     public_url: str,
     token_ttl: timedelta,
+    allow_private_networks: bool,
 ) -> SentTest:
     """Create the session for one Greenhouse application and test, once.
 
     A repeat of the same application and test answers the same session (with a fresh
     invite link while it is open: a retry means the first answer may never have
     arrived). Two identical requests at once: the unique (account, application, test)
-    row admits one; the other's session is cancelled and it answers the winner's."""
+    row, written in the session's creating transaction, admits one; the other's session
+    is rolled back with it and it answers the winner's.
+
+    The callback ``url`` goes where webhooks may go (https, public addresses: the PATCH
+    carries the key) and becomes an outbox endpoint of its own, which the session's
+    completion queues the PATCH to."""
+    principal = caller.principal
     principal.require_staff()
+    callback_url = await checked_url("url", request.url, allow_private=allow_private_networks)
     existing = await _ordered(principal, request)
     if existing is not None:
         return await _again(principal, existing, public_url=public_url)
@@ -167,29 +187,35 @@ async def send_test(
         candidate_email=request.email,
         external_id=_external_id(request),
     )
+
+    async def link(session: InterviewSession, conn: BaseDBAsyncClient) -> None:
+        callback = await WebhookEndpoint.create(
+            account_id=principal.account_id,
+            url=callback_url,
+            description=f"Greenhouse application {request.application_key}"[:500],
+            secret=caller.key,
+            kind=EndpointKind.GREENHOUSE_CALLBACK,
+            using_db=conn,
+        )
+        await GreenhouseInterview.create(
+            account_id=principal.account_id,
+            session=session,
+            application_key=request.application_key,
+            partner_test_id=request.partner_test_id,
+            callback=callback,
+            greenhouse_profile_url=request.greenhouse_profile_url,
+            using_db=conn,
+        )
+
     try:
         created = await create_session(
-            principal, spec, log=log, public_url=public_url, token_ttl=token_ttl
+            principal, spec, log=log, public_url=public_url, token_ttl=token_ttl, also=link
         )
     except NotFound:
         raise NotFound("test") from None
-    except Conflict:
-        # The open session with this externalId is a concurrent twin's, or still being linked.
-        existing = await _ordered(principal, request)
-        if existing is None:
-            raise
-        return await _again(principal, existing, public_url=public_url)
-    try:
-        await GreenhouseInterview.create(
-            account_id=principal.account_id,
-            session=created.session,
-            application_key=request.application_key,
-            partner_test_id=request.partner_test_id,
-            callback_url=request.url,
-            greenhouse_profile_url=request.greenhouse_profile_url,
-        )
-    except IntegrityError:
-        await end_session(principal, str(created.session.id), cancel=True, log=log)
+    except (Conflict, IntegrityError):
+        # A twin request won (its session and row commit together, so its row is there),
+        # or the question takes no new sessions (archived): then the Conflict stands.
         existing = await _ordered(principal, request)
         if existing is None:
             raise
@@ -198,38 +224,39 @@ async def send_test(
 
 
 async def interview_status(
-    principal: Principal, partner_interview_id: str | None, *, report_url: str | None = None
+    principal: Principal, partner_interview_id: str | None, *, report: ReportConfig
 ) -> TestStatus:
     """Where the interview stands, in Greenhouse's terms: ``complete`` once the candidate
-    finished (with the report's link and the score), ``incomplete`` before and also after
-    a cancellation or expiry (Greenhouse then stops polling after its 8 weeks)."""
+    finished, with the report's link (``partner_profile_url``) and its score (0-100, from
+    the final test run; null if the candidate never ran the tests). Otherwise
+    ``incomplete``: before the end, and also after a cancellation or expiry, which leave
+    no result (Greenhouse stops polling after its 8 weeks)."""
     if not partner_interview_id:
         raise BadUserInput("partner_interview_id", "is required")
     try:
         session = await get_session(principal, partner_interview_id)
-    except BadUserInput:
-        raise NotFound("interview") from None  # not an id of ours: nothing by that id
-    except NotFound:
-        raise NotFound("interview") from None
+    except (BadUserInput, NotFound):
+        raise NotFound("interview") from None  # not an id of ours, or not the account's
     if not await GreenhouseInterview.exists(session_id=session.id, account_id=principal.account_id):
         raise NotFound("interview")
-    complete = session.status is SessionStatus.COMPLETED
-    return TestStatus(
-        partner_status=COMPLETE if complete else INCOMPLETE,
-        partner_profile_url=report_url if complete else None,
-        partner_score=None,
-        metadata=_metadata(session),
-    )
-
-
-def _metadata(session: InterviewSession) -> dict[str, MetadataValue]:
-    """Flat, primitive values only (Greenhouse shows them as they are)."""
-    return {
+    metadata: dict[str, MetadataValue] = {
         "Status": session.status.value.capitalize(),
         "Language": session.language.capitalize(),
         "Started At": session.started_at.isoformat() if session.started_at else None,
         "Completed At": session.ended_at.isoformat() if session.ended_at else None,
     }
+    if session.status is not SessionStatus.COMPLETED:
+        return TestStatus(INCOMPLETE, None, None, metadata)
+    payload = await report_payload(session, config=report)
+    summary = payload["summary"]
+    visible, hidden = summary["visible"], summary["hidden"]
+    # Greenhouse shows metadata as it is: flat, primitive values only.
+    metadata["Visible Tests Passed"] = f"{visible['passed']}/{visible['total']}"
+    metadata["Hidden Tests Passed"] = f"{hidden['passed']}/{hidden['total']}"
+    metadata["Duration Minutes"] = (
+        None if summary["durationSeconds"] is None else round(summary["durationSeconds"] / 60)
+    )
+    return TestStatus(COMPLETE, payload["reportUrl"], summary["score"], metadata)
 
 
 async def _ordered(principal: Principal, request: SendTest) -> GreenhouseInterview | None:

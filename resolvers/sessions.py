@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
@@ -57,7 +59,10 @@ async def create_session(
     log: EventLog,
     public_url: str,
     token_ttl: timedelta,
+    also: Callable[[InterviewSession, BaseDBAsyncClient], Awaitable[None]] | None = None,
 ) -> CreatedSession:
+    """``also``: more to write in the creating transaction (an integration's own row,
+    whose unique constraint may then refuse the session as a whole)."""
     principal.require_staff()
     qid = check.object_id("input.questionId", spec.question_id)
     name = check.text("input.candidateName", spec.candidate_name, max_length=200)
@@ -102,6 +107,8 @@ async def create_session(
         await CandidateToken.create(
             session=session, token_hash=digest, prefix=prefix, expires_at=expires_at, using_db=conn
         )
+        if also is not None:
+            await also(session, conn)
         await enqueue_session_event(session, "session.created", using_db=conn)
     await log.append(
         session.id, SessionCreated(session.status, language=language, question_id=str(qid))

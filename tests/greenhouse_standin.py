@@ -74,7 +74,12 @@ class Greenhouse:
                 body = self.rfile.read(length) if length else b""
                 with standin._lock:
                     standin.received.append(
-                        Received(self.command, self.path, dict(self.headers.items()), body)
+                        Received(
+                            self.command,
+                            self.path,
+                            {k.lower(): v for k, v in self.headers.items()},
+                            body,
+                        )
                     )
                 self.send_response(standin.status)
                 self.send_header("content-length", "0")

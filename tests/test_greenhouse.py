@@ -30,6 +30,7 @@ from tests.workspace_support import START, WRITE
 
 PREFIX = "/integrations/greenhouse"
 CALLBACK = "https://app.greenhouse.io" + CALLBACK_PATH + "12345"
+PUBLIC_URL = "http://interviewlm.test"
 END = "mutation($s: ID!) { endSession(sessionId: $s) { id status } }"
 
 
@@ -74,7 +75,7 @@ def greenhouse_server(
     server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """The real server, allowed to deliver to loopback (where the stand-in listens)."""
-    env = {**server_env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true"}
+    env = {**server_env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true", "PUBLIC_URL": PUBLIC_URL}
     server = start_server(env, tmp_path_factory.mktemp("greenhouse-server"))
     yield server
     server.stop()
@@ -124,17 +125,18 @@ async def test_greenhouse_flow_end_to_end(
         [patch] = greenhouse.patches()
         assert patch.path == next(iter(greenhouse.interviews))
         assert patch.body == b""
-        assert patch.headers["Authorization"] == basic(account["atsToken"])
+        assert patch.headers["authorization"] == basic(account["atsToken"])
         assert not any(h.lower().startswith("webhook-") for h in patch.headers)
         [status] = greenhouse.statuses
         assert status["status_code"] == 200
         assert status["partner_status"] == "complete"
         assert status["partner_score"] == 100
         assert status["metadata"]["Status"] == "Completed"
-        report = httpx.get(
-            status["partner_profile_url"].replace("http://interviewlm.test", greenhouse_server.url),
-            timeout=30,
-        )
+        # The profile URL is the report, which opens without an API token.
+        assert status["partner_profile_url"].startswith(PUBLIC_URL + "/reports/")
+        report_path = status["partner_profile_url"].removeprefix(PUBLIC_URL)
+        async with httpx.AsyncClient(base_url=greenhouse_server.url, timeout=30) as http:
+            report = await http.get(report_path)
         assert report.status_code == 200
         assert "Harry Potter" in report.text
     finally:
