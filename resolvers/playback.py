@@ -13,6 +13,11 @@ nowhere, so ``blob`` is no oracle for what other sessions hold.
 ``atSeq`` must be between 0 (before the first event: an empty workspace) and
 the session's ``lastSeq``; a seq past it names a moment that has not happened
 and is BAD_USER_INPUT rather than silently the present.
+
+Versions are written right after their event, like the snapshot (not in the
+event's transaction): for that moment a reader at the newest seq still sees
+the previous version. Migration 0009's backfill is idempotent and rebuilds
+the index from the file events if a row was ever lost.
 """
 
 from __future__ import annotations
