@@ -13,6 +13,7 @@ import secrets
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -96,18 +97,27 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
     if test_database() == "sqlite":
         yield f"sqlite://{tmp_path_factory.mktemp('db') / 'test.sqlite3'}"
         return
-    name = f"interviewlm_test_{uuid.uuid4().hex[:12]}"
+    async with postgres_database("interviewlm_test") as url:
+        yield url
+
+
+@asynccontextmanager
+async def postgres_database(prefix: str) -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database (its URL), dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield POSTGRES_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        yield POSTGRES_ADMIN_DSN.rsplit("/", 1)[0] + f"/{name}"
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(POSTGRES_ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 def sandbox_root() -> Path:
