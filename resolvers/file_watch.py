@@ -177,7 +177,11 @@ class FileWatch:
                     break
                 # Shielded: stopping the watcher never cuts a recording in half.
                 task = asyncio.ensure_future(self._record(record, batch, budget))
-                synced = await asyncio.shield(task)
+                try:
+                    synced = await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    await task  # finish the batch in hand (the database closes next)
+                    raise
                 # A token per path looked at, at least one per event (a directory
                 # can hold many): events never outrun the bucket.
                 pending.bucket.spend(max(synced.changed, len(batch) - len(synced.left), 1))

@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from modal_app.polling import poll_workspace
 from models.sandbox import SandboxRecord, SandboxState
 from resolvers.file_watch import WatchPolicy
-from resolvers.workspace_sync import worth_entering
+from resolvers.workspace_sync import sync_paths, worth_entering
 from tests.conftest import Account
 from tests.support import Api, wait_until
 from tests.workspace_support import EVENTS, events, run, start
@@ -204,3 +204,46 @@ async def test_the_polling_watcher_reports_changes(
         seen |= (await asyncio.wait_for(anext(stream), 10)).paths
     await stream.aclose()
     assert not any(p.startswith("node_modules/") for p in seen)
+
+
+async def test_a_sync_point_and_the_watcher_at_once_record_a_change_once(
+    app: Starlette, api: Api, account: Account
+) -> None:
+    await start(api, account)
+    sandboxes = app.state.services.sandboxes
+    record = await SandboxRecord.get(session_id=account["sessionId"], state=SandboxState.RUNNING)
+    for round_ in range(3):
+        content = f"race {round_}\n"
+        await sandboxes.backend.write_file(record.backend_id, "race.txt", content.encode())
+        # The watcher is racing these too.
+        await asyncio.gather(
+            sandboxes.sync_workspace(record),
+            sync_paths(sandboxes, record, ["race.txt"]),
+            sync_paths(sandboxes, record, ["race.txt"]),
+        )
+        written = [
+            e
+            for e in await file_events(api, account)
+            if e["payload"]["path"] == "race.txt" and e["payload"].get("sha256") == sha(content)
+        ]
+        assert len(written) == 1, written
+
+
+async def test_watches_are_bounded_and_the_rest_waits_for_a_sync_point(
+    app: Starlette, api: Api, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    watcher = app.state.services.sandboxes.backend._watcher
+    monkeypatch.setattr(watcher, "max_dirs", 2)
+    await start(api, account)
+    record = await SandboxRecord.get(session_id=account["sessionId"], state=SandboxState.RUNNING)
+    tid = await terminal(api, account)
+    await type_(
+        api,
+        account,
+        tid,
+        "mkdir -p a/b/c/d && echo deep > a/b/c/d/deep.txt && sleep 0.5 && echo top > top.txt\n",
+    )
+    await wait_until(lambda: recorded(api, account, "file.written", "top.txt"))
+    assert len(watcher._watches[record.backend_id].dirs) <= 2
+    await run(api, account, "true")
+    assert await recorded(api, account, "file.written", "a/b/c/d/deep.txt", sha("deep\n"))

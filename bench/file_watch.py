@@ -1,0 +1,170 @@
+"""Live file changes benchmark: a change in a sandbox -> its ``file.written`` event.
+
+A real app in this process (local sandboxes, SQLite by default), a session with
+a running sandbox and a command inside it that writes ``w<n>.txt`` for each
+number read on its stdin.  Each sample: write ``n`` to the command's stdin
+(t0), then wait for the ``file.written`` of ``w<n>.txt`` on the session's bus
+channel (what live subscribers get).  The latency includes the pipe and the
+shell's write (well under a millisecond), the watcher's 50 ms debounce, the
+read through the backend and the recording.  Samples are 200 ms apart, so the
+rate cap never holds one back.
+
+Two rounds: ``quiet``, and ``flood``: another session's sandbox rewriting 200
+files in a loop meanwhile (its watcher is rate-capped; the question is whether
+the measured session still gets its events on time).
+
+    .venv/bin/python bench/file_watch.py [-n 100] [--database-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+START = "mutation($s: ID!) { startSandbox(sessionId: $s) { id } }"
+WRITER = "while read n; do echo $n > w$n.txt; done"
+FLOOD = "while true; do for i in $(seq 200); do echo $RANDOM > f$i.txt; done; done"
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def running_sandbox(app: Any, http: Any) -> tuple[uuid.UUID, str]:
+    from models.sandbox import SandboxRecord, SandboxState
+    from resolvers.seed import seed_demo
+
+    services = app.state.services
+    account = await seed_demo(
+        log=services.log,
+        public_url=services.settings.public_url,
+        max_file_bytes=services.settings.max_file_bytes,
+    )
+    headers = {"authorization": f"Bearer {account['candidateToken']}"}
+    response = await http.post(
+        "/graphql", json={"query": START, "variables": {"s": account["sessionId"]}}, headers=headers
+    )
+    assert not response.json().get("errors"), response.json()
+    sid = uuid.UUID(account["sessionId"])
+    record = await SandboxRecord.get(session_id=sid, state=SandboxState.RUNNING)
+    return sid, record.backend_id or ""
+
+
+async def measure(app: Any, n: int, flood: bool) -> list[float]:
+    import httpx
+
+    from resolvers.event_kinds import FileWritten
+    from resolvers.events import channel_for, decode_batch
+
+    services = app.state.services
+    backend = services.sandboxes.backend
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+        sid, sandbox_id = await running_sandbox(app, http)
+        flooder = None
+        if flood:
+            _, other = await running_sandbox(app, http)
+            flooder = await backend.exec(other, FLOOD)
+        writer = await backend.exec(sandbox_id, WRITER)
+        arrived: dict[str, float] = {}
+        got = asyncio.Event()
+        async with services.bus.subscribe(channel_for(sid)) as messages:
+
+            async def follow() -> None:
+                async for message in messages:
+                    for record in decode_batch(message)[1]:
+                        if isinstance(record.payload, FileWritten):
+                            arrived.setdefault(record.payload.path, time.perf_counter())
+                            got.set()
+
+            follower = asyncio.create_task(follow())
+            samples: list[float] = []
+            for i in range(n + 5):  # 5 warm-up samples
+                path = f"w{i}.txt"
+                started = time.perf_counter()
+                await writer.write_stdin(f"{i}\n".encode())
+                while path not in arrived:
+                    got.clear()
+                    await asyncio.wait_for(got.wait(), 10)
+                if i >= 5:
+                    samples.append((arrived[path] - started) * 1000)
+                await asyncio.sleep(0.2)
+            follower.cancel()
+        await writer.kill()
+        if flooder is not None:
+            await flooder.kill()
+    return samples
+
+
+def temporary_dirs() -> tuple[Path, Path]:
+    """A work dir, and a SANDBOX_ROOT the sandbox uids can traverse (temporary dirs are 0700)."""
+    workdir = Path(tempfile.mkdtemp(prefix="interviewlm-bench-watch-"))
+    sandbox_root = Path(tempfile.mkdtemp(prefix="interviewlm-bench-sandboxes-"))
+    sandbox_root.chmod(0o711)
+    return workdir, sandbox_root
+
+
+def machine_state() -> str:
+    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    return f"{os.cpu_count()} cores, load average {load}"
+
+
+async def main_async(n: int, database_url: str | None) -> None:
+    from gql.app import create_app
+    from gql.settings import Settings
+    from resolvers.database import migrate
+
+    workdir, sandbox_root = temporary_dirs()
+    url = database_url or f"sqlite://{workdir}/bench.sqlite3"
+    try:
+        await migrate(url)
+        settings = Settings.from_env(
+            {
+                "DATABASE_URL": url,
+                "SANDBOX_ROOT": str(sandbox_root),
+                "PUBLIC_URL": "http://bench",
+                "LOG_LEVEL": "WARNING",
+            }
+        )
+        app = create_app(settings)
+        async with app.router.lifespan_context(app):
+            print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, db {url.split(':')[0]}")
+            print(f"# {machine_state()}")
+            print(f"{'round':<8} {'n':>4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+            for label, flood in (("quiet", False), ("flood", True)):
+                samples = await measure(app, n, flood)
+                print(
+                    f"{label:<8} {len(samples):>4} {statistics.median(samples):8.1f} "
+                    f"{percentile(samples, 0.99):8.1f} {max(samples):8.1f}",
+                    flush=True,
+                )
+            print(f"# after: {machine_state()}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(sandbox_root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=100)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    asyncio.run(main_async(args.n, args.database_url))
+
+
+if __name__ == "__main__":
+    main()
