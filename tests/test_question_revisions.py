@@ -9,6 +9,7 @@ accounts reach nothing.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -174,6 +175,24 @@ async def test_a_refused_update_adds_no_revision(api: Api, account: Account) -> 
     for bad_id, code in (("not-an-id", "BAD_USER_INPUT"), (account["sessionId"], "NOT_FOUND")):
         missing = await api(UPDATE, {"id": bad_id, "in": question_input("T")}, token=staff(account))
         assert missing.codes == [code]
+
+
+async def test_concurrent_updates_never_share_a_revision(api: Api, account: Account) -> None:
+    qid = account["questionId"]
+    results = await asyncio.gather(
+        *(
+            api(UPDATE, {"id": qid, "in": question_input(f"Edit {i}")}, token=staff(account))
+            for i in range(4)
+        )
+    )
+    done = [r.data["updateQuestion"] for r in results if not r.errors]
+    assert all(r.codes == ["CONFLICT"] for r in results if r.errors)
+    assert done
+    revisions = sorted(edit["revision"] for edit in done)
+    assert revisions == list(range(2, 2 + len(done)))
+    latest = (await api(QUESTION, {"id": qid}, token=staff(account))).ok()["question"]
+    assert latest["revision"] == revisions[-1]
+    assert await titles(api, account) == [latest["title"]]
 
 
 # -- archiving ---------------------------------------------------------------------
