@@ -11,6 +11,7 @@ revision.
 from __future__ import annotations
 
 import json
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,10 +56,10 @@ async def view_questions(principal: Principal, questions: Sequence[Question]) ->
     ids = [q.id for q in questions]
     if not ids:
         return []
-    languages: defaultdict[object, list[QuestionLanguage]] = defaultdict(list)
+    languages: defaultdict[uuid.UUID, list[QuestionLanguage]] = defaultdict(list)
     for language in await QuestionLanguage.filter(question_id__in=ids).order_by("id"):
         languages[language.question_id].append(language)
-    cases: defaultdict[object, list[TestCase]] = defaultdict(list)
+    cases: defaultdict[uuid.UUID, list[TestCase]] = defaultdict(list)
     for case in await TestCase.filter(question_id__in=ids).order_by("question_id", "position"):
         cases[case.question_id].append(case)
     views = []
