@@ -100,7 +100,7 @@ async def seed_demo(*, log: EventLog, public_url: str, max_file_bytes: int) -> d
     created = await create_session(
         principal,
         SessionSpec(
-            question_id=str(question.question.id),
+            question_id=str(question.question.lineage_id),
             candidate_name="Ada Candidate",
             candidate_email=f"ada+{suffix}@demo.interviewlm.dev",
             language="PYTHON",
@@ -113,7 +113,7 @@ async def seed_demo(*, log: EventLog, public_url: str, max_file_bytes: int) -> d
         "accountId": str(account.id),
         "interviewerToken": interviewer.token,
         "atsToken": ats.token,
-        "questionId": str(question.question.id),
+        "questionId": str(question.question.lineage_id),
         "sessionId": str(created.session.id),
         "candidateToken": created.candidate_token,
     }
