@@ -7,7 +7,8 @@ It plays both of Greenhouse's parts of the Assessment Partner API
   callback ``url`` on this server (``/integrations/testing_partners/take_home_tests/<n>``)
   and HTTP Basic auth (the partner key as the username, an empty password);
 - as the receiver of "PATCH - Mark Test as Completed": it records every request it
-  receives (method, path, headers, body), answers 200 (or ``status``), and, as
+  receives (method, path, headers, body), answers 200 (or ``answers``, then ``status``),
+  and, as
   Greenhouse does upon that PATCH, asks the partner's ``test_status`` for the
   interview behind the URL, recording that answer too.
 """
@@ -44,6 +45,8 @@ class Greenhouse:
     """Where the partner's endpoints are: ``<partner_url>/list_tests`` and so on."""
     api_key: str
     status: int = 200
+    answers: list[int] = field(default_factory=list)
+    """Statuses to answer first, one per request (a Greenhouse having a bad minute)."""
     received: list[Received] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     """``test_status`` answers fetched after each PATCH, in order."""
@@ -73,6 +76,7 @@ class Greenhouse:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
                 with standin._lock:
+                    status = standin.answers.pop(0) if standin.answers else standin.status
                     standin.received.append(
                         Received(
                             self.command,
@@ -81,10 +85,10 @@ class Greenhouse:
                             body,
                         )
                     )
-                self.send_response(standin.status)
+                self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
-                if self.command == "PATCH" and standin.status < 300:
+                if self.command == "PATCH" and status < 300:
                     standin._poll_status(self.path)
 
             do_PATCH = do_POST = do_GET = do_PUT = _record

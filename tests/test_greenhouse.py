@@ -4,8 +4,11 @@ The end-to-end test runs the real server (uvicorn, its webhook delivery worker a
 the local sandbox) against a stand-in Greenhouse on loopback that records what it
 receives (``tests.greenhouse_standin``): Greenhouse lists the tests, sends one, the
 candidate solves it in the sandbox and ends the session, the empty ``PATCH`` reaches
-the stand-in, which then reads ``test_status`` as Greenhouse does. The other tests
-drive the app in process: idempotency, credentials, other accounts, bad bodies.
+the stand-in (after two failed attempts it answers with 500 and 503: the outbox
+retries), which then reads ``test_status`` as Greenhouse does. The other tests drive
+the app in process: idempotency (also of concurrent twins), the PATCH queued with the
+completion (and not for a cancellation), credentials, other accounts, bad bodies,
+callback URLs to private networks.
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from models.greenhouse import GreenhouseInterview
 from models.session import InterviewSession, SessionStatus
+from models.webhook import WebhookDelivery
+from resolvers.webhooks.config import WebhookConfig
+from resolvers.webhooks.worker import DeliveryWorker
 from tests.conftest import Account
 from tests.greenhouse_standin import CALLBACK_PATH, Greenhouse, basic
 from tests.server import ServerProcess, start_server
@@ -70,21 +77,39 @@ async def status_of(client: httpx.AsyncClient, key: str, interview_id: str) -> h
 # -- the flow, end to end on a real server -----------------------------------------------
 
 
+FAST_RETRIES = (0.05, 0.05, 0.05)
+
+
 @pytest.fixture
 def greenhouse_server(
-    server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    server_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory, app: Starlette
 ) -> Iterator[ServerProcess]:
-    """The real server, allowed to deliver to loopback (where the stand-in listens)."""
-    env = {**server_env, "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true", "PUBLIC_URL": PUBLIC_URL}
+    """The real server, allowed to deliver to loopback (where the stand-in listens), with
+    retries in a blink rather than after 5 s, 5 min... This test process's app is a second
+    replica on the same outbox: its worker gets the same settings, as replicas do, since
+    either may deliver the PATCH."""
+    worker: DeliveryWorker = app.state.webhooks
+    saved = worker.config
+    worker.config = WebhookConfig(allow_private_networks=True, retry_schedule_s=FAST_RETRIES)
+    env = {
+        **server_env,
+        "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
+        "WEBHOOK_RETRY_SCHEDULE": ",".join(map(str, FAST_RETRIES)),
+        "PUBLIC_URL": PUBLIC_URL,
+    }
     server = start_server(env, tmp_path_factory.mktemp("greenhouse-server"))
-    yield server
-    server.stop()
+    try:
+        yield server
+    finally:
+        server.stop()
+        worker.config = saved
 
 
 async def test_greenhouse_flow_end_to_end(
     greenhouse_server: ServerProcess, account: Account
 ) -> None:
     greenhouse = Greenhouse(greenhouse_server.url + PREFIX, account["atsToken"]).start()
+    greenhouse.answers = [500, 503]  # the first two PATCHes fail: the outbox retries
     try:
         listed = await asyncio.to_thread(greenhouse.list_tests)
         assert listed.status_code == 200, listed.text
@@ -122,11 +147,13 @@ async def test_greenhouse_flow_end_to_end(
 
         # The outbox delivers the PATCH; the stand-in then reads test_status, as Greenhouse does.
         await wait_until(lambda: greenhouse.statuses, timeout=60, what="the PATCH and its poll")
-        [patch] = greenhouse.patches()
-        assert patch.path == next(iter(greenhouse.interviews))
-        assert patch.body == b""
-        assert patch.headers["authorization"] == basic(account["atsToken"])
-        assert not any(h.lower().startswith("webhook-") for h in patch.headers)
+        patches = greenhouse.patches()
+        assert len(patches) == 3
+        for patch in patches:
+            assert patch.path == next(iter(greenhouse.interviews))
+            assert patch.body == b""
+            assert patch.headers["authorization"] == basic(account["atsToken"])
+            assert not any(h.startswith("webhook-") for h in patch.headers)
         [status] = greenhouse.statuses
         assert status["status_code"] == 200
         assert status["partner_status"] == "complete"
@@ -193,6 +220,28 @@ async def test_concurrent_identical_send_tests_make_one_interview(
     assert [str(s) for s in open_ones] == [interview]
 
 
+async def test_completion_queues_the_patch_in_the_outbox_with_the_change(
+    client: httpx.AsyncClient, api: Api, account: Account
+) -> None:
+    key, test_id = account["atsToken"], account["questionId"]
+    sent = (await send_test(client, key, send_body(test_id, application_id=123))).json()
+    interview = sent["partner_interview_id"]
+    link = await GreenhouseInterview.get(session_id=interview)
+    assert await WebhookDelivery.filter(endpoint_id=link.callback_id).count() == 0
+    candidate = sent["invite_url"].split("#token=", 1)[1]
+    assert (await api(END, {"s": interview}, token=candidate)).ok()
+    [queued] = await WebhookDelivery.filter(endpoint_id=link.callback_id)
+    assert (queued.event_type, queued.body) == ("session.completed", "")
+
+    # The callback is the interview's, not one of the account's endpoints in the API.
+    staff = account["interviewerToken"]
+    listed = await api("{ webhookEndpoints { id url } }", token=staff)
+    assert CALLBACK not in str(listed.ok())
+    deliveries = "query($e: ID!) { webhookDeliveries(endpointId: $e) { edges { node { id } } } }"
+    hidden = await api(deliveries, {"e": str(link.callback_id)}, token=staff)
+    assert hidden.codes == ["NOT_FOUND"]
+
+
 async def test_a_finished_interview_is_answered_again_without_a_new_link(
     client: httpx.AsyncClient, api: Api, account: Account
 ) -> None:
@@ -200,6 +249,9 @@ async def test_a_finished_interview_is_answered_again_without_a_new_link(
     first = (await send_test(client, key, send_body(test_id, application_id=99))).json()
     cancel = "mutation($s: ID!) { endSession(sessionId: $s, cancel: true) { status } }"
     assert (await api(cancel, {"s": first["partner_interview_id"]}, token=key)).ok()
+    # Nothing to tell Greenhouse: a cancelled interview has no result.
+    link = await GreenhouseInterview.get(session_id=first["partner_interview_id"])
+    assert await WebhookDelivery.filter(endpoint_id=link.callback_id).count() == 0
     again = await send_test(client, key, send_body(test_id, application_id=99))
     assert again.json() == {
         "partner_interview_id": first["partner_interview_id"],
