@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -94,7 +95,7 @@ class TestStatus:
 @dataclass(frozen=True, slots=True)
 class Caller:
     principal: Principal
-    key: str
+    key: str = field(repr=False)
     """The ATS token Greenhouse authenticated with: what its callback PATCH presents."""
 
 
@@ -150,9 +151,11 @@ def parse_send_test(body: Any) -> SendTest:
 
 def application_key(greenhouse_profile_url: str) -> str:
     """Greenhouse's application id from the profile URL (``?application_id=26234709``),
-    or the URL itself when it carries none: the same application, the same key."""
+    or, when it carries none, a digest of the URL: the same application, the same key."""
     ids = parse_qs(urlsplit(greenhouse_profile_url).query).get("application_id", [])
-    return ids[0] if len(ids) == 1 and ids[0].isdigit() else greenhouse_profile_url
+    if len(ids) == 1 and ids[0].isascii() and ids[0].isdigit() and len(ids[0]) <= 30:
+        return ids[0]
+    return "url:" + hashlib.sha256(greenhouse_profile_url.encode()).hexdigest()
 
 
 async def send_test(
@@ -284,19 +287,20 @@ def _external_id(request: SendTest) -> str | None:
     return f"greenhouse:{request.application_key}:{request.partner_test_id}"
 
 
-def _string(field: str, value: Any) -> str:
+def _string(path: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise BadUserInput(field, "is required and must be a string")
+        raise BadUserInput(path, "is required and must be a string")
     return value
 
 
-def _name(field: str, value: Any) -> str:
-    return check.text(field, _string(field, value), max_length=100)
+def _name(path: str, value: Any) -> str:
+    # Two of them and a space fit the session's candidate name (200 characters).
+    return check.text(path, _string(path, value), max_length=99)
 
 
-def _url(field: str, value: Any) -> str:
-    url = check.text(field, _string(field, value), max_length=MAX_URL_CHARS)
+def _url(path: str, value: Any) -> str:
+    url = check.text(path, _string(path, value), max_length=MAX_URL_CHARS)
     parts = urlsplit(url)
     if parts.scheme not in {"https", "http"} or not parts.hostname:
-        raise BadUserInput(field, "must be an absolute http(s) URL")
+        raise BadUserInput(path, "must be an absolute http(s) URL")
     return url

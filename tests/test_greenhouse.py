@@ -194,9 +194,15 @@ async def test_send_test_is_idempotent_per_application_and_test(
         )
         assert viewer.json()["data"]["viewer"]["session"]["id"] == interview
 
+    # A profile URL without an application id: the URL stands for the application.
+    bare = send_body(test_id)
+    bare["candidate"]["greenhouse_profile_url"] = "https://app.greenhouse.io/people/" + "9" * 600
+    bare_first, bare_again = [(await send_test(client, key, bare)).json() for _ in range(2)]
+    assert bare_first["partner_interview_id"] == bare_again["partner_interview_id"] != interview
+
     other_application = await send_test(client, key, send_body(test_id, application_id=777))
     assert other_application.json()["partner_interview_id"] != interview
-    assert await GreenhouseInterview.filter(account_id=account["accountId"]).count() == 2
+    assert await GreenhouseInterview.filter(account_id=account["accountId"]).count() == 3
     session = await InterviewSession.get(id=interview)
     assert session.candidate_name == "Harry Potter"
     assert session.candidate_email == "hpotter@hogwarts.example"
@@ -378,6 +384,7 @@ async def test_bad_send_test_bodies_are_400_naming_the_field(
         ({**good, "url": "https://" + "a" * 3000 + ".example"}, "url"),
         ({**good, "candidate": {**candidate, "email": "nope"}}, "candidate.email"),
         ({**good, "candidate": {**candidate, "first_name": ""}}, "candidate.first_name"),
+        ({**good, "candidate": {**candidate, "first_name": "a" * 100}}, "candidate.first_name"),
         ({**good, "candidate": {**candidate, "last_name": 7}}, "candidate.last_name"),
         ({**good, "candidate": {**candidate, "first_name": "\ud800"}}, "candidate.first_name"),
         (
