@@ -191,18 +191,26 @@ async def _with(api: Api, token: str, endpoint_id: str, **fields: Any) -> list[d
     return log if log and all(log[0].get(k) == v for k, v in fields.items()) else []
 
 
+@pytest.mark.parametrize("failing", [0, 2])
 async def test_each_endpoint_gets_its_events_in_order(
-    api: Api, account: Account, fast_worker: DeliveryWorker, receiver: Receiver
+    api: Api, account: Account, fast_worker: DeliveryWorker, receiver: Receiver, failing: int
 ) -> None:
-    """The oldest undelivered event of an endpoint holds back the later ones."""
+    """The oldest undelivered event of an endpoint holds back the later ones, also when
+    it fails in the middle of a backlog the worker leased as one run."""
     token = account["interviewerToken"]
-    receiver.replies = [Reply(500), Reply(500)]  # the first event fails twice
+    receiver.replies = [Reply()] * failing + [Reply(500), Reply(500)]  # fails twice
     endpoint_id, secret = await create_endpoint(api, token, receiver.url, ["session.created"])
-    sent = [(await api(SEND_TEST, {"e": endpoint_id}, token=token)).ok() for _ in range(6)]
+    fast_worker.paused = True  # the six queue up, then go as a backlog
+    try:
+        sent = [(await api(SEND_TEST, {"e": endpoint_id}, token=token)).ok() for _ in range(6)]
+    finally:
+        fast_worker.paused = False
+    fast_worker.wake()
     ids = [s["sendTestWebhook"]["webhookId"] for s in sent]
 
     await wait_until(lambda: len(receiver.succeeded()) >= 6, 20, what="all six delivered")
-    assert [r.webhook_id for r in receiver.received] == [ids[0], ids[0], *ids]
+    retried = [ids[failing]] * 2
+    assert [r.webhook_id for r in receiver.received] == [*ids[:failing], *retried, *ids[failing:]]
     assert [r.webhook_id for r in receiver.succeeded()] == ids
     assert all(verified(secret, r)["type"] == "webhook.test" for r in receiver.received)
 

@@ -1,11 +1,16 @@
 """A webhook receiver on loopback: a stand-in for an ATS's endpoint (real HTTP, real
-uvicorn), recording every request and answering as each test plans."""
+uvicorn), recording every request and answering as each test plans.
+
+``python -m tests.webhook_receiver PORT`` serves one in its own process (bench/webhooks.py),
+answering 200 to everything; ``GET /_received`` lists what arrived (id, type, arrival).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -14,7 +19,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.server import free_port
@@ -84,14 +89,37 @@ class Receiver:
         self.answered.append((got, reply.status))
         return Response(reply.body, status_code=reply.status, headers=headers)
 
+    async def _listing(self, request: Request) -> Response:
+        return JSONResponse(
+            [
+                {
+                    "webhookId": r.headers.get("webhook-id"),
+                    "type": r.event.get("type") if r.body else None,
+                    "at": r.at,
+                }
+                for r in self.received
+            ]
+        )
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/_received", self._listing, methods=["GET"]),
+                Route("/{path:path}", self._handle, methods=["POST", "GET"]),
+            ]
+        )
+
 
 @contextlib.asynccontextmanager
 async def running_receiver() -> AsyncIterator[Receiver]:
     receiver = Receiver(port=free_port())
-    app = Starlette(routes=[Route("/{path:path}", receiver._handle, methods=["POST", "GET"])])
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host="127.0.0.1", port=receiver.port, log_level="warning", lifespan="off"
+            receiver.app(),
+            host="127.0.0.1",
+            port=receiver.port,
+            log_level="warning",
+            lifespan="off",
         )
     )
     task = asyncio.create_task(server.serve())
@@ -105,3 +133,8 @@ async def running_receiver() -> AsyncIterator[Receiver]:
         server.should_exit = True
         server.force_exit = True
         await asyncio.wait_for(task, 10)
+
+
+if __name__ == "__main__":
+    port = int(sys.argv[1])
+    uvicorn.run(Receiver(port=port).app(), host="127.0.0.1", port=port, log_level="warning")

@@ -39,39 +39,32 @@ class Claimed:
     endpoint_id: uuid.UUID
     attempt_number: int
     attempt: Attempt
+    lease_until: datetime
 
 
 def _unleased(now: datetime) -> Q:
     return Q(lease_until__isnull=True) | Q(lease_until__lte=now)
 
 
-async def claim(
-    owner: str,
-    config: WebhookConfig,
-    *,
-    limit: int,
-    endpoint_id: uuid.UUID | None = None,
-    busy: Collection[uuid.UUID] = (),
-) -> list[Claimed]:
-    """Lease up to ``limit`` due heads (of one endpoint, or of any not ``busy`` here)."""
-    now = datetime.now(UTC)
-    heads = (
+def _heads() -> Subquery:
+    return Subquery(
         WebhookDelivery.filter(status=DeliveryStatus.PENDING)
         .group_by("endpoint_id")
         .annotate(head=Min("id"))
         .values("head")
     )
+
+
+async def claim_heads(
+    owner: str, config: WebhookConfig, *, limit: int, busy: Collection[uuid.UUID] = ()
+) -> list[Claimed]:
+    """Lease up to ``limit`` due heads, of endpoints other than ``busy``."""
+    now = datetime.now(UTC)
     query = WebhookDelivery.filter(
-        _unleased(now),
-        id__in=Subquery(heads),
-        next_attempt_at__lte=now,
-        endpoint__enabled=True,
+        _unleased(now), id__in=_heads(), next_attempt_at__lte=now, endpoint__enabled=True
     )
-    if endpoint_id is not None:
-        query = query.filter(endpoint_id=endpoint_id)
-    elif busy:
+    if busy:
         query = query.exclude(endpoint_id__in=list(busy))
-    claimed: list[WebhookDelivery] = []
     async with in_transaction() as conn:
         candidates = await (
             query.using_db(conn)
@@ -79,24 +72,86 @@ async def claim(
             .limit(limit)
             .select_for_update(skip_locked=True, of=("webhook_delivery",))
         )
+        won = []
         for row in candidates:
-            won = (
-                await WebhookDelivery.filter(_unleased(now), id=row.id, status=row.status)
-                .using_db(conn)
-                .update(
-                    lease_owner=owner,
-                    lease_until=now + timedelta(seconds=config.lease_s),
-                    attempt=F("attempt") + 1,
-                )
+            if await _lease([row], owner, config, now, conn):
+                won.append(row)
+        return await _claimed(won, now + timedelta(seconds=config.lease_s), conn)
+
+
+async def claim_run(
+    owner: str, config: WebhookConfig, endpoint_id: uuid.UUID, *, limit: int
+) -> list[Claimed]:
+    """Lease the endpoint's head and the pending deliveries right behind it (up to
+    ``limit``), to be sent one after another in this order: a backlog costs one claim per
+    run instead of one per delivery. Nothing if the head is not due or is leased."""
+    now = datetime.now(UTC)
+    async with in_transaction() as conn:
+        rows = await (
+            WebhookDelivery.filter(
+                endpoint_id=endpoint_id, status=DeliveryStatus.PENDING, endpoint__enabled=True
             )
-            if won:
-                claimed.append(row)
-        endpoints = {
-            e.id: e
-            for e in await WebhookEndpoint.filter(id__in=[r.endpoint_id for r in claimed]).using_db(
-                conn
-            )
-        }
+            .using_db(conn)
+            .order_by("id")
+            .limit(limit)
+            .select_for_update(skip_locked=True, of=("webhook_delivery",))
+        )
+        head = await (
+            WebhookDelivery.filter(endpoint_id=endpoint_id, status=DeliveryStatus.PENDING)
+            .using_db(conn)
+            .order_by("id")
+            .first()
+        )
+        # SKIP LOCKED passes over a head another replica is claiming: then nothing.
+        if not rows or head is None or rows[0].id != head.id:
+            return []
+        run = []
+        for row in rows:
+            if row.next_attempt_at > now or not (row.lease_until is None or row.lease_until <= now):
+                break
+            run.append(row)
+        if not run or not await _lease(run, owner, config, now, conn):
+            return []
+        return await _claimed(run, now + timedelta(seconds=config.lease_s), conn)
+
+
+async def _lease(
+    rows: list[WebhookDelivery],
+    owner: str,
+    config: WebhookConfig,
+    now: datetime,
+    conn: BaseDBAsyncClient,
+) -> bool:
+    """Lease all of ``rows`` or none (a conditional update: of racing replicas one wins)."""
+    leased = (
+        await WebhookDelivery.filter(
+            _unleased(now), id__in=[r.id for r in rows], status=DeliveryStatus.PENDING
+        )
+        .using_db(conn)
+        .update(
+            lease_owner=owner,
+            lease_until=now + timedelta(seconds=config.lease_s),
+            attempt=F("attempt") + 1,
+        )
+    )
+    if leased == len(rows):
+        return True
+    if leased:  # another replica got some first: give back ours
+        await (
+            WebhookDelivery.filter(id__in=[r.id for r in rows], lease_owner=owner)
+            .using_db(conn)
+            .update(lease_owner=None, lease_until=None, attempt=F("attempt") - 1)
+        )
+    return False
+
+
+async def _claimed(
+    rows: list[WebhookDelivery], lease_until: datetime, conn: BaseDBAsyncClient
+) -> list[Claimed]:
+    endpoints = {
+        e.id: e
+        for e in await WebhookEndpoint.filter(id__in=[r.endpoint_id for r in rows]).using_db(conn)
+    }
     return [
         Claimed(
             delivery_id=row.id,
@@ -109,8 +164,9 @@ async def claim(
                 body=row.body,
                 kind=endpoints[row.endpoint_id].kind,
             ),
+            lease_until=lease_until,
         )
-        for row in claimed
+        for row in rows
     ]
 
 
@@ -185,8 +241,11 @@ async def _disable(
     )
 
 
-async def release(owner: str) -> int:
-    """Give back this replica's leases (a shutdown): others retry them at once."""
-    return await WebhookDelivery.filter(lease_owner=owner, status=DeliveryStatus.PENDING).update(
-        lease_owner=None, lease_until=None
-    )
+async def release(owner: str, delivery_ids: Collection[int] | None = None) -> int:
+    """Give back this replica's leases (all of them at a shutdown; or the unsent rest of
+    a run, which then do not count as attempts): others may take them at once."""
+    query = WebhookDelivery.filter(lease_owner=owner, status=DeliveryStatus.PENDING)
+    if delivery_ids is None:
+        return await query.update(lease_owner=None, lease_until=None)
+    query = query.filter(id__in=list(delivery_ids))
+    return await query.update(lease_owner=None, lease_until=None, attempt=F("attempt") - 1)

@@ -37,13 +37,14 @@ EVENT_TYPES = (
 SUBSCRIBABLE = tuple(t for t in EVENT_TYPES if t != "webhook.test")
 """What an endpoint may list in ``events``; ``webhook.test`` goes only where it is sent."""
 
-_wakers: list[Callable[[], None]] = []
+Wake = Callable[[set[uuid.UUID]], None]
+_wakers: list[Wake] = []
 
 
-def on_enqueue(wake: Callable[[], None]) -> Callable[[], None]:
-    """Have ``wake`` called after every enqueue in this process (the local worker's
-    doorbell, so a delivery leaves in milliseconds instead of at the next poll).
-    Returns the function that unregisters it."""
+def on_enqueue(wake: Wake) -> Callable[[], None]:
+    """Have ``wake`` called with the endpoints of every enqueue in this process (the
+    local worker's doorbell, so a delivery leaves in milliseconds instead of at the next
+    poll). Returns the function that unregisters it."""
     _wakers.append(wake)
     return lambda: _wakers.remove(wake)
 
@@ -100,10 +101,10 @@ async def queue(
     for row in rows:
         # One INSERT each: bulk_create would not give PostgreSQL's ids back.
         await row.save(using_db=using_db)
-    ring()
+    ring({endpoint.id for endpoint in endpoints})
     return rows
 
 
-def ring() -> None:
+def ring(endpoint_ids: set[uuid.UUID]) -> None:
     for wake in list(_wakers):
-        wake()
+        wake(endpoint_ids)

@@ -1,8 +1,9 @@
 """The delivery worker: one per replica, all of them working on the same outbox.
 
-The loop claims due heads (one per endpoint, ``claims.claim``) and serves each endpoint
-in a task of its own: attempt, record, and on success claim that endpoint's next head
-right away, so a backlog drains at the pace of the receiver rather than of the poll. An
+The loop claims due heads (one per endpoint, ``claims.claim_heads``) and serves each
+endpoint in a task of its own: attempt, record, and on success lease that endpoint's next
+run (its head and up to ``RUN`` deliveries behind it, ``claims.claim_run``) right away, so
+a backlog drains at the pace of the receiver rather than of the poll. An
 enqueue in this process wakes the loop at once (``outbox.on_enqueue``); events enqueued
 on other replicas, and retries, are found by polling every ``poll_interval_s``.
 """
@@ -17,6 +18,9 @@ import secrets
 import socket
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import httpx
 
 from resolvers.webhooks import claims, outbox
 from resolvers.webhooks.config import WebhookConfig
@@ -26,6 +30,8 @@ logger = logging.getLogger("interviewlm.webhooks")
 # After a wake the loop looks again a few times in quick succession: the enqueue that
 # rang may not have committed yet when the first look runs.
 WAKE_FOLLOW_UPS_S = (0.005, 0.02, 0.05, 0.1, 0.25)
+RUN = 32
+"""Deliveries of one endpoint leased together when it has a backlog (sent one by one)."""
 
 
 class DeliveryWorker:
@@ -40,8 +46,11 @@ class DeliveryWorker:
         self._busy: set[uuid.UUID] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def wake(self) -> None:
-        self._wake.set()
+    def wake(self, endpoint_ids: set[uuid.UUID] | None = None) -> None:
+        """Look for due deliveries now: for ``endpoint_ids`` (None: any). An endpoint
+        served here needs no look: its task takes the new delivery after its current one."""
+        if endpoint_ids is None or not endpoint_ids <= self._busy:
+            self._wake.set()
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[DeliveryWorker]:
@@ -79,8 +88,8 @@ class DeliveryWorker:
         free = self.config.concurrency - len(self._busy)
         if free <= 0 or self.paused:
             return
-        # Endpoints served here are left out: their task claims their next head itself.
-        for claimed in await claims.claim(
+        # Endpoints served here are left out: their task claims their next run itself.
+        for claimed in await claims.claim_heads(
             self.owner, self.config, limit=free, busy=set(self._busy)
         ):
             self._busy.add(claimed.endpoint_id)
@@ -88,26 +97,37 @@ class DeliveryWorker:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _serve_endpoint(self, claimed: claims.Claimed) -> None:
-        endpoint_id = claimed.endpoint_id
+    async def _serve_endpoint(self, head: claims.Claimed) -> None:
+        """Send the endpoint's deliveries in order while it accepts them and more are due."""
+        endpoint_id = head.endpoint_id
         try:
             async with new_client(self.config.timeout_s) as client:
-                current: claims.Claimed | None = claimed
-                while current is not None:
-                    config = self.config
-                    result = await send(
-                        client,
-                        current.attempt,
-                        timeout_s=config.timeout_s,
-                        allow_private=config.allow_private_networks,
-                    )
-                    await claims.record(current, result, owner=self.owner, config=config)
-                    if not result.ok:
-                        return  # the head waits for its retry; the loop claims it when due
-                    nexts = await claims.claim(self.owner, config, limit=1, endpoint_id=endpoint_id)
-                    current = nexts[0] if nexts else None
+                run = [head]
+                while run and await self._send_run(client, run):
+                    run = await claims.claim_run(self.owner, self.config, endpoint_id, limit=RUN)
         except Exception:
-            # The lease runs out and the delivery is retried (here or elsewhere).
+            # The leases run out and the deliveries are retried (here or elsewhere).
             logger.exception("delivering webhooks to endpoint %s failed", endpoint_id)
         finally:
             self._busy.discard(endpoint_id)
+            self.wake()  # what was enqueued for it as it finished is not left to the poll
+
+    async def _send_run(self, client: httpx.AsyncClient, run: list[claims.Claimed]) -> bool:
+        """Send ``run`` in order; False once one fails (the rest wait behind it)."""
+        for index, current in enumerate(run):
+            config = self.config
+            left_s = (current.lease_until - datetime.now(UTC)).total_seconds()
+            if left_s < config.timeout_s + 1:  # too little lease left for another attempt
+                await claims.release(self.owner, [c.delivery_id for c in run[index:]])
+                return True
+            result = await send(
+                client,
+                current.attempt,
+                timeout_s=config.timeout_s,
+                allow_private=config.allow_private_networks,
+            )
+            await claims.record(current, result, owner=self.owner, config=config)
+            if not result.ok:
+                await claims.release(self.owner, [c.delivery_id for c in run[index + 1 :]])
+                return False
+        return True
