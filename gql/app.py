@@ -21,6 +21,7 @@ from gql.context import Services
 from gql.greenhouse import greenhouse_routes
 from gql.parsing import DocumentLimits
 from gql.renders import SharedRenders
+from gql.report_page import report_routes
 from gql.schema import build_schema
 from gql.settings import Settings
 from gql.view import GraphQLView
@@ -204,6 +205,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", view, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
             WebSocketRoute("/graphql", view),
             *proxy_routes(proxy),
+            *report_routes(settings),
             *greenhouse_routes(services),
         ],
         middleware=[

@@ -32,6 +32,7 @@ from gql.types.account import (
 )
 from gql.types.event import EVENT_TYPES, NoteEvent, Recording, SessionEventBatch, event_of
 from gql.types.question import LanguageInfo
+from gql.types.report import ReportMutation
 from gql.types.session import (
     CreateSessionInput,
     CreateSessionPayload,
@@ -221,6 +222,7 @@ RootMutation = merge_types(
         TestRunMutation,
         ClaudeMutation,
         WebhookMutation,
+        ReportMutation,
     ),
 )
 RootSubscription = merge_types(

@@ -7,6 +7,7 @@ defaults (SQLite under ``./var/``, in-memory event bus, local sandboxes).
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,29 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in {"0", "false", "no", "off"}:
         return False
     raise SettingsError(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise SettingsError(f"{name} must be a finite number, not negative, got {value}")
+    return value
+
+
+def _secret(env: Mapping[str, str], name: str, *, min_length: int = 32) -> str:
+    """A server secret; unset, a random one for this process (see its setting's docs)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return secrets.token_urlsafe(32)
+    if len(raw) < min_length:
+        raise SettingsError(f"{name} must be at least {min_length} characters")
+    return raw
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -106,6 +130,15 @@ class Settings:
     file_watch_burst: int = 100
     file_watch_max_dirs: int = 2_000
     log_level: str = "INFO"
+    report_link_ttl_s: int = 30 * 24 * 3600
+    # Report link tokens are HMACs of the link's id under it (resolvers.report_links).
+    # Unset: random per process -- links still open everywhere, but each replica (and
+    # each restart) mints its own rather than handing out the same URL again.
+    report_link_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    # What the report's agent cost is computed with: the proxy's metered tokens at these
+    # prices (USD per million tokens), not what the agent in the sandbox reports.
+    claude_input_usd_per_mtok: float = 3.0
+    claude_output_usd_per_mtok: float = 15.0
 
     @property
     def event_bus_url(self) -> str:
@@ -193,4 +226,12 @@ class Settings:
             file_watch_burst=_int(env, "FILE_WATCH_BURST", d.file_watch_burst),
             file_watch_max_dirs=_int(env, "FILE_WATCH_MAX_DIRS", d.file_watch_max_dirs),
             log_level=(env.get("LOG_LEVEL", "").strip() or d.log_level).upper(),
+            report_link_ttl_s=_int(env, "REPORT_LINK_TTL_SECONDS", d.report_link_ttl_s),
+            report_link_secret=_secret(env, "REPORT_LINK_SECRET"),
+            claude_input_usd_per_mtok=_float(
+                env, "CLAUDE_INPUT_USD_PER_MTOK", d.claude_input_usd_per_mtok
+            ),
+            claude_output_usd_per_mtok=_float(
+                env, "CLAUDE_OUTPUT_USD_PER_MTOK", d.claude_output_usd_per_mtok
+            ),
         )

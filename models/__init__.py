@@ -15,6 +15,7 @@ MODEL_MODULES = [
     "models.terminal",
     "models.testrun",
     "models.claude",
+    "models.report",
     "models.webhook",
     "models.greenhouse",
 ]
