@@ -182,14 +182,7 @@ async def record(
     """Record the attempt, if this replica still holds the lease (one that lost it to
     another replica leaves the record to that one's attempt)."""
     now = datetime.now(UTC)
-    outcome: dict[str, Any] = {
-        "http_status": result.http_status,
-        "duration_ms": result.duration_ms,
-        "response_excerpt": result.excerpt,
-        "error": result.error,
-        "lease_owner": None,
-        "lease_until": None,
-    }
+    outcome = _outcome(result)
     final = not result.ok and claimed.attempt_number >= config.max_attempts
     if result.ok:
         outcome |= {"status": DeliveryStatus.SUCCEEDED, "delivered_at": now}
@@ -216,6 +209,40 @@ async def record(
         await endpoints.update(failure_streak=F("failure_streak") + 1)
         if final:
             await _disable(claimed, result, conn=conn, now=now)
+
+
+async def record_successes(
+    done: list[tuple[Claimed, AttemptResult]], *, owner: str, endpoint_id: uuid.UUID
+) -> None:
+    """Record successful attempts to one endpoint together, in one transaction."""
+    if not done:
+        return
+    now = datetime.now(UTC)
+    async with in_transaction() as conn:
+        for claimed, result in done:
+            await (
+                WebhookDelivery.filter(
+                    id=claimed.delivery_id, lease_owner=owner, status=DeliveryStatus.PENDING
+                )
+                .using_db(conn)
+                .update(**_outcome(result), status=DeliveryStatus.SUCCEEDED, delivered_at=now)
+            )
+        await (
+            WebhookEndpoint.filter(id=endpoint_id, failure_streak__gt=0)
+            .using_db(conn)
+            .update(failure_streak=0)
+        )
+
+
+def _outcome(result: AttemptResult) -> dict[str, Any]:
+    return {
+        "http_status": result.http_status,
+        "duration_ms": result.duration_ms,
+        "response_excerpt": result.excerpt,
+        "error": result.error,
+        "lease_owner": None,
+        "lease_until": None,
+    }
 
 
 async def _disable(

@@ -24,12 +24,12 @@ import httpx
 
 from resolvers.webhooks import claims, outbox
 from resolvers.webhooks.config import WebhookConfig
-from resolvers.webhooks.sender import new_client, send
+from resolvers.webhooks.sender import AttemptResult, new_client, send, tls_context
 
 logger = logging.getLogger("interviewlm.webhooks")
 # After a wake the loop looks again a few times in quick succession: the enqueue that
 # rang may not have committed yet when the first look runs.
-WAKE_FOLLOW_UPS_S = (0.005, 0.02, 0.05, 0.1, 0.25)
+WAKE_FOLLOW_UPS_S = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25)
 RUN = 32
 """Deliveries of one endpoint leased together when it has a backlog (sent one by one)."""
 
@@ -43,6 +43,7 @@ class DeliveryWorker:
         """Set, this replica claims nothing new (a draining replica; tests that need
         deliveries to go through other replicas); what it holds finishes."""
         self._wake = asyncio.Event()
+        self._tls = tls_context()
         self._busy: set[uuid.UUID] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -101,7 +102,7 @@ class DeliveryWorker:
         """Send the endpoint's deliveries in order while it accepts them and more are due."""
         endpoint_id = head.endpoint_id
         try:
-            async with new_client(self.config.timeout_s) as client:
+            async with new_client(self.config.timeout_s, self._tls) as client:
                 run = [head]
                 while run and await self._send_run(client, run):
                     run = await claims.claim_run(self.owner, self.config, endpoint_id, limit=RUN)
@@ -113,11 +114,17 @@ class DeliveryWorker:
             self.wake()  # what was enqueued for it as it finished is not left to the poll
 
     async def _send_run(self, client: httpx.AsyncClient, run: list[claims.Claimed]) -> bool:
-        """Send ``run`` in order; False once one fails (the rest wait behind it)."""
+        """Send ``run`` in order; False once one fails (the rest wait behind it).
+
+        Successes are recorded together when the run ends (one transaction rather than
+        one each): a replica dying mid-run sends those again, under the same ids."""
+        endpoint_id = run[0].endpoint_id
+        succeeded: list[tuple[claims.Claimed, AttemptResult]] = []
         for index, current in enumerate(run):
             config = self.config
             left_s = (current.lease_until - datetime.now(UTC)).total_seconds()
             if left_s < config.timeout_s + 1:  # too little lease left for another attempt
+                await claims.record_successes(succeeded, owner=self.owner, endpoint_id=endpoint_id)
                 await claims.release(self.owner, [c.delivery_id for c in run[index:]])
                 return True
             result = await send(
@@ -126,8 +133,12 @@ class DeliveryWorker:
                 timeout_s=config.timeout_s,
                 allow_private=config.allow_private_networks,
             )
+            if result.ok:
+                succeeded.append((current, result))
+                continue
+            await claims.record_successes(succeeded, owner=self.owner, endpoint_id=endpoint_id)
             await claims.record(current, result, owner=self.owner, config=config)
-            if not result.ok:
-                await claims.release(self.owner, [c.delivery_id for c in run[index + 1 :]])
-                return False
+            await claims.release(self.owner, [c.delivery_id for c in run[index + 1 :]])
+            return False
+        await claims.record_successes(succeeded, owner=self.owner, endpoint_id=endpoint_id)
         return True
