@@ -4,8 +4,9 @@ For each sandbox this replica runs, a task follows the backend's change
 stream (``SandboxBackend.watch_workspace``: inotify on the host for local
 sandboxes, the SDK's watch or a poll on Modal) and records the changed paths
 through ``workspace_sync.sync_paths``: the same reading, redaction, storage
-budget and ``file.written`` / ``file.deleted`` events (``source: "sandbox"``)
-as a sync point, under the same per-session lock, so nothing is recorded twice.
+budget and ``file.written`` / ``file.deleted`` events (``source: "sandbox"``,
+or ``"agent"`` while a Claude run is going on) as a sync point, under the same
+per-session lock, so nothing is recorded twice.
 
 Debounced: changes are gathered for ``debounce_s`` and each path is looked
 at once however often it changed.  Rate-capped per session by a token bucket
@@ -32,6 +33,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from modal_app.base import SandboxError
+from models.claude import ClaudeRun
 from models.sandbox import SandboxRecord
 from resolvers.errors import SandboxUnavailable
 from resolvers.sandboxes import Sandboxes
@@ -188,8 +190,14 @@ class FileWatch:
                 pending.put_back(synced.left, started)
 
     async def _record(self, record: SandboxRecord, batch: list[str], budget: int) -> PathsSynced:
+        # Changes made while the Claude agent runs are attributed to it, as the
+        # sync at the end of its run does.
+        agent_runs = await ClaudeRun.exists(live_key=record.session_id)
+        source = "agent" if agent_runs else "sandbox"
         try:
-            return await sync_paths(self.sandboxes, record, batch, max_changes=budget)
+            return await sync_paths(
+                self.sandboxes, record, batch, source=source, max_changes=budget
+            )
         except (SandboxError, SandboxUnavailable) as exc:
             # The sandbox is going away, or its backend fails: sync points take over.
             logger.debug("sandbox %s: live sync failed: %s", record.id, exc)
