@@ -192,13 +192,17 @@ class FileWatch:
     async def _record(self, record: SandboxRecord, batch: list[str], budget: int) -> PathsSynced:
         # Changes made while the Claude agent runs are attributed to it, as the
         # sync at the end of its run does.
-        agent_runs = await ClaudeRun.exists(live_key=record.session_id)
-        source = "agent" if agent_runs else "sandbox"
         try:
+            agent_runs = await ClaudeRun.exists(live_key=record.session_id)
+            source = "agent" if agent_runs else "sandbox"
             return await sync_paths(
                 self.sandboxes, record, batch, source=source, max_changes=budget
             )
         except (SandboxError, SandboxUnavailable) as exc:
             # The sandbox is going away, or its backend fails: sync points take over.
             logger.debug("sandbox %s: live sync failed: %s", record.id, exc)
-            return PathsSynced(0)
+        except Exception:
+            # A background task with nobody to raise to: one bad batch must not
+            # end live recording for the session (sync points still cover it).
+            logger.exception("sandbox %s: live sync failed", record.id)
+        return PathsSynced(0)

@@ -247,3 +247,18 @@ async def test_watches_are_bounded_and_the_rest_waits_for_a_sync_point(
     assert len(watcher._watches[record.backend_id].dirs) <= 2
     await run(api, account, "true")
     assert await recorded(api, account, "file.written", "a/b/c/d/deep.txt", sha("deep\n"))
+
+
+async def test_odd_names_and_special_files_do_not_stop_live_recording(
+    api: Api, account: Account
+) -> None:
+    await start(api, account)
+    tid = await terminal(api, account)
+    await type_(
+        api, account, tid, "touch $'\\xff\\xfe.txt' && mkfifo pipe && echo ok > after-odd.txt\n"
+    )
+    await wait_until(lambda: recorded(api, account, "file.written", "after-odd.txt"))
+    await type_(api, account, tid, "echo later > later.txt\n")
+    await wait_until(lambda: recorded(api, account, "file.written", "later.txt"))
+    await no_sync_point_yet(api, account)
+    assert "pipe" not in {e["payload"]["path"] for e in await file_events(api, account)}

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from modal_app.base import BackendUnavailable, WatchFilter, WorkspaceChanges
+from modal_app.local.listing import printable_name
 from modal_app.local.walk import DIR_FLAGS
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -184,7 +185,7 @@ class WorkspaceWatcher:
             self._by_wd[wd] = watch
             with os.scandir(fd) as entries:
                 for item in entries:
-                    child = _join(directory, item.name)
+                    child = _join(directory, printable_name(item.name))
                     if item.is_dir(follow_symlinks=False) and watch.enter(child):
                         watch.to_scan.append((child, report))
         except OSError:
@@ -242,7 +243,7 @@ class WorkspaceWatcher:
             directory = watch.dirs.get(wd)
             if directory is None or not raw:
                 continue  # about the directory itself: its parent reports it
-            path = _join(directory, os.fsdecode(raw))
+            path = _join(directory, printable_name(os.fsdecode(raw)))
             if mask & IN_ISDIR:
                 if mask & IN_MOVED_FROM:
                     self._forget(watch, partial(_is_within, path))
