@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
@@ -41,7 +42,7 @@ async def enqueue_session_event(
     change set, when ``session`` was loaded before it. A completion carries the report."""
     data = session_data(session, status) | extra
     if event_type == "session.completed":
-        data |= await provisional_report(session, using_db)
+        data |= await _completion_report(session, using_db)
         await enqueue_completion_callbacks(session, using_db=using_db)
     return await enqueue(session.account_id, event_type, data, using_db=using_db)
 
@@ -83,10 +84,10 @@ async def provisional_report(
     """``summary`` and ``reportUrl`` of a completed session, from what exists today: the
     last finished test run's counts (hidden and visible cases together).
 
-    TODO(issue 12, "The result of a session"): return the report's own summary (score,
-    visible/hidden passed/total, agent usage, recommendations) and its unguessable
-    ``reportUrl`` once ``InterviewSession.report`` is built; until then ``reportUrl`` is
-    null and ``score`` is the share of cases passed by the last finished run.
+    TODO(issue 12, "The result of a session"): the app factory installs the session
+    report (``resolvers.report.report_payload``: its summary and unguessable report link)
+    with ``use_completion_report``; until then ``reportUrl`` is null and ``score`` is the
+    share of cases passed by the last finished run.
     """
     run = (
         await TestRun.filter(session_id=session.id, status=TestRunStatus.FINISHED)
@@ -103,3 +104,15 @@ async def provisional_report(
             "testRunId": str(run.id),
         }
     return {"summary": summary, "reportUrl": None}
+
+
+CompletionReport = Callable[[InterviewSession, BaseDBAsyncClient], Awaitable[dict[str, Any]]]
+_completion_report: CompletionReport = provisional_report
+
+
+def use_completion_report(report: CompletionReport) -> None:
+    """Have ``session.completed`` carry what ``report`` returns (``{"summary",
+    "reportUrl"}``, computed in the completing transaction) instead of the provisional
+    one: the app factory installs the session report here once it has its settings."""
+    global _completion_report  # noqa: PLW0603 -- one per process, like the settings it binds
+    _completion_report = report
