@@ -7,7 +7,7 @@ import asyncio
 import base64
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import certifi
 import httpx
@@ -21,7 +21,7 @@ from resolvers.webhooks.ssrf import TargetRefused, parse_target, resolve
 @dataclass(frozen=True, slots=True)
 class Attempt:
     url: str
-    secret: str
+    secret: str = field(repr=False)
     webhook_id: str
     body: str
     kind: EndpointKind = EndpointKind.STANDARD_WEBHOOKS
