@@ -53,8 +53,13 @@ class WebhookEndpoint(Model):
     description = fields.CharField(max_length=500, default="")
     events: fields.JSONField[list[str]] = fields.JSONField(default=list)
     secret = fields.CharField(max_length=100)
+    # db_default too: the column is added to a table that may have rows (migration 0014).
     kind = fields.CharEnumField(
-        EndpointKind, max_length=20, default=EndpointKind.STANDARD_WEBHOOKS, db_index=True
+        EndpointKind,
+        max_length=20,
+        default=EndpointKind.STANDARD_WEBHOOKS,
+        db_default=EndpointKind.STANDARD_WEBHOOKS,
+        db_index=True,
     )
     enabled = fields.BooleanField(default=True)
     disabled_at = fields.DatetimeField(null=True)

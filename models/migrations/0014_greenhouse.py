@@ -20,7 +20,7 @@ class Migration(migrations.Migration):
         ops.AddField(
             model_name='WebhookEndpoint',
             name='kind',
-            field=fields.CharEnumField(default=EndpointKind.STANDARD_WEBHOOKS, db_index=True, description='STANDARD_WEBHOOKS: standard_webhooks\nGREENHOUSE_CALLBACK: greenhouse_callback', enum_type=EndpointKind, max_length=20),
+            field=fields.CharEnumField(default=EndpointKind.STANDARD_WEBHOOKS, db_default=EndpointKind.STANDARD_WEBHOOKS, db_index=True, description='STANDARD_WEBHOOKS: standard_webhooks\nGREENHOUSE_CALLBACK: greenhouse_callback', enum_type=EndpointKind, max_length=20),
         ),
         ops.CreateModel(
             name='GreenhouseInterview',
