@@ -1,4 +1,5 @@
-"""The ``interviewlm`` command: serve, migrate, seed-demo, export-schema, makemigrations."""
+"""The ``interviewlm`` command: serve, migrate, account create, token create, seed-demo,
+export-schema, makemigrations."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import asyncio
 import json
 import logging
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from gql.settings import Settings, SettingsError
 
@@ -63,6 +66,59 @@ async def _seed_demo(settings: Settings) -> dict[str, str]:
         await close_database()
 
 
+async def _in_database(settings: Settings, work: Callable[[], Awaitable[Any]]) -> Any:
+    """Migrate (a new deployment's first command needs no ``migrate`` before it), then
+    run ``work`` with the database open."""
+    from resolvers.database import close_database, migrate, open_database
+
+    await migrate(settings.database_url)
+    await open_database(settings.database_url)
+    try:
+        return await work()
+    finally:
+        await close_database()
+
+
+async def _account_create(args: argparse.Namespace) -> dict[str, str]:
+    from resolvers.accounts import DEFAULT_ADMIN_EMAIL, provision_account
+
+    made = await provision_account(
+        args.name, admin_email=args.admin_email or DEFAULT_ADMIN_EMAIL, admin_name=args.admin_name
+    )
+    return {
+        "accountId": str(made.account.id),
+        "interviewerToken": made.interviewer.token,
+        "atsToken": made.ats.token,
+    }
+
+
+async def _token_create(args: argparse.Namespace) -> dict[str, str]:
+    from resolvers.accounts import issue_account_token
+
+    created = await issue_account_token(
+        args.account,
+        kind=args.kind,
+        name=args.name,
+        user_email=args.user,
+        user_name=args.user_name,
+    )
+    return {
+        "tokenId": str(created.api_token.id),
+        "accountId": str(created.api_token.account_id),
+        "kind": args.kind,
+        "token": created.token,
+    }
+
+
+def _print_created(created: dict[str, str], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(created))
+        return
+    for key, value in created.items():
+        print(f"{key}: {value}")
+    print("Tokens are shown this once (only their hashes are stored): keep them now.")
+
+
 def _export_schema() -> str:
     from gql.schema import build_schema
 
@@ -89,6 +145,35 @@ def main(argv: list[str] | None = None) -> None:
     # Nothing reads it: the output is always one JSON object. Accepted because the
     # documented command line is ``seed-demo --json`` (DESIGN.md's public contract).
     seed.add_argument("--json", action="store_true", help="the output is always JSON")
+    account = commands.add_parser("account", help="manage accounts").add_subparsers(
+        dest="action", required=True
+    )
+    account_create = account.add_parser(
+        "create", help="create an account, its admin user, an interviewer and an ATS token"
+    )
+    account_create.add_argument("--name", required=True, help="the account's name")
+    account_create.add_argument(
+        "--admin-email",
+        help="the first user's email (an admin; the interviewer token acts as them);"
+        " default: admin@interviewlm.invalid",
+    )
+    account_create.add_argument("--admin-name", default="Admin", help="the first user's name")
+    account_create.add_argument("--json", action="store_true", help="print one JSON object")
+    token = commands.add_parser("token", help="manage API tokens").add_subparsers(
+        dest="action", required=True
+    )
+    token_create = token.add_parser("create", help="issue an API token (printed once)")
+    token_create.add_argument("--account", required=True, help="the account's id")
+    token_create.add_argument("--kind", required=True, choices=["interviewer", "ats"])
+    token_create.add_argument("--name", help="a label for the token")
+    token_create.add_argument(
+        "--user",
+        metavar="EMAIL",
+        help="interviewer tokens: the user it acts as (created as an interviewer if new);"
+        " default: the account's first admin",
+    )
+    token_create.add_argument("--user-name", help="the name of a user --user creates")
+    token_create.add_argument("--json", action="store_true", help="print one JSON object")
     commands.add_parser("export-schema", help="print the GraphQL schema (SDL)")
     commands.add_parser("makemigrations", help="write a migration for model changes")
     args = parser.parse_args(argv)
@@ -107,6 +192,15 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(_migrate(settings))
     elif args.command == "seed-demo":
         print(json.dumps(asyncio.run(_seed_demo(settings))))
+    elif args.command in {"account", "token"}:
+        from resolvers.errors import ApiError
+
+        create = _account_create if args.command == "account" else _token_create
+        try:
+            created = asyncio.run(_in_database(settings, lambda: create(args)))
+        except ApiError as exc:
+            parser.exit(1, f"interviewlm {args.command} {args.action}: {exc.message}\n")
+        _print_created(created, as_json=args.json)
     elif args.command == "export-schema":
         sys.stdout.write(_export_schema())
     elif args.command == "makemigrations":
