@@ -141,7 +141,13 @@ def parse_send_test(body: Any) -> SendTest:
     return SendTest(
         partner_test_id=check.object_id("partner_test_id", _string("partner_test_id", test_id)),
         first_name=_name("candidate.first_name", candidate.get("first_name")),
-        last_name=_name("candidate.last_name", candidate.get("last_name")),
+        # Empty for a candidate known by one name.
+        last_name=check.text(
+            "candidate.last_name",
+            _string("candidate.last_name", candidate.get("last_name")),
+            max_length=99,
+            allow_empty=True,
+        ),
         email=check.email("candidate.email", _string("candidate.email", candidate.get("email"))),
         greenhouse_profile_url=profile_url,
         url=check.text("url", _string("url", body.get("url")), max_length=MAX_URL_CHARS),
@@ -246,7 +252,7 @@ async def interview_status(
         "Status": session.status.value.capitalize(),
         "Language": session.language.capitalize(),
         "Started At": session.started_at.isoformat() if session.started_at else None,
-        "Completed At": session.ended_at.isoformat() if session.ended_at else None,
+        "Ended At": session.ended_at.isoformat() if session.ended_at else None,
     }
     if session.status is not SessionStatus.COMPLETED:
         return TestStatus(INCOMPLETE, None, None, metadata)
@@ -279,9 +285,9 @@ async def _again(principal: Principal, link: GreenhouseInterview, *, public_url:
 
 
 def _external_id(request: SendTest) -> str | None:
-    """``greenhouse:<application id>:<test id>``: findable with ``sessions(where:
-    {externalId})``, and distinct for two tests of one application (an open session's
-    externalId is unique in the account)."""
+    """``greenhouse:<application id>:<test id>``: findable with ``sessions(externalId:)``,
+    and distinct for two tests of one application (an open session's externalId is
+    unique in the account)."""
     if not request.application_key.isdigit():
         return None
     return f"greenhouse:{request.application_key}:{request.partner_test_id}"

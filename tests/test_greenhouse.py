@@ -205,6 +205,10 @@ async def test_send_test_is_idempotent_per_application_and_test(
     assert await GreenhouseInterview.filter(account_id=account["accountId"]).count() == 3
     session = await InterviewSession.get(id=interview)
     assert session.candidate_name == "Harry Potter"
+    mononym = send_body(test_id, application_id=1001)
+    mononym["candidate"]["last_name"] = ""
+    named = (await send_test(client, key, mononym)).json()["partner_interview_id"]
+    assert (await InterviewSession.get(id=named)).candidate_name == "Harry"
     assert session.candidate_email == "hpotter@hogwarts.example"
     assert session.external_id == f"greenhouse:26234709:{test_id}"
 
