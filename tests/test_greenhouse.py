@@ -430,3 +430,20 @@ async def test_callback_urls_to_private_networks_are_refused(
         assert answer.status_code == 400, (url, answer.text)
         assert answer.json()["errors"][0]["field"] == "url"
     assert await GreenhouseInterview.filter(application_key="606").count() == 0
+
+
+async def test_response_error_is_received_from_greenhouse_only(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    """Greenhouse reports here a response of ours it could not accept."""
+    report = {
+        "api_call": "test_status",
+        "errors": ["partner_status is 'complete' but partner_profile url is missing"],
+        "partner_interview_id": "299506",
+    }
+    path = f"{PREFIX}/response_error"
+    answer = await client.post(
+        path, json=report, headers={"authorization": basic(account["atsToken"])}
+    )
+    assert (answer.status_code, answer.json()) == (200, {"status": 200})
+    assert (await client.post(path, json=report)).status_code == 401
