@@ -19,6 +19,7 @@ from gql.errors import ApiSchema
 from gql.parsing import BoundedDocuments, DocumentLimits
 from gql.playback_ops import PlaybackQuery
 from gql.question_ops import QuestionMutation, QuestionQuery
+from gql.scorecard_ops import ScorecardMutation, ScorecardQuery
 from gql.subscriptions import Subscription
 from gql.terminal_ops import TerminalMutation
 from gql.testrun_ops import TestRunMutation, TestRunQuery, TestRunSubscription
@@ -210,6 +211,7 @@ RootQuery = merge_types(
         ClaudeQuery,
         PlaybackQuery,
         WebhookQuery,
+        ScorecardQuery,
     ),
 )
 RootMutation = merge_types(
@@ -223,6 +225,7 @@ RootMutation = merge_types(
         ClaudeMutation,
         WebhookMutation,
         ReportMutation,
+        ScorecardMutation,
     ),
 )
 RootSubscription = merge_types(

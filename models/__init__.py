@@ -18,6 +18,7 @@ MODEL_MODULES = [
     "models.report",
     "models.webhook",
     "models.greenhouse",
+    "models.scorecard",
 ]
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "models.migrations"

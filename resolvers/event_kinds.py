@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from models.claude import ClaudeRunStatus
+from models.scorecard import Recommendation
 from models.session import SessionStatus
 from models.testrun import TestRunStatus, Verdict
 from resolvers.event_payload import KINDS, JsonDict, Payload, Unknown, kind, parse
@@ -277,6 +278,23 @@ class NoteAdded(Payload):
     STAFF_ONLY = True
     text: str
     author: str | None = None
+
+
+# --- scorecards ------------------------------------------------------------
+
+
+@kind("scorecard.submitted")
+@dataclass(frozen=True, slots=True)
+class ScorecardSubmitted(Payload):
+    """An interviewer submitted (``replaced``: resubmitted) their scorecard. Never shown to
+    the candidate. The scorecard itself is not copied here: it is read, as it stands now,
+    through ``scorecards``."""
+
+    STAFF_ONLY = True
+    scorecard_id: str
+    author: str | None = None
+    recommendation: Recommendation | None = None
+    replaced: bool | None = None
 
 
 # --- Claude runs: start, finish, and the CLI's stream-json transcript -------

@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 
 from gql.types.claude_events import CLAUDE_EVENT_TYPES
 from gql.types.event_base import BUILDERS, SessionEvent, meta, register
+from gql.types.scorecard import ScorecardSubmittedEvent
 from gql.types.session_events import (
     CommandEvent,
     CommandOutputEvent,
@@ -234,6 +235,7 @@ EVENT_TYPES: list[type] = [
     TestCaseEvent,
     *CLAUDE_EVENT_TYPES,
     NoteEvent,
+    ScorecardSubmittedEvent,
     CommandOutputTruncatedEvent,
     TerminalOutputTruncatedEvent,
     StorageBudgetEvent,
