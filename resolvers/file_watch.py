@@ -140,7 +140,9 @@ class FileWatch:
     async def _watch(self, record: SandboxRecord) -> None:
         policy = self.policy
         pending = _Pending(TokenBucket(policy.events_per_s, policy.burst), policy.max_pending)
-        flusher = asyncio.create_task(self._flush(record, pending))
+        flusher = asyncio.create_task(
+            self._flush(record, pending), name=f"file-watch flush {record.id}"
+        )
         stream = self.sandboxes.backend.watch_workspace(
             record.backend_id or "", enter=worth_entering
         )
@@ -178,7 +180,9 @@ class FileWatch:
                 if not batch:
                     break
                 # Shielded: stopping the watcher never cuts a recording in half.
-                task = asyncio.ensure_future(self._record(record, batch, budget))
+                task = asyncio.create_task(
+                    self._record(record, batch, budget), name=f"file-watch record {record.id}"
+                )
                 try:
                     synced = await asyncio.shield(task)
                 except asyncio.CancelledError:

@@ -37,6 +37,7 @@ from resolvers.errors import BadUserInput, Conflict, NotFound
 from resolvers.files import sha256_hex
 from resolvers.sandboxes import Sandboxes
 from resolvers.sessions import get_session
+from resolvers.workspace_sync import session_lock
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,13 +232,18 @@ async def write_file(
         if record is None:
             return FileContent(relative, stored.size, stored.sha256, data, "recording")
     backend_id = record.backend_id or ""
-    try:
-        await sandboxes.call(
-            lambda: sandboxes.backend.write_file(backend_id, relative, data), scope=backend_id
-        )
-    except SandboxFileError as exc:
-        raise _file_error(exc, "content" if isinstance(exc, FileTooLarge) else "path") from None
-    stored = await sandboxes.files.written(session.id, relative, data, source="api")
+    # Held over the write and its record: the live watcher, seeing the change before
+    # it is recorded, would record the same content a second time (as "sandbox").
+    async with session_lock(session.id):
+        try:
+            await sandboxes.call(
+                lambda: sandboxes.backend.write_file(backend_id, relative, data),
+                scope=backend_id,
+            )
+        except SandboxFileError as exc:
+            field = "content" if isinstance(exc, FileTooLarge) else "path"
+            raise _file_error(exc, field) from None
+        stored = await sandboxes.files.written(session.id, relative, data, source="api")
     return FileContent(relative, stored.size, stored.sha256, data, "sandbox")
 
 
@@ -259,16 +265,17 @@ async def delete_file(
         if record is None:
             return relative
     backend_id = record.backend_id or ""
-    try:
-        await sandboxes.call(
-            lambda: sandboxes.backend.delete(backend_id, relative), scope=backend_id
-        )
-    except FileNotFoundInSandbox:
-        # Deleted from the recording while the sandbox was starting with it gone already.
-        return relative
-    except SandboxFileError as exc:
-        raise _file_error(exc) from None
-    await sandboxes.files.deleted(session.id, relative, source="api")
+    async with session_lock(session.id):  # as in write_file
+        try:
+            await sandboxes.call(
+                lambda: sandboxes.backend.delete(backend_id, relative), scope=backend_id
+            )
+        except FileNotFoundInSandbox:
+            # Deleted from the recording while the sandbox was starting with it gone already.
+            return relative
+        except SandboxFileError as exc:
+            raise _file_error(exc) from None
+        await sandboxes.files.deleted(session.id, relative, source="api")
     return relative
 
 

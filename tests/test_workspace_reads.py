@@ -8,6 +8,7 @@ only up to MAX_FILE_BYTES, and at most 16 reads per request.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import uuid
@@ -27,13 +28,19 @@ from tests.workspace_support import RUN, WRITE, events, run, start
 
 @pytest.fixture
 def reads(app: Starlette, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int | None]]:
-    """Every read_file the API makes of the real backend (path, max_bytes)."""
+    """Every read_file the API makes of the real backend (path, max_bytes).
+
+    The live file watcher's reads (its tasks are named ``file-watch …``) are not
+    the request's: they follow a change whenever it happens, so they are left out.
+    """
     backend = app.state.services.sandboxes.backend
     real: Callable[..., Awaitable[bytes]] = backend.read_file
     seen: list[tuple[str, int | None]] = []
 
     async def spy(sandbox_id: str, path: str, *, max_bytes: int | None = None) -> bytes:
-        seen.append((path, max_bytes))
+        task = asyncio.current_task()
+        if task is None or not task.get_name().startswith("file-watch"):
+            seen.append((path, max_bytes))
         return await real(sandbox_id, path, max_bytes=max_bytes)
 
     monkeypatch.setattr(backend, "read_file", spy)
