@@ -74,8 +74,8 @@ def greenhouse_routes(services: Services) -> list[Route]:
 
     async def response_error(request: Request, caller: greenhouse.Caller) -> Any:
         # Greenhouse reports here what it could not accept from us: worth an operator's look.
-        report = await _json_body(request)
-        logger.warning("Greenhouse reports a malformed response: %.2000s", json.dumps(report))
+        complaint = await _json_body(request)
+        logger.warning("Greenhouse reports a malformed response: %.2000s", json.dumps(complaint))
         return {"status": 200}
 
     return [
