@@ -27,7 +27,7 @@ class Migration(migrations.Migration):
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
                 ('updated_at', fields.DatetimeField(auto_now=True, auto_now_add=False)),
             ],
-            options={'table': 'scorecard', 'app': 'models', 'unique_together': (('session', 'author'),), 'pk_attr': 'id'},
+            options={'table': 'scorecard', 'app': 'models', 'unique_together': (('session', 'author'),), 'pk_attr': 'id', 'table_description': 'One per interviewer and session: submitting again replaces it (same row, same id).'},
             bases=['Model'],
         ),
     ]
