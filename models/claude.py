@@ -45,9 +45,10 @@ class ClaudeRun(Model):
     token_expires_at = fields.DatetimeField(null=True)
     # Usage as the proxy saw it in the API's answers (authoritative: the
     # agent's own report is written by a process the candidate can influence).
-    api_requests = fields.IntField(default=0)
-    input_tokens = fields.BigIntField(default=0)
-    output_tokens = fields.BigIntField(default=0)
+    # db_default too: migration 0006 added these to tables that had runs.
+    api_requests = fields.IntField(default=0, db_default=0)
+    input_tokens = fields.BigIntField(default=0, db_default=0)
+    output_tokens = fields.BigIntField(default=0, db_default=0)
     created_at = fields.DatetimeField(auto_now_add=True)
     finished_at = fields.DatetimeField(null=True)
 

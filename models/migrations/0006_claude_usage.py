@@ -18,11 +18,20 @@ class Migration(migrations.Migration):
             name='token_expires_at',
             field=fields.DatetimeField(null=True, auto_now=False, auto_now_add=False),
         ),
-        ops.AddField(model_name='ClaudeRun', name='api_requests', field=fields.IntField(default=0)),
+        # db_default: existing runs get 0 (ADD COLUMN ... NOT NULL needs a SQL default).
         ops.AddField(
-            model_name='ClaudeRun', name='input_tokens', field=fields.BigIntField(default=0)
+            model_name='ClaudeRun',
+            name='api_requests',
+            field=fields.IntField(default=0, db_default=0),
         ),
         ops.AddField(
-            model_name='ClaudeRun', name='output_tokens', field=fields.BigIntField(default=0)
+            model_name='ClaudeRun',
+            name='input_tokens',
+            field=fields.BigIntField(default=0, db_default=0),
+        ),
+        ops.AddField(
+            model_name='ClaudeRun',
+            name='output_tokens',
+            field=fields.BigIntField(default=0, db_default=0),
         ),
     ]
