@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import ssl
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import trustme
 from starlette.applications import Starlette
 
+from resolvers.webhooks.endpoints import remove_endpoints
 from resolvers.webhooks.ssrf import is_public
 from resolvers.webhooks.worker import DeliveryWorker
 from tests.conftest import Account
@@ -31,8 +37,9 @@ from tests.test_webhooks import (
     deliveries,
     fast_worker,
     receiver,
+    verified,
 )
-from tests.webhook_receiver import Receiver, Reply
+from tests.webhook_receiver import Receiver, Reply, running_receiver
 
 __all__ = ["fast_worker", "receiver"]  # fixtures, used by name
 
@@ -214,3 +221,44 @@ async def test_the_secret_is_shown_once(
     assert listed.codes == ["GRAPHQL_VALIDATION_FAILED"] or listed.errors
     full = await api(ENDPOINTS, token=token)
     assert secret not in str(full.body)
+
+
+async def test_https_goes_to_the_checked_address_under_the_name_s_certificate(
+    api: Api, account: Account, fast_worker: DeliveryWorker, tmp_path: Path
+) -> None:
+    """The attempt connects to the resolved address, yet TLS (SNI and the certificate
+    check) and ``Host`` use the endpoint's name: a certificate for another name fails."""
+    ca = trustme.CA()
+    trusted = fast_worker.tls
+    fast_worker.tls = ssl.create_default_context()
+    ca.configure_trust(fast_worker.tls)
+    token = account["interviewerToken"]
+    try:
+        for name, delivered in (("localhost", True), ("elsewhere.example", False)):
+            chain, key = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+            leaf = ca.issue_cert(name)
+            leaf.cert_chain_pems[0].write_to_path(chain)
+            leaf.private_key_pem.write_to_path(key)
+            async with running_receiver(tls=(chain, key)) as server:
+                url = f"https://localhost:{server.port}/hook"
+                endpoint_id, secret = await create_endpoint(api, token, url, ["session.created"])
+                await api(SEND_TEST, {"e": endpoint_id}, token=token)
+                log = await wait_until(
+                    lambda eid=endpoint_id: _with_outcome(api, token, eid), what="an attempt"
+                )
+                await remove_endpoints([uuid.UUID(endpoint_id)])
+            if delivered:
+                assert log["status"] == "SUCCEEDED"
+                assert server.received[0].headers["host"] == f"localhost:{server.port}"
+                assert verified(secret, server.received[0])["type"] == "webhook.test"
+            else:
+                assert log["status"] == "PENDING"
+                assert "certificate" in log["error"].lower()
+                assert server.received == []
+    finally:
+        fast_worker.tls = trusted
+
+
+async def _with_outcome(api: Api, token: str, endpoint_id: str) -> dict[str, Any] | None:
+    log = await deliveries(api, token, endpoint_id)
+    return log[0] if log and (log[0]["status"] == "SUCCEEDED" or log[0]["error"]) else None

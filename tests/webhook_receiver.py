@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -111,7 +112,8 @@ class Receiver:
 
 
 @contextlib.asynccontextmanager
-async def running_receiver() -> AsyncIterator[Receiver]:
+async def running_receiver(tls: tuple[Path, Path] | None = None) -> AsyncIterator[Receiver]:
+    """``tls``: (certificate chain, private key) files, to serve https."""
     receiver = Receiver(port=free_port())
     server = uvicorn.Server(
         uvicorn.Config(
@@ -120,6 +122,8 @@ async def running_receiver() -> AsyncIterator[Receiver]:
             port=receiver.port,
             log_level="warning",
             lifespan="off",
+            ssl_certfile=tls[0] if tls else None,
+            ssl_keyfile=tls[1] if tls else None,
         )
     )
     task = asyncio.create_task(server.serve())

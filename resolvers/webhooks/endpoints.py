@@ -99,8 +99,17 @@ async def update_endpoint(
 async def delete_endpoint(principal: Principal, endpoint_id: str) -> uuid.UUID:
     """Delete the endpoint with its delivery log and whatever it had not received."""
     endpoint = await get_endpoint(principal, endpoint_id)
-    await endpoint.delete()
+    await remove_endpoints([endpoint.id])
     return endpoint.id
+
+
+async def remove_endpoints(endpoint_ids: list[uuid.UUID]) -> None:
+    """Delete endpoints and their deliveries: the deliveries first, the order in which
+    the worker locks them (a delivery, then its endpoint), so that a delete racing an
+    attempt's record waits for it instead of deadlocking with it (PostgreSQL)."""
+    async with in_transaction() as conn:
+        await WebhookDelivery.filter(endpoint_id__in=endpoint_ids).using_db(conn).delete()
+        await WebhookEndpoint.filter(id__in=endpoint_ids).using_db(conn).delete()
 
 
 async def get_endpoint(principal: Principal, endpoint_id: str) -> WebhookEndpoint:

@@ -71,10 +71,16 @@ async def send(
                 "accept-encoding": "identity",
             }
             extensions = {"sni_hostname": target.sni_hostname} if target.sni_hostname else {}
-            request = client.build_request(
-                method, target.url, content=body, headers=headers, extensions=extensions
-            )
-            response = await client.send(request, stream=True)
+            for index, url in enumerate(target.urls):
+                request = client.build_request(
+                    method, url, content=body, headers=headers, extensions=extensions
+                )
+                try:
+                    response = await client.send(request, stream=True)
+                    break
+                except httpx.ConnectError:  # nothing was sent: the next address may answer
+                    if index + 1 == len(target.urls):
+                        raise
             try:
                 excerpt = await _excerpt(response)
             finally:

@@ -27,11 +27,11 @@ class TargetRefused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class PinnedTarget:
-    url: httpx.URL
-    """The endpoint's URL with its host replaced by the checked address."""
+    urls: list[httpx.URL]
+    """The endpoint's URL with its host replaced by each checked address, in the
+    resolver's order (the next is tried only when connecting to one fails)."""
     host_header: str
     sni_hostname: str | None
-    address: str
 
 
 def is_public(address: IPAddress) -> bool:
@@ -71,12 +71,10 @@ async def resolve(url: httpx.URL, *, allow_private: bool) -> PinnedTarget:
         refused = [a for a in addresses if not is_public(a)]
         if refused:
             raise TargetRefused(f"{host} resolves to a non-public address ({refused[0]})")
-    address = addresses[0]
     return PinnedTarget(
-        url=url.copy_with(host=str(address)),
+        urls=[url.copy_with(host=str(address)) for address in addresses],
         host_header=url.netloc.decode("ascii"),
         sni_hostname=host if url.scheme == "https" and _ip_literal(host) is None else None,
-        address=str(address),
     )
 
 

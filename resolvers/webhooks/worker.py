@@ -43,7 +43,8 @@ class DeliveryWorker:
         """Set, this replica claims nothing new (a draining replica; tests that need
         deliveries to go through other replicas); what it holds finishes."""
         self._wake = asyncio.Event()
-        self._tls = tls_context()
+        self.tls = tls_context()
+        """What attempts trust (certifi's CAs; tests add their own CA)."""
         self._busy: set[uuid.UUID] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -102,7 +103,7 @@ class DeliveryWorker:
         """Send the endpoint's deliveries in order while it accepts them and more are due."""
         endpoint_id = head.endpoint_id
         try:
-            async with new_client(self.config.timeout_s, self._tls) as client:
+            async with new_client(self.config.timeout_s, self.tls) as client:
                 run = [head]
                 while run and await self._send_run(client, run):
                     run = await claims.claim_run(self.owner, self.config, endpoint_id, limit=RUN)
