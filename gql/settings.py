@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resolvers.webhooks.config import DEFAULT_RETRY_SCHEDULE_S
+
 
 class SettingsError(ValueError):
     """An environment variable has a value the server cannot use."""
@@ -122,7 +124,7 @@ class Settings:
     session_storage_budget_bytes: int = 64 << 20
     max_terminals_per_session: int = 4
     webhook_allow_private_networks: bool = False
-    webhook_retry_schedule_s: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    webhook_retry_schedule_s: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE_S
     webhook_timeout_s: int = 10
     webhook_poll_interval_ms: int = 1000
     file_watch: bool = True
