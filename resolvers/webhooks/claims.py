@@ -47,8 +47,10 @@ def _unleased(now: datetime) -> Q:
 
 
 def _heads() -> Subquery:
+    """Each enabled endpoint's oldest pending delivery (a disabled one's queue, however
+    long, costs the worker's look-ups nothing)."""
     return Subquery(
-        WebhookDelivery.filter(status=DeliveryStatus.PENDING)
+        WebhookDelivery.filter(status=DeliveryStatus.PENDING, endpoint__enabled=True)
         .group_by("endpoint_id")
         .annotate(head=Min("id"))
         .values("head")
