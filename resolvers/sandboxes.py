@@ -27,6 +27,7 @@ from modal_app.base import (
     Limits,
     SandboxBackend,
     SandboxError,
+    SandboxFileError,
     SandboxNotFound,
     SandboxSpec,
     SandboxStatus,
@@ -223,9 +224,16 @@ class Sandboxes:
         restored = await self.files.current(session.id)
         for stored in restored.values():
             data = await self.files.content(stored.sha256)
-            await self.call(
-                partial(self.backend.write_file, info.id, stored.path, data), scope=info.id
-            )
+            try:
+                await self.call(
+                    partial(self.backend.write_file, info.id, stored.path, data), scope=info.id
+                )
+            except SandboxFileError as exc:
+                # One recorded file the filesystem refuses (a file where another is a
+                # directory) must not keep the whole workspace from starting.
+                await self.files.skipped(
+                    session.id, stored.path, size=stored.size, reason=f"not restored: {exc}"
+                )
         record.state = SandboxState.RUNNING
         record.last_activity_at = datetime.now(UTC)
         await record.save(update_fields=["state", "last_activity_at"])

@@ -223,6 +223,7 @@ async def write_file(
     session = await _open_session(principal, session_id)
     record = await _running(sandboxes, session)
     if record is None:
+        await _check_fits_recording(sandboxes, session, relative)
         stored = await sandboxes.files.written(session.id, relative, data, source="editor")
         if not stored.stored:
             raise Conflict("the session's storage budget is used up; start the sandbox to save")
@@ -277,6 +278,23 @@ async def delete_file(
             raise _file_error(exc) from None
         await sandboxes.files.deleted(session.id, relative, source="api")
     return relative
+
+
+async def _check_fits_recording(
+    sandboxes: Sandboxes, session: InterviewSession, relative: str
+) -> None:
+    """A save without a sandbox must be a file a filesystem could hold next to the
+    recorded ones (the next sandbox is built from them): not under a recorded file,
+    not where recorded files make a directory."""
+    recorded = await sandboxes.files.current(session.id)
+    parts = relative.split("/")
+    for depth in range(1, len(parts)):
+        parent = "/".join(parts[:depth])
+        if parent in recorded:
+            raise BadUserInput("path", f"{parent!r} is a file, not a directory")
+    prefix = relative + "/"
+    if any(path.startswith(prefix) for path in recorded):
+        raise BadUserInput("path", "is a directory")
 
 
 async def _open_session(principal: Principal, session_id: str) -> InterviewSession:

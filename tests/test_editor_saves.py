@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from starlette.applications import Starlette
 
+from models.event import Event
 from models.file import FileSnapshot
 from models.sandbox import SandboxRecord, SandboxState
 from resolvers.reaper import reap_once
@@ -57,7 +58,8 @@ async def test_autosave_after_the_idle_reaper_is_kept_and_restored(
     read = (await api(FILE, {"s": sid, "p": "notes.txt"}, token=token)).ok()["file"]
     assert (read["content"], read["fromRecording"]) == ("v2 typed after the break\n", True)
     listed = {f["path"] for f in (await api(FILES, {"s": sid}, token=token)).ok()["files"]}
-    assert "notes.txt" in listed and "old.txt" not in listed
+    assert "notes.txt" in listed
+    assert "old.txt" not in listed
     logged = [e for e in await events(api, account) if e["type"].startswith("file.")]
     assert logged[-2]["payload"] == {
         "path": "notes.txt",
@@ -94,7 +96,8 @@ async def test_saves_before_the_first_sandbox_win_over_starter_files(
         for e in await events(api, account)
         if e["type"] == "file.written" and e["payload"]["source"] == "starter"
     ]
-    assert starters and "README.md" not in {e["payload"]["path"] for e in starters}
+    assert starters
+    assert "README.md" not in {e["payload"]["path"] for e in starters}
     recorded = await FileSnapshot.get(session_id=sid, path="README.md")
     read = (await api(FILE, {"s": sid, "p": "README.md"}, token=token)).ok()["file"]
     assert recorded.sha256 == read["sha256"]
@@ -155,3 +158,26 @@ async def test_deleting_a_file_that_was_never_saved_is_not_found(
         DELETE, {"s": account["sessionId"], "p": "nothing.txt"}, token=account["candidateToken"]
     )
     assert result.codes == ["NOT_FOUND"]
+
+
+async def test_a_save_must_fit_next_to_the_recorded_files(
+    app: Starlette, api: Api, account: Account
+) -> None:
+    """The next sandbox is built from the recording: a file under a file, or a file
+    where files make a directory, would keep it from starting."""
+    sid, token = account["sessionId"], account["candidateToken"]
+    await save(api, account, "pkg/mod.py", "X = 1\n")
+    await save(api, account, "notes.txt", "n\n")
+    for path in ("notes.txt/inner.txt", "pkg", "notes.txt/a/b.txt"):
+        result = await api(WRITE, {"s": sid, "p": path, "c": "x"}, token=token)
+        assert result.codes == ["BAD_USER_INPUT"], (path, result.body)
+    # A recording that holds such a pair anyway (written before this check) still starts:
+    # the file that cannot be placed is reported, the rest restored.
+    recorder = app.state.services.sandboxes.files
+    await recorder.written(sid, "pkg/mod.py/evil.txt", b"legacy", source="editor")
+    await start(api, account)
+    inside = await run(api, account, "cat pkg/mod.py notes.txt")
+    assert inside["stdout"] == "X = 1\nn\n"
+    skipped = await Event.filter(session_id=sid, type="file.skipped")
+    assert [e.payload["path"] for e in skipped] == ["pkg/mod.py/evil.txt"]
+    assert skipped[0].payload["reason"].startswith("not restored")
