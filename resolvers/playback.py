@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 from models.file import FileBlob, FileSnapshot, FileVersion, SessionBlob
 from models.session import InterviewSession
-from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.errors import BadUserInput, NotFound
 from resolvers.files import blob_content
@@ -46,10 +45,9 @@ class SnapshotFile:
 
 
 def checked_seq(session: InterviewSession, at_seq: int) -> int:
-    check.int_range("atSeq", at_seq, low=0, high=2**62)
-    if at_seq > session.last_seq:
+    if not 0 <= at_seq <= session.last_seq:
         raise BadUserInput(
-            "atSeq", f"is past the session's last event (lastSeq is {session.last_seq})"
+            "atSeq", f"must be between 0 and the session's lastSeq ({session.last_seq})"
         )
     return at_seq
 
