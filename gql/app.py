@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             enabled=settings.file_watch,
             events_per_s=settings.file_watch_events_per_s,
             burst=max(1, settings.file_watch_burst),
+            path_interval_s=settings.file_watch_path_interval_ms / 1000,
         ),
     )
     sandboxes.listeners.append(file_watch)

@@ -131,6 +131,7 @@ class Settings:
     file_watch_events_per_s: int = 50
     file_watch_burst: int = 100
     file_watch_max_dirs: int = 2_000
+    file_watch_path_interval_ms: int = 1000
     log_level: str = "INFO"
     report_link_ttl_s: int = 30 * 24 * 3600
     # Report link tokens are HMACs of the link's id under it (resolvers.report_links).
@@ -227,6 +228,9 @@ class Settings:
             ),
             file_watch_burst=_int(env, "FILE_WATCH_BURST", d.file_watch_burst),
             file_watch_max_dirs=_int(env, "FILE_WATCH_MAX_DIRS", d.file_watch_max_dirs),
+            file_watch_path_interval_ms=max(
+                0, _int(env, "FILE_WATCH_PATH_INTERVAL_MS", d.file_watch_path_interval_ms)
+            ),
             log_level=(env.get("LOG_LEVEL", "").strip() or d.log_level).upper(),
             report_link_ttl_s=_int(env, "REPORT_LINK_TTL_SECONDS", d.report_link_ttl_s),
             report_link_secret=_secret(env, "REPORT_LINK_SECRET"),

@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
+from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
 from models.file import FileBlob, FileSnapshot, FileVersion
@@ -24,6 +27,9 @@ from resolvers.events import EventLog
 from resolvers.storage import charge_blob
 
 _SKIPS_REMEMBERED = 10_000
+_PREFIXES_PER_QUERY = 50
+"""Beyond this many paths, ``current(under=...)`` loads the session's files and filters here."""
+_ROWS_PER_STATEMENT = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +39,20 @@ class StoredFile:
     sha256: str
     stored: bool = True
     """False when the session's storage budget was reached: hash and size only."""
+
+
+def within(root: str, path: str) -> bool:
+    """Whether ``path`` is ``root`` or lies under the directory ``root``."""
+    return path == root or path.startswith(root + "/")
+
+
+def _at_or_under(roots: Collection[str]) -> Q:
+    # startswith escapes LIKE's % and _; SQLite's LIKE ignores ASCII case, so
+    # callers check the rows with ``within`` too.
+    found = Q(path__in=list(roots))
+    for root in roots:
+        found |= Q(path__startswith=root + "/")
+    return found
 
 
 def sha256_hex(data: bytes) -> str:
@@ -118,31 +138,49 @@ class FileRecorder:
         )
 
     async def deleted(self, session_id: uuid.UUID, path: str, *, source: str) -> None:
+        """Record that ``path`` is gone: a file, or a directory and every file under it."""
         self._skips.pop((session_id, path), None)
-        prefix = path + "/"
+        live = FileSnapshot.filter(_at_or_under([path]), session_id=session_id)
         affected = [
-            snap
-            for snap in await FileSnapshot.filter(session_id=session_id, sha256__isnull=False)
-            if snap.path == path or snap.path.startswith(prefix)
+            (snap_id, snap_path)
+            for snap_id, snap_path in await live.filter(sha256__isnull=False).values_list(
+                "id", "path"
+            )
+            if within(path, str(snap_path))
         ]
         event = await self.log.append(session_id, FileDeleted(path, source=source))
-        for snap in affected:
-            snap.sha256 = None
-            snap.size = 0
-            snap.seq = event.seq
-            await snap.save(update_fields=["sha256", "size", "seq", "updated_at"])
+        now = datetime.now(UTC)
+        for start in range(0, len(affected), _ROWS_PER_STATEMENT):
+            ids = [snap_id for snap_id, _ in affected[start : start + _ROWS_PER_STATEMENT]]
+            await FileSnapshot.filter(id__in=ids).update(
+                sha256=None, size=0, seq=event.seq, updated_at=now
+            )
         if affected:
             await FileVersion.bulk_create(
                 [
-                    FileVersion(session_id=session_id, path=snap.path, seq=event.seq, sha256=None)
-                    for snap in affected
-                ]
+                    FileVersion(session_id=session_id, path=snap_path, seq=event.seq, sha256=None)
+                    for _, snap_path in affected
+                ],
+                batch_size=_ROWS_PER_STATEMENT,
             )
 
-    async def current(self, session_id: uuid.UUID) -> dict[str, StoredFile]:
-        """The session's files as last recorded (deleted ones left out)."""
-        snaps = await FileSnapshot.filter(session_id=session_id, sha256__isnull=False)
-        return {s.path: StoredFile(path=s.path, size=s.size, sha256=s.sha256 or "") for s in snaps}
+    async def current(
+        self, session_id: uuid.UUID, under: Collection[str] | None = None
+    ) -> dict[str, StoredFile]:
+        """The session's files as last recorded (deleted ones left out).
+
+        ``under``: only those at or under these paths (files or directories).
+        """
+        query = FileSnapshot.filter(session_id=session_id, sha256__isnull=False)
+        if under is not None and len(under) <= _PREFIXES_PER_QUERY:
+            if not under:
+                return {}
+            query = query.filter(_at_or_under(under))
+        return {
+            s.path: StoredFile(path=s.path, size=s.size, sha256=s.sha256 or "")
+            for s in await query
+            if under is None or any(within(root, s.path) for root in under)
+        }
 
     async def content(self, sha256: str) -> bytes:
         return await blob_content(sha256)

@@ -38,14 +38,14 @@ import time
 import uuid
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
 from modal_app.base import FileEntry, FileNotFoundInSandbox, FileTooLarge, SandboxFileError
 from models.sandbox import SandboxRecord
-from resolvers.files import StoredFile, sha256_hex
+from resolvers.files import StoredFile, sha256_hex, within
 
 if TYPE_CHECKING:
     from resolvers.sandboxes import Sandboxes
@@ -115,6 +115,12 @@ def last_full_sync(sandbox_id: str) -> float:
     return seen.full_sync_at if seen is not None else float("-inf")
 
 
+def read_paths(sandbox_id: str) -> Container[str]:
+    """Paths a sync has read in this sandbox: files already in the recording, mostly."""
+    seen = _SANDBOXES.get(sandbox_id)
+    return seen.hashes if seen is not None else {}
+
+
 def session_lock(session_id: uuid.UUID) -> asyncio.Lock:
     return _LOCKS.setdefault(session_id, asyncio.Lock())
 
@@ -169,13 +175,9 @@ def _roots(paths: Iterable[str]) -> list[str]:
     """The paths, without those inside another one of them."""
     roots: list[str] = []
     for path in sorted(set(paths)):
-        if not any(_within(root, path) for root in roots):
+        if not any(within(root, path) for root in roots):
             roots.append(path)
     return roots
-
-
-def _within(root: str, path: str) -> bool:
-    return path == root or path.startswith(root + "/")
 
 
 async def sync_paths(
@@ -206,14 +208,51 @@ async def sync_paths(
                     listed[root] = entry
             except SandboxFileError:
                 continue  # gone (recorded as deleted below) or unreachable
-        known = {
-            path: stored
-            for path, stored in (await sandboxes.files.current(record.session_id)).items()
-            if any(_within(root, path) for root in roots)
-        }
+        known = await sandboxes.files.current(record.session_id, under=roots)
         return await _record(
             sandboxes, record, listed, known, source=source, thorough=True, max_changes=max_changes
         )
+
+
+async def _look_up_unlisted(
+    sandboxes: Sandboxes,
+    sandbox_id: str,
+    known: dict[str, StoredFile],
+    listed: dict[str, FileEntry],
+) -> list[str]:
+    """Look up (into ``listed``) recorded files the walk did not see; returns directories gone.
+
+    A listing cut short by a huge directory must not lose the code, so each is
+    looked up before it is called deleted; a directory found missing answers
+    for every file under it (the highest such directory is returned).
+    """
+    backend = sandboxes.backend
+    gone_dirs: list[str] = []
+    present_dirs: set[str] = set()
+
+    async def missing(path: str) -> bool:
+        try:
+            entry = await sandboxes.call(partial(backend.stat, sandbox_id, path), scope=sandbox_id)
+        except FileNotFoundInSandbox:
+            return True
+        except SandboxFileError:
+            return False  # unreachable: not known to be gone
+        listed.setdefault(path, entry)
+        return False
+
+    for path in sorted(p for p in set(known) - set(listed) if tracked(p)):
+        if any(within(d, path) for d in gone_dirs) or not await missing(path):
+            continue
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            directory = "/".join(parts[:depth])
+            if directory in present_dirs:
+                continue
+            if await missing(directory):
+                gone_dirs.append(directory)
+                break
+            present_dirs.add(directory)
+    return gone_dirs
 
 
 async def _record(
@@ -230,26 +269,26 @@ async def _record(
     backend, sandbox_id = sandboxes.backend, record.backend_id or ""
     session_id = record.session_id
     files, limit = sandboxes.files, sandboxes.policy.max_file_bytes
-    # A recorded file the walk did not see is looked up before it is called
-    # deleted: a listing cut short by a huge directory must not lose the code.
-    for path in sorted(p for p in set(known) - set(listed) if tracked(p)):
-        try:
-            listed[path] = await sandboxes.call(
-                partial(backend.stat, sandbox_id, path), scope=sandbox_id
-            )
-        except SandboxFileError:
-            continue  # gone: recorded as deleted below
+    gone_dirs = await _look_up_unlisted(sandboxes, sandbox_id, known, listed)
     present = {path: e for path, e in listed.items() if e.kind == "file"}
     hashes = _seen(sandbox_id).hashes
     now = time.monotonic()
     changed = 0
-    gone = sorted(p for p in set(known) - set(present) if tracked(p))
+    # A directory removed whole is one deletion (rm -rf of a big tree is one event).
+    gone = sorted(
+        {
+            next((d for d in gone_dirs if within(d, path)), path)
+            for path in set(known) - set(present)
+            if tracked(path)
+        }
+    )
     work = sorted(present) + gone
     for index, path in enumerate(work):
         if max_changes is not None and changed >= max_changes:
             return PathsSynced(changed, tuple(work[index:]))
         if path not in present:
-            hashes.pop(path, None)
+            for cached in [p for p in hashes if within(path, p)] if path in gone_dirs else [path]:
+                hashes.pop(cached, None)
             await files.deleted(session_id, path, source=source)
             changed += 1
             continue

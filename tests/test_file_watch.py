@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from modal_app.polling import poll_workspace
 from models.sandbox import SandboxRecord, SandboxState
 from resolvers.file_watch import WatchPolicy
-from resolvers.workspace_sync import sync_paths, worth_entering
+from resolvers.workspace_sync import PathsSynced, sync_paths, worth_entering
 from tests.conftest import Account
 from tests.support import Api, wait_until
 from tests.workspace_support import EVENTS, events, run, start
@@ -262,3 +262,137 @@ async def test_odd_names_and_special_files_do_not_stop_live_recording(
     await wait_until(lambda: recorded(api, account, "file.written", "later.txt"))
     await no_sync_point_yet(api, account)
     assert "pipe" not in {e["payload"]["path"] for e in await file_events(api, account)}
+
+
+async def test_an_edit_is_not_stuck_behind_a_burst_of_new_files(api: Api, account: Account) -> None:
+    await start(api, account)
+    tid = await terminal(api, account)
+    await type_(
+        api,
+        account,
+        tid,
+        "mkdir gen && for i in $(seq 1 600); do echo $i > gen/g$i.txt; done;"
+        " echo edited > edit_mark.txt\n",
+    )
+    # Oldest first at the default rate, the edit came after all 600 (12 s later).
+    await wait_until(lambda: recorded(api, account, "file.written", "edit_mark.txt"), timeout=30)
+    await no_sync_point_yet(api, account)
+    log = await all_events(api, account)
+    edit = next(e["seq"] for e in log if e["payload"].get("path") == "edit_mark.txt")
+    burst_before = [
+        e
+        for e in log
+        if e["type"] == "file.written"
+        and e["payload"]["path"].startswith("gen/")
+        and e["seq"] < edit
+    ]
+    assert len(burst_before) < 300, len(burst_before)
+
+
+async def _record_tree(api: Api, account: Account) -> None:
+    """300 files in gen/ (and deeper), and neighbours whose names LIKE would confuse."""
+    await run(
+        api,
+        account,
+        "mkdir -p gen/sub g_n Gen gxn && for i in $(seq 300); do echo $i > gen/g$i.txt; done"
+        " && echo s > gen/sub/s.txt && echo k > gen_keep.txt && echo u > Gen/up.txt"
+        " && echo a > g_n/a.txt && echo x > gxn/x.txt",
+    )
+
+
+def _deletions(log: list[dict[str, Any]]) -> list[str]:
+    return [e["payload"]["path"] for e in log if e["type"] == "file.deleted"]
+
+
+async def _live_files(app: Starlette, account: Account) -> set[str]:
+    record = await SandboxRecord.get(session_id=account["sessionId"])
+    return set(await app.state.services.sandboxes.files.current(record.session_id))
+
+
+async def test_a_directory_removed_whole_is_one_deletion_at_a_sync_point(
+    app: Starlette, api: Api, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No watcher: the sync point after each command alone records (sync_workspace).
+    monkeypatch.setattr(app.state.services.file_watch, "policy", WatchPolicy(enabled=False))
+    await start(api, account)
+    starter = await _live_files(app, account)
+    await _record_tree(api, account)
+    assert len(await _live_files(app, account) - starter) == 305
+    await run(api, account, "rm -rf gen g_n")
+    assert sorted(_deletions(await all_events(api, account))) == ["g_n", "gen"]
+    assert await _live_files(app, account) - starter == {"gen_keep.txt", "Gen/up.txt", "gxn/x.txt"}
+    # A directory emptied but still there: its files, one by one.
+    await run(api, account, "rm gxn/x.txt")
+    assert sorted(_deletions(await all_events(api, account))) == ["g_n", "gen", "gxn/x.txt"]
+
+
+async def test_sync_paths_records_a_directory_removed_whole_once(
+    app: Starlette, api: Api, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(app.state.services.file_watch, "policy", WatchPolicy(enabled=False))
+    await start(api, account)
+    starter = await _live_files(app, account)
+    await _record_tree(api, account)
+    sandboxes = app.state.services.sandboxes
+    record = await SandboxRecord.get(session_id=account["sessionId"], state=SandboxState.RUNNING)
+    process = await sandboxes.backend.exec(record.backend_id, "rm -rf gen")
+    await process.wait()
+    # What a watcher reports after rm -rf: some files, then the directory.
+    synced = await sync_paths(sandboxes, record, ["gen/g1.txt", "gen/g2.txt"])
+    assert synced.changed == 1
+    assert await sync_paths(sandboxes, record, ["gen/g3.txt", "gen"]) == PathsSynced(0)
+    assert _deletions(await all_events(api, account)) == ["gen"]
+    kept = {"gen_keep.txt", "Gen/up.txt", "g_n/a.txt", "gxn/x.txt"}
+    assert await _live_files(app, account) - starter == kept
+
+
+async def test_a_directory_removed_live_is_about_one_deletion(
+    app: Starlette, api: Api, account: Account
+) -> None:
+    await start(api, account)
+    await _record_tree(api, account)
+    tid = await terminal(api, account)
+    await type_(api, account, tid, "rm -rf gen\n")
+    await wait_until(
+        lambda: _none_under_gen(app, account), timeout=30, what="gen/ to be recorded deleted"
+    )
+    deleted = _deletions(await all_events(api, account))
+    # Before: one event per file (301), at the rate cap. The directory is one
+    # event; at most one step's files may come first if rm was slow.
+    assert "gen" in deleted
+    assert len(deleted) <= 21, deleted
+
+
+async def _none_under_gen(app: Starlette, account: Account) -> bool:
+    return not any(p.startswith("gen/") for p in await _live_files(app, account))
+
+
+async def test_a_file_rewritten_in_a_loop_is_recorded_a_few_times(
+    app: Starlette, api: Api, account: Account
+) -> None:
+    await start(api, account)
+    tid = await terminal(api, account)
+    await type_(
+        api,
+        account,
+        tid,
+        "end=$((SECONDS+5)); while [ $SECONDS -lt $end ]; do date +%s.%N > clock.txt; done;"
+        " echo over > clock_done.txt\n",
+    )
+    await wait_until(lambda: recorded(api, account, "file.written", "clock.txt"))
+    await wait_until(lambda: recorded(api, account, "file.written", "clock_done.txt"), timeout=30)
+    await no_sync_point_yet(api, account)
+    writes = [
+        e
+        for e in await all_events(api, account)
+        if e["type"] == "file.written" and e["payload"]["path"] == "clock.txt"
+    ]
+    # 4-5 s of a loop: looked at once at once, then 1 s and 2 s later (the
+    # interval doubles while the file keeps changing), not ~20 times a second.
+    assert 1 <= len(writes) <= 4, len(writes)
+    # A sync point records the latest content whatever the pace.
+    await run(api, account, "true")
+    record = await SandboxRecord.get(session_id=account["sessionId"], state=SandboxState.RUNNING)
+    content = await app.state.services.sandboxes.backend.read_file(record.backend_id, "clock.txt")
+    current = await app.state.services.sandboxes.files.current(record.session_id)
+    assert current["clock.txt"].sha256 == hashlib.sha256(content).hexdigest()
