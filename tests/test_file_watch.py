@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 
 from modal_app.polling import poll_workspace
 from models.sandbox import SandboxRecord, SandboxState
+from resolvers import file_watch
 from resolvers.file_watch import WatchPolicy
 from resolvers.workspace_sync import PathsSynced, sync_paths, worth_entering
 from tests.conftest import Account
@@ -396,3 +397,23 @@ async def test_a_file_rewritten_in_a_loop_is_recorded_a_few_times(
     content = await app.state.services.sandboxes.backend.read_file(record.backend_id, "clock.txt")
     current = await app.state.services.sandboxes.files.current(record.session_id)
     assert current["clock.txt"].sha256 == hashlib.sha256(content).hexdigest()
+
+
+async def test_the_watcher_holds_the_session_lock_for_small_steps(
+    api: Api, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sync point (a test run) waits for at most one step of a burst, not the burst."""
+    steps: list[int] = []
+
+    async def counted(*args: Any, **kwargs: Any) -> PathsSynced:
+        synced = await sync_paths(*args, **kwargs)
+        steps.append(synced.changed)
+        return synced
+
+    monkeypatch.setattr(file_watch, "sync_paths", counted)
+    await start(api, account)
+    tid = await terminal(api, account)
+    burst = "mkdir gen && for i in $(seq 300); do echo > gen/g$i.txt; done\n"
+    await type_(api, account, tid, burst)
+    await wait_until(lambda: sum(steps) >= 150, timeout=30, what="half the burst recorded")
+    assert max(steps) <= 20, steps
