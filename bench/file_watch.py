@@ -13,7 +13,16 @@ Two rounds: ``quiet``, and ``flood``: another session's sandbox rewriting 200
 files in a loop meanwhile (its watcher is rate-capped; the question is whether
 the measured session still gets its events on time).
 
-    .venv/bin/python bench/file_watch.py [-n 100] [--database-url URL]
+``--scenarios``: the review's cases instead, each in a fresh session.
+``burst``: 2,000 new files then an edit (edit_mark.txt): how long after the
+loop the edit's event came and how many burst events came before it, then a
+sync point's duration while the burst is still draining.  ``rm``: ``rm -rf``
+of those 2,000 recorded files: ``file.deleted`` events, time until recorded,
+and a sync point started right after (what ``runTests`` waits).  ``loop``: a
+file rewritten in a loop and a log appended to in a loop for 10 s each:
+events and stored bytes.
+
+    .venv/bin/python bench/file_watch.py [-n 100] [--scenarios] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -110,6 +119,88 @@ async def measure(app: Any, n: int, flood: bool) -> list[float]:
     return samples
 
 
+class FileEvents:
+    """The session's file events as subscribers get them: (arrival, type, path, size)."""
+
+    def __init__(self, app: Any, session_id: uuid.UUID) -> None:
+        self.app, self.session_id = app, session_id
+        self.seen: list[tuple[float, str, str, int]] = []
+        self.got = asyncio.Event()
+
+    async def follow(self) -> None:
+        from resolvers.event_kinds import FileDeleted, FileWritten
+        from resolvers.events import channel_for, decode_batch
+
+        async with self.app.state.services.bus.subscribe(channel_for(self.session_id)) as messages:
+            async for message in messages:
+                for record in decode_batch(message)[1]:
+                    payload = record.payload
+                    if isinstance(payload, FileWritten | FileDeleted):
+                        size = (payload.size or 0) if isinstance(payload, FileWritten) else 0
+                        kind = "written" if isinstance(payload, FileWritten) else "deleted"
+                        self.seen.append((time.perf_counter(), kind, payload.path, size))
+                        self.got.set()
+
+    async def until(self, path: str) -> float:
+        while not (found := [at for at, _, p, _ in self.seen if p == path]):
+            self.got.clear()
+            await asyncio.wait_for(self.got.wait(), 120)
+        return found[0]
+
+
+async def scenarios(app: Any) -> None:
+    import httpx
+
+    from models.sandbox import SandboxRecord, SandboxState
+
+    services = app.state.services
+    backend = services.sandboxes.backend
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+        sid, sandbox_id = await running_sandbox(app, http)
+        record = await SandboxRecord.get(session_id=sid, state=SandboxState.RUNNING)
+        log = FileEvents(app, sid)
+        follower = asyncio.create_task(log.follow())
+        await asyncio.sleep(0.2)
+
+        burst = "mkdir gen && for i in $(seq 1 2000); do echo $i > gen/g$i.txt; done"
+        await (await backend.exec(sandbox_id, f"{burst}; date > edit_mark.txt")).wait()
+        ended = time.perf_counter()
+        edit_at = await log.until("edit_mark.txt")
+        before = sum(1 for at, _, p, _ in log.seen if p.startswith("gen/") and at < edit_at)
+        print(f"burst  edit event {(edit_at - ended) * 1000:.0f} ms after the loop ended,")
+        print(f"       after {before} of the burst's 2000 events")
+        started = time.perf_counter()
+        await services.sandboxes.sync_workspace(record)
+        print(f"       sync point during the burst: {time.perf_counter() - started:.2f} s")
+
+        count = len(log.seen)
+        rm = await backend.exec(sandbox_id, "rm -rf gen")
+        await rm.wait()
+        ended = time.perf_counter()
+        await asyncio.sleep(0.1)
+        started = time.perf_counter()
+        await services.sandboxes.sync_workspace(record)
+        synced = time.perf_counter() - started
+        gone_at = await log.until("gen")
+        deletions = [p for _, kind, p, _ in log.seen[count:] if kind == "deleted"]
+        print(f"rm     {len(deletions)} file.deleted event(s) {deletions[:3]},")
+        print(f"       recorded {(gone_at - ended) * 1000:.0f} ms after rm ended;")
+        print(f"       a sync point 0.1 s after rm took {synced:.2f} s")
+
+        for name, loop in (
+            ("clock.txt", "while true; do date +%s.%N > clock.txt; done"),
+            ("app.log", "while true; do echo line $RANDOM$RANDOM$RANDOM >> app.log; done"),
+        ):
+            count = len(log.seen)
+            writer = await backend.exec(sandbox_id, loop)
+            await asyncio.sleep(10)
+            await writer.kill()
+            events = [size for _, kind, p, size in log.seen[count:] if p == name]
+            print(f"loop   {name}: {len(events)} events, {sum(events) / 1e6:.2f} MB in 10 s")
+        follower.cancel()
+
+
 def temporary_dirs() -> tuple[Path, Path]:
     """A work dir, and a SANDBOX_ROOT the sandbox uids can traverse (temporary dirs are 0700)."""
     workdir = Path(tempfile.mkdtemp(prefix="interviewlm-bench-watch-"))
@@ -123,7 +214,7 @@ def machine_state() -> str:
     return f"{os.cpu_count()} cores, load average {load}"
 
 
-async def main_async(n: int, database_url: str | None) -> None:
+async def main_async(n: int, database_url: str | None, review: bool) -> None:
     from gql.app import create_app
     from gql.settings import Settings
     from resolvers.database import migrate
@@ -144,6 +235,9 @@ async def main_async(n: int, database_url: str | None) -> None:
         async with app.router.lifespan_context(app):
             print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, db {url.split(':')[0]}")
             print(f"# {machine_state()}")
+            if review:
+                await scenarios(app)
+                return
             print(f"{'round':<8} {'n':>4} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
             for label, flood in (("quiet", False), ("flood", True)):
                 samples = await measure(app, n, flood)
@@ -162,8 +256,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=100)
     parser.add_argument("--database-url", default=None)
+    parser.add_argument("--scenarios", action="store_true", help="the review's cases")
     args = parser.parse_args()
-    asyncio.run(main_async(args.n, args.database_url))
+    asyncio.run(main_async(args.n, args.database_url, args.scenarios))
 
 
 if __name__ == "__main__":
