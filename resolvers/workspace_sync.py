@@ -18,7 +18,9 @@ that file's problem and the sync goes on with the rest, so one planted FIFO
 or socket cannot stop later changes (the final code) from being recorded.
 The walk is bounded (``MAX_SYNC_ENTRIES``, and each listing by the backend);
 files already in the recording that it did not reach (a huge directory cut
-it short) are looked up one by one rather than recorded as deleted.
+it short) are looked up one by one rather than recorded as deleted; a
+directory found missing answers for every recorded file under it, and is one
+``file.deleted`` event for the directory (``rm -rf`` of a big tree).
 
 Live changes (``resolvers.file_watch``) come through ``sync_paths``: the same
 comparison and recording, limited to the paths a watcher reported. Both hold
