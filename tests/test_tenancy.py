@@ -56,6 +56,17 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
         lambda a: {"id": a["sessionId"]},
         "object",
     ),
+    "scorecards": (
+        "query($id: ID!) { scorecards(sessionId: $id) { id } }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "submitScorecard": (
+        """mutation($id: ID!) { submitScorecard(sessionId: $id,
+            input: {recommendation: YES, ratings: [{criterion: "c", score: 2}]}) { id } }""",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
     "languages": ("{ languages { id } }", lambda a: {}, "list"),
     "apiTokens": ("{ apiTokens { id } }", lambda a: {}, "list"),
     "createQuestion": (
