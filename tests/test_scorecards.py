@@ -3,10 +3,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
 
+from starlette.applications import Starlette
+
+from gql.context import Context
+from gql.schema import build_schema
 from models.webhook import WebhookDelivery, WebhookEndpoint
 from resolvers import event_kinds as ek
 from resolvers.accounts import issue_account_token
@@ -123,6 +128,51 @@ async def test_the_candidate_never_sees_a_scorecard(api: Api, account: Account) 
             "replaced": False,
         }
     ]
+
+
+LIVE = """subscription($s: ID!, $a: Int!) { sessionEvents(sessionId: $s, afterSeq: $a) {
+  events { type ... on FileEvent { path } } } }"""
+
+
+async def live_types_until(stream: Any, sentinel_path: str) -> list[str]:
+    """Event types a live watcher receives, up to the file event ``sentinel_path``."""
+    seen: list[str] = []
+    while True:
+        batch = await asyncio.wait_for(anext(stream), 10)
+        assert not batch.errors, batch.errors
+        for event in batch.data["sessionEvents"]["events"]:
+            seen.append(event["type"])
+            if event.get("path") == sentinel_path:
+                return seen
+
+
+async def test_the_live_stream_keeps_it_from_the_candidate(
+    api: Api, app: Starlette, account: Account
+) -> None:
+    services = app.state.services
+    sid = account["sessionId"]
+    last = await services.log.last_seq(uuid.UUID(sid))
+    streams = []
+    for token in (account["candidateToken"], account["interviewerToken"]):
+        context = Context(
+            services=services,
+            request=None,  # type: ignore[arg-type]  # not needed by subscriptions
+            authorization=f"Bearer {token}",
+        )
+        streams.append(
+            await build_schema().subscribe(
+                LIVE, variable_values={"s": sid, "a": last}, context_value=context
+            )
+        )
+    (await submit(api, account["interviewerToken"], sid)).ok()
+    # After the scorecard's event: what both watchers see, the end of what to read.
+    await services.log.append(uuid.UUID(sid), ek.FileWritten("sentinel.txt", size=1))
+    candidate, staff = [await live_types_until(s, "sentinel.txt") for s in streams]
+    for stream in streams:
+        await stream.aclose()
+    assert "scorecard.submitted" in staff
+    assert "scorecard.submitted" not in candidate
+    assert candidate[-1] == "file.written"
 
 
 def test_the_event_is_staff_only_live_and_as_a_stored_row() -> None:
