@@ -102,6 +102,20 @@ async def test_resubmitting_replaces_and_each_interviewer_has_one(
     ]
 
 
+async def test_concurrent_submissions_by_one_interviewer_leave_one_scorecard(
+    api: Api, account: Account
+) -> None:
+    """Racing first submissions: each succeeds, the session keeps one scorecard of theirs."""
+    sid = account["sessionId"]
+    verdicts = [{"recommendation": r} for r in ("STRONG_YES", "YES", "NO", "STRONG_NO")] * 2
+    results = await asyncio.gather(
+        *(submit(api, account["interviewerToken"], sid, v) for v in verdicts)
+    )
+    ids = {result.ok()["submitScorecard"]["id"] for result in results}
+    listed = (await api(LIST, {"id": sid}, token=account["atsToken"])).ok()["scorecards"]
+    assert [c["id"] for c in listed] == list(ids)
+
+
 async def test_ats_tokens_read_but_do_not_sign(api: Api, account: Account) -> None:
     refused = await submit(api, account["atsToken"], account["sessionId"])
     assert refused.codes == ["FORBIDDEN"]
