@@ -8,9 +8,9 @@ the documentation cannot drift from the API.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -56,14 +56,19 @@ async def test_the_readme_replay_rebuilds_the_snapshot(
     for seq in (middle, end):
         out = tmp_path / f"out{seq}"
         out.mkdir()
-        done = subprocess.run(
-            [sys.executable, str(script), live_server.url, staff, sid, str(seq), str(out)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
+        # Not subprocess.run: the app under test shares this event loop and must keep going.
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(script),
+            live_server.url,
+            staff,
+            sid,
+            str(seq),
+            str(out),
+            stderr=asyncio.subprocess.PIPE,
         )
-        assert done.returncode == 0, done.stderr
+        _, stderr = await asyncio.wait_for(child.communicate(), timeout=60)
+        assert child.returncode == 0, stderr.decode()
         rebuilt = {
             str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in out.rglob("*")
