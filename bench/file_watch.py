@@ -182,8 +182,9 @@ async def scenarios(app: Any) -> None:
         started = time.perf_counter()
         await services.sandboxes.sync_workspace(record)
         synced = time.perf_counter() - started
-        gone_at = await log.until("gen")
-        deletions = [p for _, kind, p, _ in log.seen[count:] if kind == "deleted"]
+        await asyncio.sleep(0.5)  # the sync point recorded the rest: let the bus deliver it
+        deleted = [(at, p) for at, kind, p, _ in log.seen[count:] if kind == "deleted"]
+        deletions, gone_at = [p for _, p in deleted], max(at for at, _ in deleted)
         print(f"rm     {len(deletions)} file.deleted event(s) {deletions[:3]},")
         print(f"       recorded {(gone_at - ended) * 1000:.0f} ms after rm ended;")
         print(f"       a sync point 0.1 s after rm took {synced:.2f} s")
