@@ -128,7 +128,7 @@ class ReportPages:
             s=content.session,
             r=content.report,
             code=[(f, self.highlighted(f)) for f in content.code],
-            scorecards=[],
+            scorecards=content.report.scorecards,
             expires_at=link.expires_at,
             now=datetime.now(UTC),
         )

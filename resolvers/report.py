@@ -40,6 +40,7 @@ from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
 from resolvers.auth import Principal
 from resolvers.event_kinds import CommandStarted, FileDeleted, FileWritten
 from resolvers.report_links import ReportLinks
+from resolvers.scorecards import ScorecardView, session_scorecards
 from resolvers.sessions import as_of, get_session
 
 
@@ -79,15 +80,6 @@ class Activity:
 
 
 @dataclass(frozen=True, slots=True)
-class Recommendation:
-    """One interviewer's scorecard verdict."""
-
-    interviewer: str
-    recommendation: str
-    submitted_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
 class SessionReport:
     session: InterviewSession
     score: int | None
@@ -97,7 +89,8 @@ class SessionReport:
     duration_s: int | None
     agent: AgentUsage
     activity: Activity
-    recommendations: list[Recommendation]
+    scorecards: list[ScorecardView]
+    """Oldest first; the report shows their recommendations, the page all of them."""
 
     def summary(self) -> dict[str, Any]:
         """The report as JSON (camelCase, as in GraphQL), without its URL."""
@@ -122,11 +115,11 @@ class SessionReport:
             },
             "recommendations": [
                 {
-                    "interviewer": r.interviewer,
-                    "recommendation": r.recommendation,
-                    "submittedAt": r.submitted_at.isoformat(),
+                    "interviewer": card.author.name,
+                    "recommendation": card.recommendation.value,
+                    "submittedAt": card.updated_at.isoformat(),
                 }
-                for r in self.recommendations
+                for card in self.scorecards
             ],
         }
 
@@ -188,7 +181,7 @@ async def build_report(
         duration_s=_duration_s(session),
         agent=await _agent_usage(session.id, pricing, db),
         activity=await _activity(session.id, db),
-        recommendations=await recommendations(session.id, db),
+        scorecards=await session_scorecards(session.id, db),
     )
 
 
@@ -267,10 +260,3 @@ async def _activity(session_id: uuid.UUID, db: BaseDBAsyncClient | None) -> Acti
         file_changes=counts.get(FileWritten.KIND, 0) + counts.get(FileDeleted.KIND, 0),
         test_runs=await TestRun.filter(session_id=session_id).using_db(db).count(),
     )
-
-
-async def recommendations(
-    session_id: uuid.UUID, db: BaseDBAsyncClient | None = None
-) -> list[Recommendation]:
-    """The interviewers' scorecard recommendations, oldest first."""
-    return []

@@ -36,6 +36,10 @@ RUN_COMMAND = """mutation($s: ID!, $c: String!) {
   runCommand(sessionId: $s, command: $c) { exitCode stdout }
 }"""
 NOTE = "mutation($s: ID!, $t: String!) { addNote(sessionId: $s, text: $t) { seq } }"
+SCORECARD = """mutation($s: ID!, $c: String!, $x: String!) {
+  submitScorecard(sessionId: $s, input: {recommendation: YES, summary: $x,
+    ratings: [{criterion: $c, score: 3, comment: $x}]}) { id }
+}"""
 
 CORRECT = """def two_sum(nums, target):
     seen = {}

@@ -17,6 +17,7 @@ from tests.report_support import (
     NO_NEGATIVES,
     NOTE,
     RUN_COMMAND,
+    SCORECARD,
     get_page,
     judged,
     links,
@@ -54,6 +55,8 @@ async def test_the_page_shows_the_result_and_hides_hidden_cases(
         await api(RUN_COMMAND, {"s": s, "c": "echo hello-report"}, token=account["candidateToken"])
     ).ok()
     (await api(NOTE, {"s": s, "t": "solid reasoning"}, token=account["interviewerToken"])).ok()
+    card = {"s": s, "c": "Problem solving", "x": "clear and tested"}
+    (await api(SCORECARD, card, token=account["interviewerToken"])).ok()
 
     page = await page_of(app, client, s)
     assert page.status_code == 200
@@ -78,6 +81,11 @@ async def test_the_page_shows_the_result_and_hides_hidden_cases(
     # The final code, highlighted (Pygments marks the function's name).
     assert '<span class="nf">two_sum</span>' in html
     assert "as tested in the final run" in text
+    # The scorecard, whole: who, the verdict, the ratings and the summary.
+    assert "Demo Admin" in text
+    assert "Problem solving" in text
+    assert "3/4" in text
+    assert "clear and tested" in text
 
 
 async def hostile_session(api: Api, account: Account) -> dict[str, str]:
@@ -116,6 +124,8 @@ async def hostile_session(api: Api, account: Account) -> dict[str, str]:
     await wait_for_output(api, session, tid, "done-tty\r\n")
     note = "<script>alert('note')</script>"
     (await api(NOTE, {"s": s, "t": note}, token=account["interviewerToken"])).ok()
+    card = {"s": s, "c": "<b>bold</b>", "x": "<script>alert('card')</script>"}
+    (await api(SCORECARD, card, token=account["interviewerToken"])).ok()
     run = await run_tests(api, session, "PYTHON", token="interviewerToken")
     assert run["status"] == "FINISHED", run
     return session
@@ -130,6 +140,7 @@ async def test_markup_from_the_candidate_is_shown_as_text(
     # The page has no script and no image of its own: any here came from the session.
     assert "<script" not in lowered
     assert "<img" not in lowered
+    assert "<b>" not in lowered
     assert lowered.count("</style>") == 1
     # ... and what the candidate wrote is there, as text.
     text = text_of(html)
@@ -140,6 +151,8 @@ async def test_markup_from_the_candidate_is_shown_as_text(
         "&lt;script&gt;alert(4)&lt;/script&gt;",  # terminal output
         "&lt;script&gt;alert(&#39;note&#39;)&lt;/script&gt;",  # a note
         "&lt;img src=x onerror=alert(1)&gt;",  # a visible case's error
+        "&lt;b&gt;bold&lt;/b&gt;",  # a scorecard's criterion
+        "&lt;script&gt;alert(&#39;card&#39;)&lt;/script&gt;",  # its comment and summary
     ):
         assert shown in text, shown
     # What the solution printed, in the visible cases' rows.

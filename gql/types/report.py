@@ -10,8 +10,12 @@ import strawberry
 from gql.context import Info, principal_of
 from gql.settings import Settings
 from gql.testrun_ops import TestRun
+from gql.types.account import User
+from gql.types.scorecard import Scorecard  # noqa: F401 - defines the Recommendation enum
+from models.scorecard import Recommendation
 from resolvers import report as reports
 from resolvers.report_links import ReportLinks, revoke_links
+from resolvers.scorecards import ScorecardView
 
 
 def report_config(settings: Settings) -> reports.ReportConfig:
@@ -83,16 +87,16 @@ class SessionActivity:
 
 @strawberry.type(description="One interviewer's scorecard recommendation.")
 class ScorecardRecommendation:
-    interviewer: str
-    recommendation: str
-    submitted_at: datetime
+    interviewer: User
+    recommendation: Recommendation
+    submitted_at: datetime = strawberry.field(description="When it was last submitted.")
 
     @classmethod
-    def of(cls, item: reports.Recommendation) -> ScorecardRecommendation:
+    def of(cls, card: ScorecardView) -> ScorecardRecommendation:
         return cls(
-            interviewer=item.interviewer,
-            recommendation=item.recommendation,
-            submitted_at=item.submitted_at,
+            interviewer=User.of(card.author),
+            recommendation=card.recommendation,
+            submitted_at=card.updated_at,
         )
 
 
@@ -139,7 +143,7 @@ class SessionReport:
             duration_seconds=report.duration_s,
             agent=AgentUsage.of(report.agent),
             activity=SessionActivity.of(report.activity),
-            recommendations=[ScorecardRecommendation.of(r) for r in report.recommendations],
+            recommendations=[ScorecardRecommendation.of(card) for card in report.scorecards],
             session_id=str(report.session.id),
         )
 

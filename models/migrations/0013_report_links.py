@@ -6,8 +6,7 @@ from tortoise.migrations import operations as ops
 
 
 class Migration(migrations.Migration):
-    # Issue 12 numbers its migrations 0011_webhooks, 0012_scorecards, 0013_report_links.
-    dependencies = [('models', '0010_question_revisions')]
+    dependencies = [('models', '0012_scorecards')]
 
     initial = False
 
