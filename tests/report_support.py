@@ -21,7 +21,7 @@ REPORT = """query($s: ID!) { session(id: $s) { id candidateName report {
   durationSeconds
   agent { runs turns apiRequests inputTokens outputTokens costUsd }
   activity { commands fileChanges testRuns }
-  recommendations { interviewer recommendation submittedAt }
+  recommendations { interviewer { name } recommendation submittedAt }
   reportUrl
 } } }"""
 REPORT_URL = "query($s: ID!) { session(id: $s) { report { reportUrl } } }"

@@ -13,6 +13,7 @@ from gql.testrun_ops import TestRun
 from gql.types.common import Connection, PageInfo, connection_of
 from gql.types.event import NoteEvent, event_of
 from gql.types.question import Question
+from gql.types.report import SessionReport, resolve_report
 from gql.types.workspace import Sandbox
 from models.language import Language
 from models.session import InterviewSession as SessionModel
@@ -96,6 +97,14 @@ class InterviewSession:
         records = await info.context.loaders.notes.load(self._session_id)
         # note.added events, whose GraphQL type is NoteEvent.
         return [cast(NoteEvent, event_of(r)) for r in records]
+
+    @strawberry.field(
+        description="The result of the session: score, cases passed, the final test run,"
+        " agent usage, activity, the interviewers' recommendations and `reportUrl`."
+        " Staff only: FORBIDDEN for candidates."
+    )
+    async def report(self, info: Info) -> SessionReport | None:
+        return await resolve_report(info, str(self.id))
 
     @classmethod
     def of(cls, model: SessionModel) -> InterviewSession:
