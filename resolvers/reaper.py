@@ -159,9 +159,16 @@ async def reap_once(sandboxes: Sandboxes, *, now: datetime | None = None) -> Rea
     )
 
 
-async def run_reaper(sandboxes: Sandboxes, *, interval_s: float) -> None:
-    while True:
-        await asyncio.sleep(interval_s)
+async def run_reaper(
+    sandboxes: Sandboxes, *, interval_s: float, stopping: asyncio.Event | None = None
+) -> None:
+    stopping = stopping or asyncio.Event()
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval_s):
+                await stopping.wait()
+        if stopping.is_set():
+            return
         try:
             report = await reap_once(sandboxes)
             if report != ReapReport():
@@ -170,14 +177,24 @@ async def run_reaper(sandboxes: Sandboxes, *, interval_s: float) -> None:
             logger.exception("reaper pass failed")
 
 
+# A pass in hand this long after shutdown began is cancelled.
+STOP_GRACE_S = 10.0
+
+
 @contextlib.asynccontextmanager
 async def reaper_running(
     sandboxes: Sandboxes, *, interval_s: float
 ) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(run_reaper(sandboxes, interval_s=interval_s))
+    stopping = asyncio.Event()
+    task = asyncio.create_task(run_reaper(sandboxes, interval_s=interval_s, stopping=stopping))
     try:
         yield task
     finally:
-        task.cancel()
+        # Stopped between passes rather than cancelled inside one: a task cancelled while
+        # a transaction starts leaves Tortoise's SQLite connection lock taken for good.
+        stopping.set()
+        _, overrun = await asyncio.wait([task], timeout=STOP_GRACE_S)
+        for late in overrun:
+            late.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -43,6 +43,7 @@ class DeliveryWorker:
         """Set, this replica claims nothing new (a draining replica; tests that need
         deliveries to go through other replicas); what it holds finishes."""
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
         self.tls = tls_context()
         """What attempts trust (certifi's CAs; tests add their own CA)."""
         self._busy: set[uuid.UUID] = set()
@@ -62,10 +63,17 @@ class DeliveryWorker:
             yield self
         finally:
             unregister()
-            loop.cancel()
-            for task in list(self._tasks):
+            # Stopped between steps, not cancelled mid-step: a task cancelled while a
+            # transaction is starting leaves Tortoise's SQLite connection lock taken,
+            # and every later query (the rest of the shutdown included) waits forever.
+            # Only a step that overruns an attempt's timeout is cancelled.
+            self._stopping.set()
+            self._wake.set()
+            pending = [loop, *self._tasks]
+            _, overrun = await asyncio.wait(pending, timeout=self.config.timeout_s + 2)
+            for task in overrun:
                 task.cancel()
-            await asyncio.gather(loop, *self._tasks, return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)
             try:
                 await claims.release(self.owner)
             except Exception:  # the leases expire anyway
@@ -73,11 +81,13 @@ class DeliveryWorker:
 
     async def _loop(self) -> None:
         follow_ups: list[float] = []
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self._claim_and_spawn()
             except Exception:  # a database hiccup must not end the worker
                 logger.exception("claiming webhook deliveries failed")
+            if self._stopping.is_set():
+                return
             timeout = follow_ups.pop(0) if follow_ups else self.config.poll_interval_s
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
@@ -105,7 +115,7 @@ class DeliveryWorker:
         try:
             async with new_client(self.config.timeout_s, self.tls) as client:
                 run = [head]
-                while run and await self._send_run(client, run):
+                while run and not self._stopping.is_set() and await self._send_run(client, run):
                     run = await claims.claim_run(self.owner, self.config, endpoint_id, limit=RUN)
         except Exception:
             # The leases run out and the deliveries are retried (here or elsewhere).
@@ -124,7 +134,9 @@ class DeliveryWorker:
         for index, current in enumerate(run):
             config = self.config
             left_s = (current.lease_until - datetime.now(UTC)).total_seconds()
-            if left_s < config.timeout_s + 1:  # too little lease left for another attempt
+            # Too little lease left for another attempt, or shutting down: the rest is
+            # released (sent here or by another replica later).
+            if left_s < config.timeout_s + 1 or self._stopping.is_set():
                 await claims.record_successes(succeeded, owner=self.owner, endpoint_id=endpoint_id)
                 await claims.release(self.owner, [c.delivery_id for c in run[index:]])
                 return True
