@@ -1,7 +1,7 @@
 """Per-request batch loaders for the fields of ``InterviewSession``.
 
 A page of sessions asking for ``testRuns``, ``claudeRuns``, ``terminals``, ``notes``,
-``lastTestRun`` (and their runs' ``results``), ``sandbox`` and ``question`` would
+``lastTestRun`` (and their runs' ``results``), ``scorecards``, ``sandbox`` and ``question`` would
 otherwise query once per session (or run) per field. Each field instead asks its
 loader for its session, and the loader answers the whole page with one call of
 ``resolvers.timeline`` (one SQL query per field; ``testRuns`` and ``lastTestRun``
@@ -31,6 +31,7 @@ from resolvers import timeline
 from resolvers.auth import Principal
 from resolvers.events import EventRecord
 from resolvers.questions import QuestionView
+from resolvers.scorecards import ScorecardView, scorecards_by_session
 
 V = TypeVar("V")
 PrincipalSource = Callable[[], Awaitable[Principal]]
@@ -63,6 +64,7 @@ class SessionLoaders:
     notes: DataLoader[uuid.UUID, list[EventRecord]]
     sandbox: DataLoader[uuid.UUID, SandboxRecord | None]
     question: DataLoader[uuid.UUID, QuestionView | None]
+    scorecards: DataLoader[uuid.UUID, list[ScorecardView]]
 
     @classmethod
     def of(cls, principal: PrincipalSource) -> SessionLoaders:
@@ -75,4 +77,5 @@ class SessionLoaders:
             notes=_loader(principal, timeline.notes, list),
             sandbox=_loader(principal, timeline.latest_sandboxes, _none),
             question=_loader(principal, timeline.questions, _none),
+            scorecards=_loader(principal, scorecards_by_session, list),
         )

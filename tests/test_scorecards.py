@@ -129,6 +129,11 @@ async def test_the_candidate_never_sees_a_scorecard(api: Api, account: Account) 
 
     assert (await submit(api, candidate, sid)).codes == ["FORBIDDEN"]
     assert (await api(LIST, {"id": sid}, token=candidate)).codes == ["FORBIDDEN"]
+    on_session = "query($id: ID!) { session(id: $id) { scorecards { id } } }"
+    theirs_too = (await api(on_session, {"id": sid}, token=candidate)).ok()["session"]
+    assert theirs_too == {"scorecards": []}  # like notes: empty, whatever exists
+    staff_view = (await api(on_session, {"id": sid}, token=account["atsToken"])).ok()["session"]
+    assert staff_view == {"scorecards": [{"id": card["id"]}]}
     theirs = (await api(RECORDING, {"id": sid}, token=candidate)).ok()["recording"]["events"]
     assert "scorecard.submitted" not in {e["type"] for e in theirs}
     staff = (await api(RECORDING, {"id": sid}, token=account["atsToken"])).ok()

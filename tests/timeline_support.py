@@ -35,6 +35,7 @@ TIMELINE_FIELDS = """
   }
   terminals { id state createdAt }
   notes { seq text author }
+  scorecards { id recommendation }
 """
 PAGE = "query($n: Int!) { sessions(first: $n) { edges { node {" + TIMELINE_FIELDS + "} } } }"
 SESSION = "query($id: ID!) { session(id: $id) {" + TIMELINE_FIELDS + "} }"

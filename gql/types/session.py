@@ -14,6 +14,7 @@ from gql.types.common import Connection, PageInfo, connection_of
 from gql.types.event import NoteEvent, event_of
 from gql.types.question import Question
 from gql.types.report import SessionReport, resolve_report
+from gql.types.scorecard import Scorecard
 from gql.types.workspace import Sandbox
 from models.language import Language
 from models.session import InterviewSession as SessionModel
@@ -97,6 +98,14 @@ class InterviewSession:
         records = await info.context.loaders.notes.load(self._session_id)
         # note.added events, whose GraphQL type is NoteEvent.
         return [cast(NoteEvent, event_of(r)) for r in records]
+
+    @strawberry.field(
+        description="Interviewers' scorecards, oldest first. Always empty for candidates."
+    )
+    async def scorecards(self, info: Info) -> list[Scorecard]:
+        await principal_of(info)
+        views = await info.context.loaders.scorecards.load(self._session_id)
+        return [Scorecard.of(v) for v in views]
 
     @strawberry.field(
         description="The result of the session: score, cases passed, the final test run,"
