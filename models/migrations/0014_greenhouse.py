@@ -12,7 +12,7 @@ class Migration(migrations.Migration):
     which is what makes a repeated ``send_test`` answer the same session; each with its
     callback ``url`` as an outbox endpoint of the kind ``greenhouse_callback``."""
 
-    dependencies = [('models', '0012_scorecards'), ('models', '0013_report_links')]
+    dependencies = [('models', '0013_report_links')]
 
     initial = False
 
