@@ -14,6 +14,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
+from tortoise.backends.base.client import BaseDBAsyncClient
 
 from gql.anthropic_proxy import ProxySocket, agent_link, proxy_routes
 from gql.backends import build_backend
@@ -24,24 +25,40 @@ from gql.renders import SharedRenders
 from gql.report_page import report_routes
 from gql.schema import build_schema
 from gql.settings import Settings
+from gql.types.report import report_config
 from gql.view import GraphQLView
+from models.session import InterviewSession
 from resolvers.anthropic_proxy import AnthropicProxy, ProxyConfig
 from resolvers.bus import EventBus
 from resolvers.claude import ClaudeAgent, ClaudeConfig
 from resolvers.database import close_database, open_database, ping_database
+from resolvers.event_payload import JsonDict
 from resolvers.events import EventLog
 from resolvers.file_watch import FileWatch, WatchPolicy
 from resolvers.live import LiveHub
 from resolvers.reaper import reaper_running, reconcile
+from resolvers.report import report_payload
 from resolvers.revocations import Revocations
 from resolvers.sandboxes import Sandboxes, SandboxPolicy
 from resolvers.storage import StorageLimits
 from resolvers.terminals import Terminals
 from resolvers.testruns import TestRuns
 from resolvers.webhooks.config import WebhookConfig
+from resolvers.webhooks.events import use_completion_report
 from resolvers.webhooks.worker import DeliveryWorker
 
 logger = logging.getLogger("interviewlm")
+
+
+def _report_on_completion(settings: Settings) -> None:
+    """``session.completed`` webhooks carry the report's summary and link (made in the
+    completing transaction); resolvers cannot build the report's config from settings."""
+    config = report_config(settings)
+
+    async def completion_report(session: InterviewSession, db: BaseDBAsyncClient) -> JsonDict:
+        return await report_payload(session, config=config, db=db)
+
+    use_completion_report(completion_report)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -105,6 +122,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             poll_interval_s=settings.webhook_poll_interval_ms / 1000,
         )
     )
+    _report_on_completion(settings)
     services = Services(
         settings=settings,
         bus=bus,

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
 
 from models.session import InterviewSession
@@ -63,9 +64,18 @@ async def test_a_session_reports_its_whole_life(
     completed = await wait_until(lambda: of_type("session.completed"), what="completed")
     data = completed[0]["data"]
     assert data["status"] == "COMPLETED"
-    assert data["summary"]["testRunId"] == run_id
-    assert (data["summary"]["passed"], data["summary"]["total"]) == (run["passed"], run["total"])
-    assert data["reportUrl"] is None
+    summary = data["summary"]
+    assert summary["finalTestRunId"] == run_id
+    cases = summary["visible"]["passed"] + summary["hidden"]["passed"]
+    assert cases == run["passed"]
+    assert summary["visible"]["total"] + summary["hidden"]["total"] == run["total"]
+    # The report's link, minted in the completing transaction, opens without a token.
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://test"
+    ) as browser:
+        page = await browser.get(httpx.URL(data["reportUrl"]).path)
+    assert page.status_code == 200
+    assert "<html" in page.text
 
     variables = {"q": account["questionId"], "e": random_email()}
     cancelled_id = (await api(CREATE_SESSION, variables, token=staff)).ok()["createSession"]

@@ -81,14 +81,11 @@ async def enqueue_test_run_finished(
 async def provisional_report(
     session: InterviewSession, using_db: BaseDBAsyncClient
 ) -> dict[str, Any]:
-    """``summary`` and ``reportUrl`` of a completed session, from what exists today: the
-    last finished test run's counts (hidden and visible cases together).
-
-    TODO(issue 12, "The result of a session"): the app factory installs the session
-    report (``resolvers.report.report_payload``: its summary and unguessable report link)
-    with ``use_completion_report``; until then ``reportUrl`` is null and ``score`` is the
-    share of cases passed by the last finished run.
-    """
+    """``summary`` and ``reportUrl`` of a completed session without the report: the
+    last finished test run's counts, no link. Used only until an app installs the
+    session report (``gql.app`` does, with ``use_completion_report``): a process that
+    never builds the app (a script enqueueing events) still sends something true.
+    """"""
     run = (
         await TestRun.filter(session_id=session.id, status=TestRunStatus.FINISHED)
         .using_db(using_db)
