@@ -85,7 +85,7 @@ async def provisional_report(
     last finished test run's counts, no link. Used only until an app installs the
     session report (``gql.app`` does, with ``use_completion_report``): a process that
     never builds the app (a script enqueueing events) still sends something true.
-    """"""
+    """
     run = (
         await TestRun.filter(session_id=session.id, status=TestRunStatus.FINISHED)
         .using_db(using_db)
