@@ -31,6 +31,7 @@ from models.session import InterviewSession
 from resolvers.anthropic_proxy import AnthropicProxy, ProxyConfig
 from resolvers.bus import EventBus
 from resolvers.claude import ClaudeAgent, ClaudeConfig
+from resolvers.credentials import CredentialBox
 from resolvers.database import close_database, open_database, ping_database
 from resolvers.event_payload import JsonDict
 from resolvers.events import EventLog
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             retry_schedule_s=settings.webhook_retry_schedule_s,
             timeout_s=settings.webhook_timeout_s,
             poll_interval_s=settings.webhook_poll_interval_ms / 1000,
+            credentials=CredentialBox.from_secret(settings.credential_key),
         )
     )
     _report_on_completion(settings)

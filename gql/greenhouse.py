@@ -22,6 +22,7 @@ from starlette.routing import Route
 from gql.context import Services
 from gql.types.report import report_config
 from resolvers import greenhouse
+from resolvers.credentials import CredentialBox
 from resolvers.errors import ApiError, BadUserInput, Unauthenticated
 
 logger = logging.getLogger("interviewlm.greenhouse")
@@ -51,6 +52,7 @@ def greenhouse_routes(services: Services) -> list[Route]:
     settings = services.settings
     token_ttl = timedelta(seconds=settings.candidate_token_ttl_s)
     report = report_config(settings)
+    credentials = CredentialBox.from_secret(settings.credential_key)
 
     async def list_tests(request: Request, caller: greenhouse.Caller) -> Any:
         return [asdict(test) for test in await greenhouse.list_tests(caller.principal)]
@@ -63,6 +65,7 @@ def greenhouse_routes(services: Services) -> list[Route]:
             public_url=settings.public_url,
             token_ttl=token_ttl,
             allow_private_networks=settings.webhook_allow_private_networks,
+            credentials=credentials,
         )
         return {"partner_interview_id": sent.partner_interview_id, "invite_url": sent.invite_url}
 

@@ -138,6 +138,8 @@ class Settings:
     # Unset: random per process -- links still open everywhere, but each replica (and
     # each restart) mints its own rather than handing out the same URL again.
     report_link_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    credential_key: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    """Seals credentials the server sends later (resolvers.credentials); shared by replicas."""
     # What the report's agent cost is computed with: the proxy's metered tokens at these
     # prices (USD per million tokens), not what the agent in the sandbox reports.
     claude_input_usd_per_mtok: float = 3.0
@@ -234,6 +236,7 @@ class Settings:
             log_level=(env.get("LOG_LEVEL", "").strip() or d.log_level).upper(),
             report_link_ttl_s=_int(env, "REPORT_LINK_TTL_SECONDS", d.report_link_ttl_s),
             report_link_secret=_secret(env, "REPORT_LINK_SECRET"),
+            credential_key=_secret(env, "CREDENTIAL_KEY"),
             claude_input_usd_per_mtok=_float(
                 env, "CLAUDE_INPUT_USD_PER_MTOK", d.claude_input_usd_per_mtok
             ),

@@ -38,9 +38,9 @@ class EndpointKind(enum.StrEnum):
     """An account's endpoint: signed POSTs of the events it subscribes to."""
     GREENHOUSE_CALLBACK = "greenhouse_callback"
     """The ``url`` of one Greenhouse ``send_test`` (resolvers.greenhouse): an empty
-    ``PATCH`` with HTTP Basic auth (``secret`` is the partner key, stored as it is for the
-    same reason as a signing secret) when its session completes. Subscribes to nothing
-    and is not one of the account's endpoints in the API."""
+    ``PATCH`` with HTTP Basic auth (``secret`` is the partner key, sealed under
+    ``CREDENTIAL_KEY``: see resolvers.credentials) when its session completes.
+    Subscribes to nothing and is not one of the account's endpoints in the API."""
 
 
 class WebhookEndpoint(Model):
@@ -52,7 +52,7 @@ class WebhookEndpoint(Model):
     url = fields.CharField(max_length=2048)
     description = fields.CharField(max_length=500, default="")
     events: fields.JSONField[list[str]] = fields.JSONField(default=list)
-    secret = fields.CharField(max_length=100)
+    secret = fields.CharField(max_length=300)
     # db_default too: the column is added to a table that may have rows (migration 0014).
     kind = fields.CharEnumField(
         EndpointKind,

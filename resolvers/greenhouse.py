@@ -32,6 +32,7 @@ from models.session import InterviewSession, SessionStatus
 from models.webhook import EndpointKind, WebhookEndpoint
 from resolvers import validation as check
 from resolvers.auth import Principal, PrincipalKind, authenticate
+from resolvers.credentials import CredentialBox
 from resolvers.errors import BadUserInput, Conflict, NotFound, Unauthenticated
 from resolvers.events import EventLog
 from resolvers.report import ReportConfig, report_payload
@@ -172,6 +173,7 @@ async def send_test(
     public_url: str,
     token_ttl: timedelta,
     allow_private_networks: bool,
+    credentials: CredentialBox,
 ) -> SentTest:
     """Create the session for one Greenhouse application and test, once.
 
@@ -202,7 +204,7 @@ async def send_test(
             account_id=principal.account_id,
             url=callback_url,
             description=f"Greenhouse application {request.application_key}"[:500],
-            secret=caller.key,
+            secret=credentials.seal(caller.key),  # sent back on the PATCH: sealed, not hashed
             kind=EndpointKind.GREENHOUSE_CALLBACK,
             using_db=conn,
         )

@@ -33,6 +33,7 @@ POSTGRES_ADMIN_DSN = os.environ.get(
     "TEST_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+TEST_CREDENTIAL_KEY = secrets.token_urlsafe(32)
 DB_FIXTURES = {"app", "client", "api", "account", "account_factory", "database_url", "live_server"}
 
 
@@ -132,6 +133,8 @@ def make_settings(database_url: str, sandbox_root: Path, **overrides: Any) -> Se
         "DATABASE_URL": database_url,
         "SANDBOX_ROOT": str(sandbox_root),
         "PUBLIC_URL": "http://interviewlm.test",
+        # Shared with the server processes tests start (server_env), as replicas share it.
+        "CREDENTIAL_KEY": TEST_CREDENTIAL_KEY,
     }
     if test_database() == "postgres":
         env["REDIS_URL"] = REDIS_URL
@@ -200,6 +203,7 @@ def server_env(app: Starlette) -> dict[str, str]:
         "DATABASE_URL": settings.database_url,
         "SANDBOX_ROOT": str(settings.sandbox_root),
         "LOG_LEVEL": "WARNING",
+        "CREDENTIAL_KEY": TEST_CREDENTIAL_KEY,
     }
     if settings.redis_url:
         env["REDIS_URL"] = settings.redis_url

@@ -25,7 +25,8 @@ from starlette.applications import Starlette
 
 from models.greenhouse import GreenhouseInterview
 from models.session import InterviewSession, SessionStatus
-from models.webhook import WebhookDelivery
+from models.webhook import WebhookDelivery, WebhookEndpoint
+from resolvers.credentials import PREFIX as SEALED
 from resolvers.webhooks.config import WebhookConfig
 from resolvers.webhooks.worker import DeliveryWorker
 from tests.conftest import Account
@@ -90,7 +91,11 @@ def greenhouse_server(
     either may deliver the PATCH."""
     worker: DeliveryWorker = app.state.webhooks
     saved = worker.config
-    worker.config = WebhookConfig(allow_private_networks=True, retry_schedule_s=FAST_RETRIES)
+    worker.config = WebhookConfig(
+        allow_private_networks=True,
+        retry_schedule_s=FAST_RETRIES,
+        credentials=saved.credentials,  # CREDENTIAL_KEY is shared with the server (server_env)
+    )
     env = {
         **server_env,
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
@@ -238,6 +243,10 @@ async def test_completion_queues_the_patch_in_the_outbox_with_the_change(
     interview = sent["partner_interview_id"]
     link = await GreenhouseInterview.get(session_id=interview)
     assert await WebhookDelivery.filter(endpoint_id=link.callback_id).count() == 0
+    # The partner key goes back on the PATCH, so it cannot be hashed: it is kept sealed.
+    callback = await WebhookEndpoint.get(id=link.callback_id)
+    assert callback.secret.startswith(SEALED)
+    assert key not in callback.secret
     candidate = sent["invite_url"].split("#token=", 1)[1]
     assert (await api(END, {"s": interview}, token=candidate)).ok()
     [queued] = await WebhookDelivery.filter(endpoint_id=link.callback_id)

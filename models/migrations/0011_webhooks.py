@@ -24,7 +24,7 @@ class Migration(migrations.Migration):
                 ('url', fields.CharField(max_length=2048)),
                 ('description', fields.CharField(default='', max_length=500)),
                 ('events', fields.JSONField(default=list, encoder=functools.partial(dumps, separators=(',', ':')), decoder=loads)),
-                ('secret', fields.CharField(max_length=100)),
+                ('secret', fields.CharField(max_length=300)),
                 ('enabled', fields.BooleanField(default=True)),
                 ('disabled_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('disabled_reason', fields.TextField(null=True, unique=False)),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from resolvers.credentials import CredentialBox
 
 # Standard Webhooks' recommended schedule (Svix's): retries after 5 s, 5 min, 30 min,
 # 2 h, 5 h, 10 h and 10 h -- eight attempts over about 27 hours, so a receiver that is
@@ -26,6 +28,8 @@ class WebhookConfig:
     """How often an idle worker looks for due deliveries (an enqueue in the same process
     wakes it at once; this bounds the latency of retries and of other replicas' events)."""
     concurrency: int = 16
+    credentials: CredentialBox = field(default_factory=CredentialBox.random, repr=False)
+    """Opens the sealed credentials of Greenhouse callbacks (``resolvers.credentials``)."""
     """Endpoints served at once by one replica (each endpoint's deliveries are serial)."""
 
     @property

@@ -13,6 +13,7 @@ import certifi
 import httpx
 
 from models.webhook import EndpointKind
+from resolvers.credentials import CredentialBox, CredentialError
 from resolvers.webhooks.config import EXCERPT_BYTES
 from resolvers.webhooks.signing import signed_headers
 from resolvers.webhooks.ssrf import TargetRefused, parse_target, resolve
@@ -51,7 +52,12 @@ def new_client(timeout_s: float, tls: ssl.SSLContext) -> httpx.AsyncClient:
 
 
 async def send(
-    client: httpx.AsyncClient, attempt: Attempt, *, timeout_s: float, allow_private: bool
+    client: httpx.AsyncClient,
+    attempt: Attempt,
+    *,
+    timeout_s: float,
+    allow_private: bool,
+    credentials: CredentialBox,
 ) -> AttemptResult:
     started = time.monotonic()
 
@@ -64,7 +70,7 @@ async def send(
                 parse_target(attempt.url, allow_private=allow_private),
                 allow_private=allow_private,
             )
-            method, body, headers = _request(attempt)
+            method, body, headers = _request(attempt, credentials)
             headers |= {
                 "host": target.host_header,
                 "user-agent": "InterviewLM-Webhooks/1",
@@ -87,6 +93,8 @@ async def send(
                 await response.aclose()
     except TargetRefused as exc:
         return AttemptResult(ok=False, duration_ms=elapsed_ms(), error=f"refused: {exc}")
+    except CredentialError as exc:  # sealed under another CREDENTIAL_KEY: retried later
+        return AttemptResult(ok=False, duration_ms=elapsed_ms(), error=f"credential: {exc}")
     except TimeoutError:
         return AttemptResult(
             ok=False, duration_ms=elapsed_ms(), error=f"timed out after {timeout_s:g} s"
@@ -108,13 +116,15 @@ async def send(
     )
 
 
-def _request(attempt: Attempt) -> tuple[str, bytes, dict[str, str]]:
+def _request(attempt: Attempt, credentials: CredentialBox) -> tuple[str, bytes, dict[str, str]]:
     """Method, body and headers: the signed POST of the event, or, for a Greenhouse
     callback, Greenhouse's "Mark Test as Completed": an empty PATCH with HTTP Basic auth
-    (the partner key, empty password), as developers.greenhouse.io/assessment.html shows."""
+    (the partner key, empty password), as developers.greenhouse.io/assessment.html shows.
+    The key is stored sealed (``resolvers.credentials``) and opened only here."""
     if attempt.kind is EndpointKind.GREENHOUSE_CALLBACK:
-        credentials = base64.b64encode(f"{attempt.secret}:".encode()).decode()
-        return "PATCH", b"", {"authorization": f"Basic {credentials}"}
+        key = credentials.open(attempt.secret)
+        basic = base64.b64encode(f"{key}:".encode()).decode()
+        return "PATCH", b"", {"authorization": f"Basic {basic}"}
     body = attempt.body.encode()
     return "POST", body, signed_headers(attempt.secret, attempt.webhook_id, int(time.time()), body)
 

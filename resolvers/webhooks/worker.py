@@ -145,6 +145,7 @@ class DeliveryWorker:
                 current.attempt,
                 timeout_s=config.timeout_s,
                 allow_private=config.allow_private_networks,
+                credentials=config.credentials,
             )
             if result.ok:
                 succeeded.append((current, result))
