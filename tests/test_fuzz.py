@@ -82,14 +82,22 @@ async def test_schemathesis_finds_no_internal_errors(
 ) -> None:
     headers = {"authorization": f"Bearer {account['candidateToken']}"}
     async with httpx.AsyncClient(base_url=live_server.url, headers=headers, timeout=60) as http:
-        started = await http.post(
-            "/graphql",
-            json={
-                "query": "mutation($s: ID!) { startSandbox(sessionId: $s) { state } }",
-                "variables": {"s": account["sessionId"]},
-            },
-        )
-        assert started.json()["data"]["startSandbox"]["state"] == "RUNNING"
+        # On SQLite this server and the test's own app are two processes on one file: a
+        # write of the app's (a file watcher of an earlier test's sandbox) can make the
+        # server's start fail with "database is locked" (production SQLite is one process).
+        for _attempt in range(3):
+            started = (
+                await http.post(
+                    "/graphql",
+                    json={
+                        "query": "mutation($s: ID!) { startSandbox(sessionId: $s) { state } }",
+                        "variables": {"s": account["sessionId"]},
+                    },
+                )
+            ).json()
+            if started.get("data"):
+                break
+        assert started["data"]["startSandbox"]["state"] == "RUNNING", started
     failures = []
     for token in EXAMPLES:
         failures += await asyncio.to_thread(_fuzz, live_server, account, token)

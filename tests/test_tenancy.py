@@ -7,11 +7,13 @@ a Query or Mutation field that has no case here.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from models.claude import ClaudeRun, ClaudeRunStatus
+from models.webhook import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from tests.conftest import Account, random_email
 from tests.support import Api
 
@@ -68,6 +70,44 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
         "object",
     ),
     "languages": ("{ languages { id } }", lambda a: {}, "list"),
+    "revokeReportLinks": (
+        "mutation($id: ID!) { revokeReportLinks(sessionId: $id) }",
+        lambda a: {"id": a["sessionId"]},
+        "object",
+    ),
+    "webhookEndpoints": ("{ webhookEndpoints { id url } }", lambda a: {}, "list"),
+    "webhookDeliveries": (
+        "query($id: ID!) { webhookDeliveries(endpointId: $id) { edges { node { id } } } }",
+        lambda a: {"id": a["endpointId"]},
+        "object",
+    ),
+    "createWebhookEndpoint": (
+        """mutation { createWebhookEndpoint(input: {url: "https://hooks.example.com/x",
+            events: ["session.created"]}) { endpoint { id } } }""",
+        lambda a: {},
+        "list",
+    ),
+    "updateWebhookEndpoint": (
+        """mutation($id: ID!) { updateWebhookEndpoint(id: $id, input: {description: "x"}) {
+            id } }""",
+        lambda a: {"id": a["endpointId"]},
+        "object",
+    ),
+    "deleteWebhookEndpoint": (
+        "mutation($id: ID!) { deleteWebhookEndpoint(id: $id) }",
+        lambda a: {"id": a["endpointId"]},
+        "object",
+    ),
+    "sendTestWebhook": (
+        "mutation($id: ID!) { sendTestWebhook(endpointId: $id) { id } }",
+        lambda a: {"id": a["endpointId"]},
+        "object",
+    ),
+    "redeliverWebhook": (
+        "mutation($id: ID!) { redeliverWebhook(deliveryId: $id) { id } }",
+        lambda a: {"id": a["deliveryId"]},
+        "object",
+    ),
     "apiTokens": ("{ apiTokens { id } }", lambda a: {}, "list"),
     "createQuestion": (
         """mutation($q: ID!) { createQuestion(input: {title: "t", prompt: "p",
@@ -198,6 +238,14 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
 START_SANDBOX = "mutation($id: ID!) { startSandbox(sessionId: $id) { id } }"
 CLAUDE_FIELDS = {"claudeRun", "cancelClaude"}
 TERMINAL_FIELDS = {"terminalInput", "resizeTerminal", "closeTerminal", "testRun"}
+WEBHOOK_FIELDS = {
+    "webhookEndpoints",
+    "webhookDeliveries",
+    "updateWebhookEndpoint",
+    "deleteWebhookEndpoint",
+    "sendTestWebhook",
+    "redeliverWebhook",
+}
 
 
 async def _victim(
@@ -206,6 +254,7 @@ async def _victim(
     *,
     with_terminal: bool = False,
     with_claude_run: bool = False,
+    with_webhook: bool = False,
 ) -> Account:
     victim = await make_account()
     tokens = (await api("{ apiTokens { id scope } }", token=victim["interviewerToken"])).ok()
@@ -226,11 +275,39 @@ async def _victim(
             status=ClaudeRunStatus.RUNNING,
         )
         victim["claudeRunId"] = str(run.id)
+    if with_webhook:
+        # Made directly: the victim's endpoint need not be reachable, only owned.
+        endpoint = await WebhookEndpoint.create(
+            account_id=victim["accountId"],
+            url="https://hooks.example.com/victim",
+            events=["session.created"],
+            secret="whsec_dmljdGltIHNpZ25pbmcgc2VjcmV0IQ==",
+        )
+        delivery = await WebhookDelivery.create(
+            account_id=victim["accountId"],
+            endpoint=endpoint,
+            webhook_id="msg_victim",
+            event_type="session.created",
+            body="{}",
+            status=DeliveryStatus.SUCCEEDED,
+            next_attempt_at=datetime.now(UTC),
+        )
+        victim["endpointId"], victim["deliveryId"] = str(endpoint.id), str(delivery.public_id)
     return victim
 
 
 def _victim_ids(victim: Account) -> list[str]:
-    keys = ("accountId", "sessionId", "questionId", "tokenId", "terminalId", "runId", "claudeRunId")
+    keys = (
+        "accountId",
+        "sessionId",
+        "questionId",
+        "tokenId",
+        "terminalId",
+        "runId",
+        "claudeRunId",
+        "endpointId",
+        "deliveryId",
+    )
     return [victim[k] for k in keys if k in victim]
 
 
@@ -251,6 +328,7 @@ async def test_other_account_gets_nothing(
         account_factory,
         with_terminal=field in TERMINAL_FIELDS,
         with_claude_run=field in CLAUDE_FIELDS,
+        with_webhook=field in WEBHOOK_FIELDS,
     )
     attacker = await account_factory()
     operation, variables, kind = BATTERY[field]
