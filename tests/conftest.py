@@ -25,7 +25,6 @@ from starlette.applications import Starlette
 from gql.app import create_app
 from gql.settings import Settings
 from resolvers.database import migrate
-from resolvers.file_watch import FileWatch
 from resolvers.seed import seed_demo
 from tests.server import ServerProcess, start_server
 from tests.support import Api
@@ -194,23 +193,6 @@ def account_factory(app: Starlette) -> Callable[[], Awaitable[Account]]:
 
 def random_email() -> str:
     return f"cand-{secrets.token_hex(4)}@example.com"
-
-
-@pytest.fixture(autouse=True)
-async def _no_watchers_outlive_their_test(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """Stop the test app's live file watchers after each test that used the app.
-
-    A sandbox a test left running (with a process still writing) would otherwise go on
-    recording into the database; on SQLite, where later tests' child servers share the
-    file, those writes make their transactions fail with "database is locked".
-    """
-    yield
-    if "app" not in request.fixturenames:
-        return
-    app: Starlette = request.getfixturevalue("app")
-    for listener in app.state.services.sandboxes.listeners:
-        if isinstance(listener, FileWatch):
-            await listener.close()
 
 
 @pytest.fixture(scope="session")
