@@ -25,6 +25,7 @@ from starlette.applications import Starlette
 from gql.app import create_app
 from gql.settings import Settings
 from resolvers.database import migrate
+from resolvers.file_watch import FileWatch
 from resolvers.seed import seed_demo
 from tests.server import ServerProcess, start_server
 from tests.support import Api
@@ -172,9 +173,17 @@ Account = dict[str, str]
 
 
 @pytest.fixture
-async def account(app: Starlette) -> Account:
-    """A fresh demo account (see ``interviewlm seed-demo``): tokens, question, session."""
-    return await new_account(app)
+async def account(app: Starlette) -> AsyncIterator[Account]:
+    """A fresh demo account (see ``interviewlm seed-demo``): tokens, question, session.
+
+    Afterwards the app's live file watchers stop: a sandbox the test left writing would
+    go on recording into the SQLite file later tests' child servers share, and their
+    transactions would fail with "database is locked".
+    """
+    yield await new_account(app)
+    for listener in app.state.services.sandboxes.listeners:
+        if isinstance(listener, FileWatch):
+            await listener.close()
 
 
 async def new_account(app: Starlette) -> Account:
