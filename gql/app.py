@@ -121,6 +121,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             retry_schedule_s=settings.webhook_retry_schedule_s,
             timeout_s=settings.webhook_timeout_s,
             poll_interval_s=settings.webhook_poll_interval_ms / 1000,
+            concurrency=settings.webhook_concurrency,
             credentials=CredentialBox.from_secret(settings.credential_key),
         )
     )

@@ -127,6 +127,8 @@ class Settings:
     webhook_retry_schedule_s: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE_S
     webhook_timeout_s: int = 10
     webhook_poll_interval_ms: int = 1000
+    webhook_concurrency: int = 16
+    """Endpoints one replica serves at once; 0: this replica delivers no webhooks."""
     file_watch: bool = True
     file_watch_events_per_s: int = 50
     file_watch_burst: int = 100
@@ -224,6 +226,7 @@ class Settings:
             webhook_poll_interval_ms=max(
                 10, _int(env, "WEBHOOK_POLL_INTERVAL_MS", d.webhook_poll_interval_ms)
             ),
+            webhook_concurrency=max(0, _int(env, "WEBHOOK_CONCURRENCY", d.webhook_concurrency)),
             file_watch=_bool(env, "FILE_WATCH", d.file_watch),
             file_watch_events_per_s=_int(
                 env, "FILE_WATCH_EVENTS_PER_SECOND", d.file_watch_events_per_s

@@ -213,6 +213,10 @@ def server_env(app: Starlette) -> dict[str, str]:
         "SANDBOX_ROOT": str(settings.sandbox_root),
         "LOG_LEVEL": "WARNING",
         "CREDENTIAL_KEY": TEST_CREDENTIAL_KEY,
+        # Child servers deliver no webhooks unless a test asks: with their default policy
+        # (no private targets, retries after 5 s, 5 min...) they would take deliveries
+        # the test app's worker is running on a fast schedule and push them out of reach.
+        "WEBHOOK_CONCURRENCY": "0",
     }
     if settings.redis_url:
         env["REDIS_URL"] = settings.redis_url

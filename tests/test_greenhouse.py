@@ -100,6 +100,7 @@ def greenhouse_server(
         **server_env,
         "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
         "WEBHOOK_RETRY_SCHEDULE": ",".join(map(str, FAST_RETRIES)),
+        "WEBHOOK_CONCURRENCY": "16",
         "PUBLIC_URL": PUBLIC_URL,
     }
     server = start_server(env, tmp_path_factory.mktemp("greenhouse-server"))

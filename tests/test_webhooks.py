@@ -9,6 +9,7 @@ schedule and a short timeout (``fast_worker``), and put its policy back afterwar
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -192,6 +193,23 @@ async def test_failed_attempts_are_logged_with_the_next_attempt(
 async def _with(api: Api, token: str, endpoint_id: str, **fields: Any) -> list[dict[str, Any]]:
     log = await deliveries(api, token, endpoint_id)
     return log if log and all(log[0].get(k) == v for k, v in fields.items()) else []
+
+
+async def test_a_replica_with_no_delivery_slots_delivers_nothing(
+    api: Api, account: Account, fast_worker: DeliveryWorker, receiver: Receiver
+) -> None:
+    """WEBHOOK_CONCURRENCY=0: the replica serves the API and leaves deliveries to others."""
+    token = account["interviewerToken"]
+    endpoint_id, _ = await create_endpoint(api, token, receiver.url, ["webhook.disabled"])
+    fast_worker.config = dataclasses.replace(FAST, concurrency=0)
+    await api(SEND_TEST, {"e": endpoint_id}, token=token)
+    await asyncio.sleep(1)  # 50 of the worker's poll intervals
+    assert receiver.received == []
+    assert [d["attempt"] for d in await deliveries(api, token, endpoint_id)] == [0]
+
+    fast_worker.config = FAST  # given slots, it delivers
+    await wait_until(lambda: _all_succeeded(api, token, endpoint_id, 1), what="delivered")
+    assert len(receiver.received) == 1
 
 
 @pytest.mark.parametrize("failing", [0, 2])

@@ -31,6 +31,7 @@ REPLICA_ENV = {
     # A lease is 2 x timeout + 5 s: a killed replica's delivery is retried after 9 s.
     "WEBHOOK_TIMEOUT_SECONDS": "2",
     "WEBHOOK_POLL_INTERVAL_MS": "100",
+    "WEBHOOK_CONCURRENCY": "16",
 }
 
 

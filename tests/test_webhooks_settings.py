@@ -36,17 +36,21 @@ def test_webhook_settings_are_read_and_checked() -> None:
             "WEBHOOK_RETRY_SCHEDULE": "0.5, 2,60",
             "WEBHOOK_TIMEOUT_SECONDS": "3",
             "WEBHOOK_POLL_INTERVAL_MS": "250",
+            "WEBHOOK_CONCURRENCY": "0",
         }
     )
     assert settings.webhook_allow_private_networks is True
     assert settings.webhook_retry_schedule_s == (0.5, 2.0, 60.0)
     assert settings.webhook_timeout_s == 3
     assert settings.webhook_poll_interval_ms == 250
+    assert settings.webhook_concurrency == 0
+    assert Settings.from_env({}).webhook_concurrency == 16
     for name, value in [
         ("WEBHOOK_RETRY_SCHEDULE", "soon"),
         ("WEBHOOK_RETRY_SCHEDULE", "5,-1"),
         ("WEBHOOK_ALLOW_PRIVATE_NETWORKS", "maybe"),
         ("WEBHOOK_TIMEOUT_SECONDS", "ten"),
+        ("WEBHOOK_CONCURRENCY", "many"),
     ]:
         with pytest.raises(SettingsError, match=name):
             Settings.from_env({name: value})

@@ -28,9 +28,10 @@ class WebhookConfig:
     """How often an idle worker looks for due deliveries (an enqueue in the same process
     wakes it at once; this bounds the latency of retries and of other replicas' events)."""
     concurrency: int = 16
+    """Endpoints served at once by one replica (each endpoint's deliveries are serial);
+    0: this replica delivers nothing (replicas dedicated to serving the API)."""
     credentials: CredentialBox = field(default_factory=CredentialBox.random, repr=False)
     """Opens the sealed credentials of Greenhouse callbacks (``resolvers.credentials``)."""
-    """Endpoints served at once by one replica (each endpoint's deliveries are serial)."""
 
     @property
     def max_attempts(self) -> int:
