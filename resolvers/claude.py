@@ -36,6 +36,7 @@ from models.claude import ClaudeRun, ClaudeRunStatus
 from models.sandbox import SandboxRecord
 from resolvers import claude_stream as cs
 from resolvers import event_kinds as ek
+from resolvers import metrics
 from resolvers import validation as check
 from resolvers.agent_launch import QUIET_ENV, AgentLink, cli_argv, launch
 from resolvers.anthropic_proxy import mint_token
@@ -261,6 +262,7 @@ class ClaudeAgent:
         with contextlib.suppress(SandboxError, SandboxUnavailable):
             await self.sandboxes.sync_workspace(sandbox, source="agent")
         used = await ClaudeRun.get(id=run.id)
+        metrics.observe_agent_run(used)
         finished = ek.ClaudeFinished(
             str(run.id),
             status=status,

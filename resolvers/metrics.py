@@ -11,7 +11,12 @@ global one, so that what a replica exposes is exactly this list.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from models.claude import ClaudeRun
+from models.testrun import TestRun, TestRunStatus
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -117,3 +122,29 @@ RATE_LIMITED = Counter(
     ["limit"],
     registry=REGISTRY,
 )
+
+
+def since(start: datetime | None) -> float:
+    """Seconds from ``start`` (a stored, timezone-aware time) to now; 0 when unknown."""
+    if start is None:
+        return 0.0
+    return max(0.0, (datetime.now(UTC) - start).total_seconds())
+
+
+def test_run_outcome(run: TestRun) -> str:
+    """A bounded outcome: passed, failed, compile_error or error."""
+    if run.status is not TestRunStatus.FINISHED:
+        return "error"
+    if run.compile_error is not None:
+        return "compile_error"
+    return "passed" if run.failed == 0 and run.error is None else "failed"
+
+
+def observe_test_run(run: TestRun) -> None:
+    """A finished test run: from its claim (queued) to now, by outcome."""
+    TEST_RUN_DURATION.labels(test_run_outcome(run)).observe(since(run.created_at))
+
+
+def observe_agent_run(run: ClaudeRun) -> None:
+    """A finished agent run: from its start to now, by status (succeeded, failed, cancelled)."""
+    AGENT_RUN_DURATION.labels(run.status.value.lower()).observe(since(run.created_at))

@@ -39,6 +39,7 @@ from models.question import Question, QuestionLanguage
 from models.sandbox import SandboxRecord, SandboxState
 from models.session import InterviewSession, SessionStatus
 from resolvers import event_kinds as ek
+from resolvers import metrics
 from resolvers.auth import Principal
 from resolvers.breaker import CircuitBreaker
 from resolvers.errors import Conflict, RateLimited, SandboxUnavailable
@@ -237,6 +238,9 @@ class Sandboxes:
         record.state = SandboxState.RUNNING
         record.last_activity_at = datetime.now(UTC)
         await record.save(update_fields=["state", "last_activity_at"])
+        metrics.SANDBOX_START_DURATION.labels(record.backend).observe(
+            metrics.since(record.created_at)
+        )
         if session.status is SessionStatus.SCHEDULED:
             async with in_transaction() as conn:
                 started = await (

@@ -43,6 +43,7 @@ from models.language import Language
 from models.question import Question, QuestionLanguage, TestCase
 from models.session import InterviewSession
 from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
+from resolvers import metrics
 from resolvers import validation as check
 from resolvers.auth import Principal
 from resolvers.background import BackgroundRuns, result_writer
@@ -274,6 +275,7 @@ class TestRuns:
             final = await TestRun.filter(id=run.id).using_db(conn).get()
             session = await InterviewSession.filter(id=run.session_id).using_db(conn).get()
             await enqueue_test_run_finished(session, final, using_db=conn)
+        metrics.observe_test_run(final)
         await self.log.append(
             run.session_id,
             TestRunFinished(
