@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from tortoise.transactions import in_transaction
 
 from models.webhook import WebhookDelivery, WebhookEndpoint
-from resolvers.webhooks import enqueue
+from resolvers.webhooks import claims, enqueue
 from resolvers.webhooks.config import WebhookConfig
 from resolvers.webhooks.endpoints import remove_endpoints
 from resolvers.webhooks.worker import DeliveryWorker
@@ -336,3 +336,36 @@ async def test_delivery_log_pages(
     assert seen == ids[::-1]  # newest first
     bad = await api(DELIVERIES, {"e": endpoint_id, "after": "nonsense"}, token=token)
     assert bad.codes == ["BAD_USER_INPUT"]
+
+
+async def test_endpoints_that_answer_are_served_before_failing_ones(
+    account: Account, fast_worker: DeliveryWorker
+) -> None:
+    """A receiver in a failure streak (down, or hanging until each attempt times out)
+    must not take the delivery slots of endpoints that answer, even with its retries due
+    first: the claim takes healthy endpoints' heads first."""
+    account_id = uuid.UUID(account["accountId"])
+    failing, healthy = [
+        await WebhookEndpoint.create(
+            account_id=account_id,
+            url=f"https://{name}.example.com/hook",
+            events=["webhook.disabled"],
+            secret="whsec_x",
+            failure_streak=streak,
+        )
+        for name, streak in (("down", 3), ("up", 0))
+    ]
+    fast_worker.paused = True  # the test claims, not the worker
+    owner = f"test-{uuid.uuid4().hex[:8]}"
+    try:
+        await enqueue(account_id, "webhook.disabled", {"n": 1})  # both: the failing one older
+        await WebhookDelivery.filter(endpoint_id=failing.id).update(
+            next_attempt_at=datetime.now(UTC) - timedelta(minutes=5)
+        )
+        claimed = await claims.claim_heads(owner, FAST, limit=1000)
+        mine = [c.endpoint_id for c in claimed if c.endpoint_id in {failing.id, healthy.id}]
+        assert mine == [healthy.id, failing.id]
+    finally:
+        await claims.release(owner)
+        await remove_endpoints([failing.id, healthy.id])
+        fast_worker.paused = False

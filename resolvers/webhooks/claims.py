@@ -60,7 +60,12 @@ def _heads() -> Subquery:
 async def claim_heads(
     owner: str, config: WebhookConfig, *, limit: int, busy: Collection[uuid.UUID] = ()
 ) -> list[Claimed]:
-    """Lease up to ``limit`` due heads, of endpoints other than ``busy``."""
+    """Lease up to ``limit`` due heads, of endpoints other than ``busy``.
+
+    Endpoints that answer go first, the oldest due first; then those in a failure streak
+    (their retries). A receiver that is down, or hangs until the attempt's timeout, must
+    not take a replica's delivery slots from endpoints that are up: its retries wait
+    for a free slot, never the other way round."""
     now = datetime.now(UTC)
     query = WebhookDelivery.filter(
         _unleased(now), id__in=_heads(), next_attempt_at__lte=now, endpoint__enabled=True
@@ -70,7 +75,7 @@ async def claim_heads(
     async with in_transaction() as conn:
         candidates = await (
             query.using_db(conn)
-            .order_by("next_attempt_at", "id")
+            .order_by("endpoint__failure_streak", "next_attempt_at", "id")
             .limit(limit)
             .select_for_update(skip_locked=True, of=("webhook_delivery",))
         )
