@@ -166,13 +166,7 @@ async def send_test(principal: Principal, endpoint_id: str) -> WebhookDelivery:
 
 async def redeliver(principal: Principal, delivery_id: str) -> WebhookDelivery:
     """Send a delivery again as a new one (same ``webhook-id``, same body, new attempts)."""
-    principal.require_staff()
-    did = check.object_id("deliveryId", delivery_id)
-    original = await WebhookDelivery.get_or_none(
-        public_id=did, account_id=principal.account_id, endpoint__kind=STANDARD
-    )
-    if original is None:
-        raise NotFound("webhook delivery")
+    original = await get_delivery(principal, delivery_id)
     endpoint = await WebhookEndpoint.get(id=original.endpoint_id)
     async with in_transaction() as conn:
         rows = await queue(
