@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import statistics
 import sys
@@ -42,6 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.common import machine_state, running_app, traversable_tempdir  # noqa: E402
 
 START = "mutation($s: ID!) { startSandbox(sessionId: $s) { id } }"
 WRITER = "while read n; do echo $n > w$n.txt; done"
@@ -202,38 +203,12 @@ async def scenarios(app: Any) -> None:
         follower.cancel()
 
 
-def temporary_dirs() -> tuple[Path, Path]:
-    """A work dir, and a SANDBOX_ROOT the sandbox uids can traverse (temporary dirs are 0700)."""
-    workdir = Path(tempfile.mkdtemp(prefix="interviewlm-bench-watch-"))
-    sandbox_root = Path(tempfile.mkdtemp(prefix="interviewlm-bench-sandboxes-"))
-    sandbox_root.chmod(0o711)
-    return workdir, sandbox_root
-
-
-def machine_state() -> str:
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return f"{os.cpu_count()} cores, load average {load}"
-
-
 async def main_async(n: int, database_url: str | None, review: bool) -> None:
-    from gql.app import create_app
-    from gql.settings import Settings
-    from resolvers.database import migrate
-
-    workdir, sandbox_root = temporary_dirs()
+    workdir = Path(tempfile.mkdtemp(prefix="interviewlm-bench-watch-"))
+    sandbox_root = traversable_tempdir()
     url = database_url or f"sqlite://{workdir}/bench.sqlite3"
     try:
-        await migrate(url)
-        settings = Settings.from_env(
-            {
-                "DATABASE_URL": url,
-                "SANDBOX_ROOT": str(sandbox_root),
-                "PUBLIC_URL": "http://bench",
-                "LOG_LEVEL": "WARNING",
-            }
-        )
-        app = create_app(settings)
-        async with app.router.lifespan_context(app):
+        async with running_app(url, sandbox_root) as app:
             print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, db {url.split(':')[0]}")
             print(f"# {machine_state()}")
             if review:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import random
-import secrets
 import shutil
 import statistics
 import subprocess
@@ -36,10 +34,18 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import (  # noqa: E402 -- after the path set-up
+    drop_postgres,
+    machine_state,
+    postgres_database,
+    postgres_url,
+    running_app,
+    traversable_tempdir,
+)
+
 if TYPE_CHECKING:
     from gql.context import Services
 
-PG_ADMIN = os.environ.get("BENCH_POSTGRES_DSN", "postgres://postgres@127.0.0.1:5432/postgres")
 EVENTS = 5_000
 PATHS = 20
 VERSIONS = 200
@@ -82,40 +88,20 @@ async def record_session(services: Services, sid: uuid.UUID, rng: random.Random)
     return base + PATHS
 
 
-def traversable_tempdir() -> Path:
-    """A SANDBOX_ROOT the sandbox uids can traverse (temporary dirs are 0700)."""
-    root = Path(tempfile.mkdtemp(prefix="interviewlm-bench-sandboxes-"))
-    root.chmod(0o711)
-    return root
-
-
 async def measure(database_url: str, n: int, seed: int) -> dict[str, object]:
     import httpx
 
-    from gql.app import create_app
-    from gql.settings import Settings
-    from resolvers.database import migrate
     from resolvers.seed import seed_demo
 
-    await migrate(database_url)
     sandbox_root = traversable_tempdir()
-    settings = Settings.from_env(
-        {
-            "DATABASE_URL": database_url,
-            "SANDBOX_ROOT": str(sandbox_root),
-            "PUBLIC_URL": "http://bench",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
-    app = create_app(settings)
     rng = random.Random(seed)
     try:
-        async with app.router.lifespan_context(app):
+        async with running_app(database_url, sandbox_root) as app:
             services = app.state.services
             account = await seed_demo(
                 log=services.log,
-                public_url=settings.public_url,
-                max_file_bytes=settings.max_file_bytes,
+                public_url=services.settings.public_url,
+                max_file_bytes=services.settings.max_file_bytes,
             )
             sid, token = account["sessionId"], account["interviewerToken"]
             started = time.perf_counter()
@@ -158,28 +144,6 @@ async def measure(database_url: str, n: int, seed: int) -> dict[str, object]:
     }
 
 
-async def postgres_database() -> str:
-    import asyncpg
-
-    name = f"interviewlm_bench_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return name
-
-
-async def drop_postgres(name: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 async def run_one(db: str, n: int, seed: int) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="interviewlm-bench-playback-"))
     pg_name = None
@@ -188,7 +152,7 @@ async def run_one(db: str, n: int, seed: int) -> None:
             url = f"sqlite://{workdir}/bench.sqlite3"
         else:
             pg_name = await postgres_database()
-            url = PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_name}"
+            url = postgres_url(pg_name)
         result = await measure(url, n, seed)
     finally:
         if pg_name:
@@ -206,11 +170,6 @@ async def run_one(db: str, n: int, seed: int) -> None:
         f"({VERSIONS} file versions over {PATHS} paths)"
     )
     print("\n".join(rows), flush=True)
-
-
-def machine_state() -> str:
-    load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    return f"{os.cpu_count()} cores, load average {load}"
 
 
 def main() -> None:

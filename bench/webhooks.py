@@ -40,14 +40,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.playback import (  # noqa: E402 -- after the path set-up
-    PG_ADMIN,
+from bench.common import (  # noqa: E402 -- after the path set-up
     drop_postgres,
     machine_state,
-    percentile,
     postgres_database,
+    postgres_url,
+    running_app,
     traversable_tempdir,
 )
+from bench.playback import percentile  # noqa: E402
 
 CONCURRENCY = 8
 CREATE = """mutation($q: ID!, $e: String!) {
@@ -100,32 +101,22 @@ async def wait_for(receiver: Receiver, count: int, timeout_s: float) -> list[Any
 
 
 async def measure(database_url: str, n: int, receiver: Receiver) -> dict[str, Any]:
-    from gql.app import create_app
-    from gql.settings import Settings
     from models.webhook import WebhookDelivery
-    from resolvers.database import migrate
     from resolvers.seed import seed_demo
     from resolvers.webhooks.signing import signed_headers
     from resolvers.webhooks.worker import DeliveryWorker
 
-    await migrate(database_url)
     sandbox_root = traversable_tempdir()
-    settings = Settings.from_env(
-        {
-            "DATABASE_URL": database_url,
-            "SANDBOX_ROOT": str(sandbox_root),
-            "WEBHOOK_ALLOW_PRIVATE_NETWORKS": "true",
-        }
-    )
-    app = create_app(settings)
-    worker: DeliveryWorker = app.state.webhooks
     try:
-        async with app.router.lifespan_context(app):
+        async with running_app(
+            database_url, sandbox_root, WEBHOOK_ALLOW_PRIVATE_NETWORKS="true"
+        ) as app:
+            worker: DeliveryWorker = app.state.webhooks
             services = app.state.services
             account = await seed_demo(
                 log=services.log,
-                public_url=settings.public_url,
-                max_file_bytes=settings.max_file_bytes,
+                public_url=app.state.services.settings.public_url,
+                max_file_bytes=app.state.services.settings.max_file_bytes,
             )
             transport = httpx.ASGITransport(app=app)
             headers = {"authorization": f"Bearer {account['atsToken']}"}
@@ -231,7 +222,7 @@ async def run_one(db: str, n: int) -> None:
             url = f"sqlite://{workdir}/bench.sqlite3"
         else:
             pg_name = await postgres_database()
-            url = PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_name}"
+            url = postgres_url(pg_name)
         result = await measure(url, n, receiver)
     finally:
         receiver.stop()
