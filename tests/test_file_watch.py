@@ -310,14 +310,22 @@ async def _live_files(app: Starlette, account: Account) -> set[str]:
     return set(await app.state.services.sandboxes.files.current(record.session_id))
 
 
-async def test_a_directory_removed_whole_is_one_deletion_at_a_sync_point(
+async def _tree_without_watcher(
     app: Starlette, api: Api, account: Account, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # No watcher: the sync point after each command alone records (sync_workspace).
+) -> set[str]:
+    """The tree of _record_tree recorded with no watcher: the sync point after each
+    command alone records (sync_workspace). Returns the starter files."""
     monkeypatch.setattr(app.state.services.file_watch, "policy", WatchPolicy(enabled=False))
     await start(api, account)
     starter = await _live_files(app, account)
     await _record_tree(api, account)
+    return starter
+
+
+async def test_a_directory_removed_whole_is_one_deletion_at_a_sync_point(
+    app: Starlette, api: Api, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starter = await _tree_without_watcher(app, api, account, monkeypatch)
     assert len(await _live_files(app, account) - starter) == 305
     await run(api, account, "rm -rf gen g_n")
     assert sorted(_deletions(await all_events(api, account))) == ["g_n", "gen"]
@@ -330,10 +338,7 @@ async def test_a_directory_removed_whole_is_one_deletion_at_a_sync_point(
 async def test_sync_paths_records_a_directory_removed_whole_once(
     app: Starlette, api: Api, account: Account, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(app.state.services.file_watch, "policy", WatchPolicy(enabled=False))
-    await start(api, account)
-    starter = await _live_files(app, account)
-    await _record_tree(api, account)
+    starter = await _tree_without_watcher(app, api, account, monkeypatch)
     sandboxes = app.state.services.sandboxes
     record = await SandboxRecord.get(session_id=account["sessionId"], state=SandboxState.RUNNING)
     process = await sandboxes.backend.exec(record.backend_id, "rm -rf gen")
