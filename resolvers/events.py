@@ -4,10 +4,17 @@
 the same transaction as the insert: concurrent appends from any number of
 replicas serialize per session, and a rolled-back append leaves no gap.
 
-Appends to one session are group-committed: while a transaction is in
-flight, further appends queue up and go together in the next one (one
-transaction, one multi-row INSERT, one published message), so a burst of
+Appends to one session are group-committed: while a group is being stored,
+further appends queue up and go together in the next one (one statement on
+PostgreSQL, ``resolvers.event_store``; one published message), so a burst of
 terminal output costs a handful of round trips rather than one per chunk.
+
+A database that cannot be reached (restarting, a dropped connection) is
+retried with backoff for ``retry_s``: appends wait rather than fail, and a
+caller gets its records only once they are stored. A group whose reply was
+lost may have been stored: before storing it again the writer looks for it
+(``event_store.landed``), so nothing is stored twice. Past the budget the
+caller gets ``DatabaseUnavailable`` (UNAVAILABLE) and nothing of it is stored.
 
 Payloads are typed (``resolvers.event_kinds``): an append serializes each one
 once, and that JSON is both the stored row and what the bus carries; readers
@@ -25,16 +32,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from tortoise.transactions import in_transaction
-
 from models.event import Event
 from models.session import InterviewSession
+from resolvers import event_store, metrics
 from resolvers.bus import EventBus
+from resolvers.database import DatabaseUnavailable, is_unavailable
 from resolvers.event_kinds import Payload, parse_stored
 from resolvers.storage import OutputQuota, StorageLimits
 
 MAX_READ = 1000
 MAX_BATCH = 500
+RETRY_S = 30.0
+"""How long an append keeps trying a database it cannot reach before failing."""
+BACKOFF_S = (0.05, 1.0)
+"""First and longest pause between tries (doubling)."""
 logger = logging.getLogger("interviewlm.events")
 
 
@@ -128,8 +139,11 @@ class _SessionWriter:
 
 
 class EventLog:
-    def __init__(self, bus: EventBus, *, limits: StorageLimits | None = None) -> None:
+    def __init__(
+        self, bus: EventBus, *, limits: StorageLimits | None = None, retry_s: float = RETRY_S
+    ) -> None:
         self.bus = bus
+        self.retry_s = retry_s
         # What one session may store in the recording (resolvers.storage).
         self.limits = limits or StorageLimits()
         self.output_quota = OutputQuota(self.limits)
@@ -186,34 +200,44 @@ class EventLog:
                 self._writers.pop(session_id, None)
 
     async def _commit(self, session_id: uuid.UUID, items: Sequence[Payload]) -> list[EventRecord]:
-        now = datetime.now(UTC)
+        """Store one group, retrying an unreachable database for ``retry_s``."""
+        now = datetime.now(UTC)  # also the group's mark: see event_store.landed
         encoded = [_encoded(payload) for payload in items]
-        async with in_transaction() as conn:
-            session = (
-                await InterviewSession.filter(id=session_id)
-                .select_for_update()
-                .using_db(conn)
-                .only("id", "last_seq")
-                .get()
-            )
-            first = session.last_seq + 1
-            await (
-                InterviewSession.filter(id=session_id)
-                .using_db(conn)
-                .update(last_seq=session.last_seq + len(items))
-            )
-            records = [
-                EventRecord(session_id, first + i, payload.kind, now, payload, data)
-                for i, (payload, data) in enumerate(encoded)
-            ]
-            await Event.bulk_create(
-                [
-                    Event(session_id=session_id, seq=r.seq, type=r.type, at=r.at, payload=r.data)
-                    for r in records
-                ],
-                using_db=conn,
-            )
-        return records
+        rows = [(payload.kind, data) for payload, data in encoded]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.retry_s
+        delay, longest = BACKOFF_S
+        tries = 0
+        while True:
+            try:
+                # After a failure the group may have been stored with its reply lost.
+                first = await event_store.landed(session_id, now, len(rows)) if tries else None
+                if first is None:
+                    first = await event_store.insert_group(session_id, now, rows)
+                break
+            except Exception as exc:
+                if not is_unavailable(exc):
+                    raise
+                tries += 1
+                if loop.time() + delay > deadline:
+                    logger.error(
+                        "events of %s not stored after %d tries: %s", session_id, tries, exc
+                    )
+                    raise DatabaseUnavailable(
+                        "The event could not be stored: the database is unavailable."
+                    ) from exc
+                logger.warning("storing events of %s failed (%s); retrying", session_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, longest)
+        kinds: dict[str, int] = {}
+        for payload in items:
+            kinds[payload.kind] = kinds.get(payload.kind, 0) + 1
+        for kind, count in kinds.items():
+            metrics.EVENTS_APPENDED.labels(kind=kind).inc(count)
+        return [
+            EventRecord(session_id, first + i, payload.kind, now, payload, data)
+            for i, (payload, data) in enumerate(encoded)
+        ]
 
     async def read(self, session_id: uuid.UUID, *, after_seq: int, limit: int) -> list[EventRecord]:
         rows = (
