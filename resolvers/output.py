@@ -1,11 +1,14 @@
 """Coalescing command and terminal output into events.
 
-A flood of tiny writes must not become a flood of events: output is buffered
-per stream and emitted when ``max_bytes`` are waiting or ``max_delay_s`` has
-passed since the first unflushed byte, whichever comes first. 10 ms keeps a
-line's way to 100 watchers within ~25 ms at p99 while a flood still becomes
-at most ~100 events a second per stream (bench/stream.py). Text is decoded
-incrementally, so a UTF-8 character split across reads is never mangled.
+Output is emitted like a group commit: a write that finds nothing in flight,
+and no emit begun within the last ``max_delay_s``, is emitted at once (a line
+printed alone reaches watchers without waiting for any window). Writes that
+arrive while an emit is in flight, or within ``max_delay_s`` of the last one
+(a flood), wait in a buffer and go together when ``max_bytes`` are waiting or
+the window is over, whichever comes first: a flood still becomes at most ~100
+events a second per stream, each fanned out to every watcher once
+(bench/stream.py). Text is decoded incrementally, so a UTF-8 character split
+across reads is never mangled.
 
 ``capped_emit`` puts the session's recorded-output cap (resolvers.storage)
 in front of an emitter: past it, output is no longer stored, and one
@@ -32,25 +35,47 @@ class OutputCoalescer:
         self.emit = emit
         self.max_bytes = max_bytes
         self.max_delay_s = max_delay_s
-        self._stream: str | None = None
-        self._buffer = bytearray()
+        # Waiting output, in order: (stream, bytes) runs, one per change of stream.
+        self._segments: list[tuple[str, bytearray]] = []
+        self._size = 0
         self._decoders: dict[str, codecs.IncrementalDecoder] = {}
         self._timer: asyncio.Task[None] | None = None
+        # Held for every emit: one at a time, in order. Output arriving while it
+        # is held goes with the next emit (group commit).
         self._lock = asyncio.Lock()
+        self._last_emit = float("-inf")  # loop time the last emit began
 
     async def feed(self, stream: str, data: bytes) -> None:
-        async with self._lock:
-            if self._stream is not None and stream != self._stream:
+        if self._segments and self._segments[-1][0] == stream:
+            self._segments[-1][1].extend(data)
+        else:
+            self._segments.append((stream, bytearray(data)))
+        self._size += len(data)
+        if self._lock.locked() and self._size < self.max_bytes:
+            self._schedule()  # an emit is in flight: this goes with the next one
+            return
+        async with self._lock:  # (a full buffer waits here: back-pressure on the reader)
+            if not self._size:
+                return  # a timer took it meanwhile
+            if self._size >= self.max_bytes or self._wait() <= 0:
+                # Nothing in flight and no emit within the window: at once. A
+                # pending timer has not emitted anything (it needs the lock).
+                if self._timer is not None:
+                    self._timer.cancel()
+                    self._timer = None
                 await self._flush_locked()
-            self._stream = stream
-            self._buffer += data
-            if len(self._buffer) >= self.max_bytes:
-                await self._flush_locked()
-            elif self._timer is None:
-                self._timer = asyncio.create_task(self._flush_later())
+            else:
+                self._schedule()
 
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(self.max_delay_s)
+    def _wait(self) -> float:
+        return self._last_emit + self.max_delay_s - asyncio.get_running_loop().time()
+
+    def _schedule(self) -> None:
+        if self._timer is None:
+            self._timer = asyncio.create_task(self._flush_later(max(self._wait(), 0.0)))
+
+    async def _flush_later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
         async with self._lock:
             self._timer = None
             try:
@@ -59,16 +84,16 @@ class OutputCoalescer:
                 logger.exception("emitting coalesced output failed")
 
     async def _flush_locked(self, *, final: bool = False) -> None:
-        stream, data = self._stream, bytes(self._buffer)
-        self._buffer.clear()
-        if stream is None:
-            return
-        decoder = self._decoders.setdefault(
-            stream, codecs.getincrementaldecoder("utf-8")(errors="replace")
-        )
-        text = decoder.decode(data, final=final)
-        if text:
-            await self.emit(stream, text)
+        segments, self._segments, self._size = self._segments, [], 0
+        if segments:
+            self._last_emit = asyncio.get_running_loop().time()
+        for stream, data in segments:
+            decoder = self._decoders.setdefault(
+                stream, codecs.getincrementaldecoder("utf-8")(errors="replace")
+            )
+            text = decoder.decode(bytes(data), final=final)
+            if text:
+                await self.emit(stream, text)
 
     async def close(self) -> None:
         async with self._lock:

@@ -1,5 +1,6 @@
-"""resolvers.output on its own: how output becomes events (coalescing by size, time and
-stream; UTF-8 split across reads), and the recorded-output cap in front of an emitter
+"""resolvers.output on its own: how output becomes events (at once when idle, coalesced
+while an emit is in flight or within the window, by size and stream; UTF-8 split across
+reads), and the recorded-output cap in front of an emitter
 (real test database for the shared quota)."""
 
 from __future__ import annotations
@@ -29,24 +30,64 @@ class Emitted:
         self.calls.append((stream, text))
 
 
-async def test_small_writes_become_one_event_after_the_delay() -> None:
+async def test_a_write_alone_is_emitted_at_once() -> None:
+    emitted = Emitted()
+    coalescer = OutputCoalescer(emitted, max_bytes=1024, max_delay_s=60)
+    await coalescer.feed("stdout", b"a line alone\n")
+    assert emitted.calls == [("stdout", "a line alone\n")], "no window to wait for"
+    await coalescer.close()
+
+
+async def test_writes_soon_after_an_emit_wait_for_the_window() -> None:
     emitted = Emitted()
     coalescer = OutputCoalescer(emitted, max_bytes=1024, max_delay_s=0.05)
     for part in (b"a", b"b", b"c"):
         await coalescer.feed("stdout", part)
-    assert emitted.calls == [], "held until the delay passes"
-    await wait_until(lambda: emitted.calls == [("stdout", "abc")])
+    assert emitted.calls == [("stdout", "a")], "b and c: within the window of a's emit"
+    await wait_until(lambda: emitted.calls == [("stdout", "a"), ("stdout", "bc")])
     await coalescer.close()
-    assert emitted.calls == [("stdout", "abc")]
+    assert emitted.calls == [("stdout", "a"), ("stdout", "bc")]
+
+
+class Blocking(Emitted):
+    """An emitter whose first call waits until ``release`` is set (a commit in flight)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def __call__(self, stream: str, text: str) -> None:
+        if not self.entered.is_set():
+            self.entered.set()
+            await self.release.wait()
+        await super().__call__(stream, text)
+
+
+async def test_writes_during_an_emit_go_together_in_the_next() -> None:
+    emitted = Blocking()
+    coalescer = OutputCoalescer(emitted, max_bytes=1024, max_delay_s=0)
+    first = asyncio.create_task(coalescer.feed("stdout", b"first "))
+    await emitted.entered.wait()
+    for part in (b"x", b"y", b"z"):
+        await coalescer.feed("stdout", part)  # returns at once: the emit is in flight
+    assert emitted.calls == []
+    emitted.release.set()
+    await first
+    await wait_until(lambda: len(emitted.calls) == 2)
+    assert emitted.calls == [("stdout", "first "), ("stdout", "xyz")]
+    await coalescer.close()
+    assert len(emitted.calls) == 2
 
 
 async def test_a_full_buffer_is_emitted_at_once() -> None:
     emitted = Emitted()
     coalescer = OutputCoalescer(emitted, max_bytes=4, max_delay_s=60)
-    await coalescer.feed("stdout", b"ab")
-    assert emitted.calls == []
+    await coalescer.feed("stdout", b"a")  # alone: at once, and opens the window
+    await coalescer.feed("stdout", b"b")
+    assert emitted.calls == [("stdout", "a")]
     await coalescer.feed("stdout", b"cdef")
-    assert emitted.calls == [("stdout", "abcdef")], "no timer needed"
+    assert emitted.calls == [("stdout", "a"), ("stdout", "bcdef")], "no timer needed"
     await coalescer.close()
 
 
@@ -75,7 +116,9 @@ async def test_a_character_split_across_reads_is_never_mangled() -> None:
 async def test_a_failing_emit_from_the_timer_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     emitted = Emitted(fail=True)
     coalescer = OutputCoalescer(emitted, max_delay_s=0.01)
-    await coalescer.feed("stdout", b"x")
+    with pytest.raises(RuntimeError):
+        await coalescer.feed("stdout", b"x")  # alone, at once: the writer sees the failure
+    await coalescer.feed("stdout", b"y")  # within the window: left to the timer
     await wait_until(lambda: "emitting coalesced output failed" in caplog.text)
     await coalescer.close()  # nothing left: close does not raise
 
