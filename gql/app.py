@@ -37,6 +37,7 @@ from resolvers.event_payload import JsonDict
 from resolvers.events import EventLog
 from resolvers.file_watch import FileWatch, WatchPolicy
 from resolvers.live import LiveHub
+from resolvers.ratelimit import PROCESS, WEBHOOK, WRITE, RateLimiter
 from resolvers.reaper import reaper_running, reconcile
 from resolvers.report import report_payload
 from resolvers.revocations import Revocations
@@ -147,6 +148,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         revocations=Revocations(bus),
         renders=SharedRenders(),
         file_watch=file_watch,
+        # Shared by the replicas through Redis when there is one (resolvers.ratelimit).
+        limits=RateLimiter.build(
+            {
+                PROCESS: settings.rate_limit_process,
+                WRITE: settings.rate_limit_write,
+                WEBHOOK: settings.rate_limit_webhook,
+            },
+            settings.redis_url,
+        ),
     )
     view = GraphQLView(
         build_schema(
@@ -196,6 +206,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 ("file watchers", file_watch.close),
                 ("live hubs", live.close),
                 ("token revocations", services.revocations.close),
+                ("rate limits", services.limits.aclose),
                 ("sandbox backend", backend.aclose),
                 ("event bus", bus.disconnect),
                 ("database", close_database),

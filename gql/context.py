@@ -10,7 +10,9 @@ checked at connect and again at every subscribe (gql.ws).
 candidate of a session that has ended (CONFLICT): after endSession (or expiry)
 the candidate keeps read-only access to their session until their token
 expires, and can change nothing -- no file, command, terminal, test run, Claude
-run or sandbox.
+run or sandbox. For a root mutation field it then takes a token from the
+caller's rate-limit bucket of that field's class (RATE_LIMITED when empty:
+resolvers.ratelimit).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from resolvers.errors import Unauthenticated
 from resolvers.events import EventLog
 from resolvers.file_watch import FileWatch
 from resolvers.live import LiveHub
+from resolvers.ratelimit import MemoryBuckets, RateLimiter
 from resolvers.revocations import Revocations
 from resolvers.sandboxes import Sandboxes
 from resolvers.terminals import Terminals
@@ -56,6 +59,8 @@ class Services:
     renders: SharedRenders
     """Live batches rendered once for all their watchers (gql.renders)."""
     file_watch: FileWatch
+    limits: RateLimiter = field(default_factory=lambda: RateLimiter({}, MemoryBuckets()))
+    """Rate limits per token of root mutations (resolvers.ratelimit); none by default."""
 
 
 @dataclass(slots=True)
@@ -140,4 +145,8 @@ async def principal_of(info: Info) -> Principal:
     principal = await info.context.principal()
     if info.operation.operation is OperationType.MUTATION:
         principal.require_writable()
+        # Every root mutation calls this first, once: the one place rate limits are
+        # checked, by field name (each alias of a field is a call of its own).
+        if info.path.prev is None:
+            await info.context.services.limits.check(principal, info.field_name)
     return principal

@@ -12,6 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from resolvers.ratelimit import (
+    DEFAULT_PROCESS_RATE,
+    DEFAULT_WEBHOOK_RATE,
+    DEFAULT_WRITE_RATE,
+    Rate,
+)
 from resolvers.webhooks.config import DEFAULT_RETRY_SCHEDULE_S
 
 
@@ -64,6 +70,17 @@ def _secret(env: Mapping[str, str], name: str, *, min_length: int = 32) -> str:
     if len(raw) < min_length:
         raise SettingsError(f"{name} must be at least {min_length} characters")
     return raw
+
+
+def _rate(env: Mapping[str, str], name: str, default: Rate | None) -> Rate | None:
+    """A rate limit, ``<count>/<period>`` (e.g. ``300/60s``) or ``off`` (resolvers.ratelimit)."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return Rate.parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
 
 
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
@@ -146,6 +163,11 @@ class Settings:
     # prices (USD per million tokens), not what the agent in the sandbox reports.
     claude_input_usd_per_mtok: float = 3.0
     claude_output_usd_per_mtok: float = 15.0
+    # Token buckets per token and class (resolvers.ratelimit); None: the class is unlimited.
+    # Generous: they stop floods and scripts, not people (nor the test suite).
+    rate_limit_process: Rate | None = DEFAULT_PROCESS_RATE
+    rate_limit_write: Rate | None = DEFAULT_WRITE_RATE
+    rate_limit_webhook: Rate | None = DEFAULT_WEBHOOK_RATE
 
     @property
     def event_bus_url(self) -> str:
@@ -246,4 +268,7 @@ class Settings:
             claude_output_usd_per_mtok=_float(
                 env, "CLAUDE_OUTPUT_USD_PER_MTOK", d.claude_output_usd_per_mtok
             ),
+            rate_limit_process=_rate(env, "RATE_LIMIT_PROCESS", d.rate_limit_process),
+            rate_limit_write=_rate(env, "RATE_LIMIT_WRITE", d.rate_limit_write),
+            rate_limit_webhook=_rate(env, "RATE_LIMIT_WEBHOOK", d.rate_limit_webhook),
         )
