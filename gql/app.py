@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -36,7 +37,9 @@ from resolvers.database import close_database, open_database, ping_database
 from resolvers.event_payload import JsonDict
 from resolvers.events import EventLog
 from resolvers.file_watch import FileWatch, WatchPolicy
+from resolvers.leases import LeasePolicy, Leases, leases_running
 from resolvers.live import LiveHub
+from resolvers.orphans import reap_leftovers, take_over
 from resolvers.ratelimit import PROCESS, WEBHOOK, WRITE, RateLimiter
 from resolvers.reaper import reaper_running, reconcile
 from resolvers.report import report_payload
@@ -182,7 +185,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
         await bus.connect()
         # Refuses to start (BackendUnavailable) rather than run code unisolated.
         await backend.start()
-        lost = await reconcile(sandboxes)
+        # This replica's lease; lost replicas' terminals, runs and sandboxes end (issue 13).
+        leases = Leases(
+            sandboxes.owner,
+            LeasePolicy(heartbeat_s=settings.replica_heartbeat_s, lease_s=settings.replica_lease_s),
+        )
+        lost = await reconcile(sandboxes, leases)
         logger.info(
             "interviewlm ready (bus %s, sandboxes %s, %d lost sandboxes marked terminated)",
             settings.event_bus_url.split("@")[-1],
@@ -192,6 +200,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         try:
             async with (
                 reaper_running(sandboxes, interval_s=settings.reaper_interval_s),
+                leases_running(
+                    leases,
+                    take_over=partial(take_over, sandboxes),
+                    on_fenced=partial(reap_leftovers, sandboxes),
+                ),
                 webhooks.running(),
             ):
                 yield
@@ -209,6 +222,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 ("rate limits", services.limits.aclose),
                 ("sandbox backend", backend.aclose),
                 ("event bus", bus.disconnect),
+                # Survivors end what is left of this replica's at their next pass.
+                ("replica lease", leases.stop),
                 ("database", close_database),
             ):
                 try:

@@ -127,6 +127,10 @@ class Settings:
     workspace_retention_s: int = 7 * 24 * 3600
     account_sandbox_quota: int = 10
     reaper_interval_s: int = 30
+    # Replica leases (resolvers.leases): a replica that has not renewed its lease for
+    # replica_lease_s is lost; the others end what it held within about that long.
+    replica_heartbeat_s: float = 5.0
+    replica_lease_s: float = 20.0
     test_run_timeout_s: int = 300
     claude_time_limit_s: int = 600
     candidate_token_ttl_s: int = 7 * 24 * 3600
@@ -188,6 +192,13 @@ class Settings:
         ).rstrip("/")
         if not upstream.startswith(("https://", "http://")):
             raise SettingsError("ANTHROPIC_UPSTREAM_URL must be an http:// or https:// URL")
+        heartbeat_s = max(0.1, _float(env, "REPLICA_HEARTBEAT_SECONDS", d.replica_heartbeat_s))
+        lease_s = _float(env, "REPLICA_LEASE_SECONDS", d.replica_lease_s)
+        if lease_s < 2 * heartbeat_s:
+            # One late heartbeat must not make a live replica look lost.
+            raise SettingsError(
+                "REPLICA_LEASE_SECONDS must be at least twice REPLICA_HEARTBEAT_SECONDS"
+            )
         return cls(
             database_url=database_url,
             redis_url=env.get("REDIS_URL", "").strip() or None,
@@ -219,6 +230,8 @@ class Settings:
             workspace_retention_s=_int(env, "WORKSPACE_RETENTION_SECONDS", d.workspace_retention_s),
             account_sandbox_quota=_int(env, "ACCOUNT_SANDBOX_QUOTA", d.account_sandbox_quota),
             reaper_interval_s=_int(env, "REAPER_INTERVAL_SECONDS", d.reaper_interval_s),
+            replica_heartbeat_s=heartbeat_s,
+            replica_lease_s=lease_s,
             test_run_timeout_s=_int(env, "TEST_RUN_TIMEOUT_SECONDS", d.test_run_timeout_s),
             claude_time_limit_s=_int(env, "CLAUDE_TIME_LIMIT_SECONDS", d.claude_time_limit_s),
             candidate_token_ttl_s=_int(env, "CANDIDATE_TOKEN_TTL_SECONDS", d.candidate_token_ttl_s),

@@ -19,6 +19,7 @@ MODEL_MODULES = [
     "models.webhook",
     "models.greenhouse",
     "models.scorecard",
+    "models.replica",
 ]
 APP_LABEL = "models"
 MIGRATIONS_MODULE = "models.migrations"

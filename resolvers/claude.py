@@ -250,8 +250,10 @@ class ClaudeAgent:
         status: ClaudeRunStatus = outcome.pop("status")
         if outcome.get("error"):
             outcome["error"] = without_nul(outcome["error"])
-        # Clearing the token's hash is what makes it useless from now on.
-        await ClaudeRun.filter(id=run.id).update(
+        # Clearing the token's hash is what makes it useless from now on. Conditional:
+        # a run another replica ended (this one was declared lost, resolvers.leases)
+        # is not finished, nor announced, a second time.
+        changed = await ClaudeRun.filter(id=run.id, live_key__isnull=False).update(
             status=status,
             live_key=None,
             token_hash=None,
@@ -259,6 +261,8 @@ class ClaudeAgent:
             finished_at=datetime.now(UTC),
             **outcome,
         )
+        if not changed:
+            return
         with contextlib.suppress(SandboxError, SandboxUnavailable):
             await self.sandboxes.sync_workspace(sandbox, source="agent")
         used = await ClaudeRun.get(id=run.id)

@@ -209,6 +209,8 @@ class TerminalResized(Payload):
 class TerminalClosed(Payload):
     terminal_id: str
     exit_code: int | None = None
+    reason: str | None = None
+    """Why it closed when its shell did not exit (e.g. its replica was lost)."""
 
 
 # --- test runs -------------------------------------------------------------

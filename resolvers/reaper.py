@@ -1,9 +1,9 @@
 """Keeping the sandbox registry true: reconcile at start-up, reap on a timer.
 
-Reconcile: each live record this backend owns is checked against the backend.
-Modal sandboxes that still run are kept (any replica can reach them); local
-sandboxes whose owning process is gone died with it and are marked terminated
-(their workspace is kept for the recording).
+Reconcile (``reconcile``): what earlier processes of this host held is ended,
+and the leftover process trees of local sandboxes no longer live are killed.
+Replicas lost elsewhere are noticed while running, by their leases
+(``resolvers.leases``), and their records ended the same way (``resolvers.orphans``).
 
 Reap: record sessions past their expiry as EXPIRED (``session.expired``: reading
 a session never writes it); terminate sandboxes idle past ``idle_timeout_s``,
@@ -17,24 +17,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from modal_app.base import SandboxError, SandboxStatus
+from models.claude import ClaudeRun
+from models.replica import Replica
 from models.sandbox import SandboxRecord, SandboxState
 from models.session import InterviewSession
 from models.terminal import TerminalRecord, TerminalState
-from models.testrun import TestRun, TestRunStatus
+from models.testrun import TestRun
 from resolvers.errors import SandboxUnavailable
-from resolvers.event_kinds import TerminalClosed, TestRunFinished
+from resolvers.leases import Leases, dead_on_this_host
+from resolvers.orphans import reap_leftovers, take_over
 from resolvers.sandboxes import LIVE, Sandboxes
 from resolvers.sessions import as_of, expire_due
 from resolvers.storage import collect_blobs_now_and_then
 
 logger = logging.getLogger("interviewlm.reaper")
+RESTARTED = "lost when its server restarted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,66 +50,66 @@ class ReapReport:
     blobs_collected: int = 0
 
 
-def _owner_alive(owner: str, me: str) -> bool:
-    host, _, pid = owner.rpartition(":")
-    my_host = me.rpartition(":")[0]
-    if host != my_host:
-        return True  # another machine's process: not ours to judge
-    if owner == me:
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
+async def reconcile(sandboxes: Sandboxes, leases: Leases | None = None) -> int:
+    """Make the registry agree with what survived; returns how many sandboxes were lost.
+
+    Run at start-up; registers this replica's lease first. Earlier processes of
+    this host (pid gone, or this very pid under another identity: a restarted
+    container) are known dead without waiting for their lease: what they held is
+    ended (``resolvers.orphans``; Modal sandboxes still running are adopted), their
+    leases marked stopped. Then the process trees of local sandboxes whose record is
+    no longer live -- whoever ended it, this replica or a survivor that noticed the
+    lost lease -- are killed; their workspaces follow the retention rule.
+    """
+    if leases is not None:
+        await leases.register()  # before any record carries this replica's name
+    dead = [o for o in await _live_owners() if dead_on_this_host(o, sandboxes.owner)]
+    lost = 0
+    if dead:
+        await Replica.filter(id__in=dead, stopped_at__isnull=True).update(
+            stopped_at=datetime.now(UTC)
+        )
+        ended = await take_over(
+            sandboxes,
+            dead,
+            reason=RESTARTED,
+            test_run_error="interrupted: its server stopped",
+            agent_error="interrupted: its server stopped",
+        )
+        lost += ended.sandboxes_ended
+    lost += await _end_vanished_shared(sandboxes)
+    killed = await reap_leftovers(sandboxes)
+    if killed:
+        logger.info("killed the processes of %d leftover local sandboxes", killed)
+    return lost
 
 
-async def reconcile(sandboxes: Sandboxes) -> int:
-    """Make the registry agree with what survived; returns how many sandboxes were lost."""
-    await _close_orphaned_terminals(sandboxes)
-    await _fail_interrupted_runs(sandboxes)
-    return await _end_lost_sandboxes(sandboxes)
+async def _live_owners() -> set[str]:
+    owners: set[str] = set()
+    for query in (
+        TerminalRecord.filter(state=TerminalState.OPEN),
+        TestRun.filter(live_key__isnull=False),
+        ClaudeRun.filter(live_key__isnull=False),
+        SandboxRecord.filter(state__in=LIVE),
+    ):
+        owners.update(await query.distinct().values_list("owner", flat=True))  # type: ignore[arg-type]
+    return owners
 
 
-async def _close_orphaned_terminals(sandboxes: Sandboxes) -> None:
-    for terminal in await TerminalRecord.filter(state=TerminalState.OPEN):
-        if not _owner_alive(terminal.owner, sandboxes.owner):
-            # Its PTY died with its process: say so in the recording too.
-            terminal.state = TerminalState.CLOSED
-            terminal.closed_at = datetime.now(UTC)
-            await terminal.save(update_fields=["state", "closed_at"])
-            await sandboxes.log.append(terminal.session_id, TerminalClosed(str(terminal.id)))
-
-
-async def _fail_interrupted_runs(sandboxes: Sandboxes) -> None:
-    for run in await TestRun.filter(live_key__isnull=False):
-        if not _owner_alive(run.owner, sandboxes.owner):
-            run.status, run.live_key = TestRunStatus.ERROR, None
-            run.error = "interrupted: its server stopped"
-            await run.save(update_fields=["status", "live_key", "error"])
-            await sandboxes.log.append(
-                run.session_id,
-                TestRunFinished(str(run.id), status=TestRunStatus.ERROR, error=run.error),
-            )
-
-
-async def _end_lost_sandboxes(sandboxes: Sandboxes) -> int:
+async def _end_vanished_shared(sandboxes: Sandboxes) -> int:
+    """Sandboxes of a backend every replica reaches: ended if the backend lost them."""
+    if not sandboxes.backend.shares_sandboxes_across_replicas:
+        return 0
     ended = 0
-    records = await SandboxRecord.filter(state__in=LIVE, backend=sandboxes.backend.name)
-    for record in records:
-        shared = sandboxes.backend.shares_sandboxes_across_replicas
-        if not shared and _owner_alive(record.owner, sandboxes.owner):
+    for record in await SandboxRecord.filter(state__in=LIVE, backend=sandboxes.backend.name):
+        if record.owner == sandboxes.owner or not record.backend_id:
             continue
-        alive = False
-        if shared and record.backend_id:
-            try:
-                alive = await sandboxes.backend_status(record) is SandboxStatus.RUNNING
-            except (SandboxError, SandboxUnavailable):
-                alive = False
+        try:
+            alive = await sandboxes.backend_status(record) is SandboxStatus.RUNNING
+        except (SandboxError, SandboxUnavailable):
+            alive = False
         if not alive:
-            await sandboxes.stop(record, reason="lost when its server restarted")
+            await sandboxes.stop(record, reason=RESTARTED)
             ended += 1
     return ended
 

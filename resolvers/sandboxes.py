@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import socket
 import uuid
 from collections.abc import Awaitable, Callable
@@ -55,7 +56,9 @@ LIVE = [SandboxState.STARTING, SandboxState.RUNNING]
 
 
 def replica_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid:token``: the token tells a restarted process from its predecessor even
+    with the same pid (pid 1 in a container); ``resolvers.leases`` parses it."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class SandboxListener(Protocol):
@@ -301,6 +304,22 @@ class Sandboxes:
         for listener in self.listeners:
             listener.ended(record)
         return await SandboxRecord.get(id=record.id)
+
+    async def end_lost(self, record: SandboxRecord, *, reason: str) -> bool:
+        """Its replica is lost: recorded TERMINATED without a backend call (its processes
+        are on that replica's machine: ``resolvers.orphans``). True if this call ended it."""
+        changed = await SandboxRecord.filter(
+            id=record.id, owner=record.owner, state__in=LIVE
+        ).update(
+            state=SandboxState.TERMINATED,
+            live_key=None,
+            ended_at=datetime.now(UTC),
+            end_reason=reason[:200],
+        )
+        if changed:
+            ended = ek.SandboxTerminated(str(record.id), reason=reason)
+            await self.log.append(record.session_id, ended)
+        return bool(changed)
 
     async def require_live(
         self, principal: Principal, session_id: str

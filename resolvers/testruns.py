@@ -267,11 +267,15 @@ class TestRuns:
     async def _finish(self, run: TestRun, *, status: TestRunStatus, **fields: Any) -> None:
         now = datetime.now(UTC)
         async with in_transaction() as conn:
-            await (
-                TestRun.filter(id=run.id)
+            # Conditional: a run another replica ended (this one was declared lost,
+            # resolvers.leases) is not finished, nor announced, a second time.
+            changed = await (
+                TestRun.filter(id=run.id, live_key__isnull=False)
                 .using_db(conn)
                 .update(status=status, live_key=None, finished_at=now, **fields)
             )
+            if not changed:
+                return
             final = await TestRun.filter(id=run.id).using_db(conn).get()
             session = await InterviewSession.filter(id=run.session_id).using_db(conn).get()
             await enqueue_test_run_finished(session, final, using_db=conn)

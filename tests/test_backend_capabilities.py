@@ -35,8 +35,10 @@ async def test_reconcile_follows_shares_sandboxes_across_replicas(
     await reconcile(sandboxes)
     record = await SandboxRecord.get(session_id=account["sessionId"])
     assert record.state is SandboxState.RUNNING
+    assert record.owner == sandboxes.owner  # adopted: this replica holds it now
 
     # Declared not shared (the local backend's truth): lost with its owner.
+    await SandboxRecord.filter(session_id=account["sessionId"]).update(owner=dead_owner)
     monkeypatch.setattr(sandboxes.backend, "shares_sandboxes_across_replicas", False)
     await reconcile(sandboxes)
     record = await SandboxRecord.get(session_id=account["sessionId"])

@@ -113,6 +113,7 @@ def _terminal(
         cols=sized.cols if sized else None,
         rows=sized.rows if sized else None,
         exit_code=p.exit_code if isinstance(p, ek.TerminalClosed) else None,
+        reason=p.reason if isinstance(p, ek.TerminalClosed) else None,
     )
 
 

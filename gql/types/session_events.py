@@ -86,6 +86,10 @@ class TerminalEvent(SessionEvent):
     cols: int | None
     rows: int | None
     exit_code: int | None
+    reason: str | None = strawberry.field(
+        default=None,
+        description="For terminal.closed without an exit: why (e.g. its server was lost).",
+    )
 
 
 @strawberry.type

@@ -1,0 +1,194 @@
+"""Replica leases: noticing, within a bounded time, that a replica died, and ending what it held.
+
+What a replica holds lives in its process: a terminal's PTY, a test run's harness,
+an agent's exec, a local sandbox's process trees. Its records carry its identity
+(``owner``: ``host:pid:token``; the token tells a restarted process from its
+predecessor even when the pid is the same, as pid 1 in a container is).
+
+Design:
+
+- A ``replica`` row per process (``models.replica``). Registered before the
+  replica creates any record; every ``heartbeat_s`` one UPDATE moves its
+  ``heartbeat_at`` and its lease ``expires_at`` (now + the holder's own
+  ``lease_s``, so observers configured differently agree). Times are the
+  database's ``now()`` (PostgreSQL; a SQLite file has one machine, hence one
+  clock): replicas' clocks may differ, the database's is the one compared.
+- After each heartbeat a replica looks for rows whose lease has expired and
+  marks them stopped (one conditional UPDATE each). Then it takes over the
+  records of stopped replicas (``resolvers.orphans``): each record is ended by
+  a conditional UPDATE (still open / still live), so of several survivors
+  exactly one ends it and appends its events, exactly once. Terminals close,
+  test runs and agent runs end as ERROR/FAILED, local sandboxes are recorded
+  TERMINATED (their processes died with the replica, or are killed when it
+  comes back: ``resolvers.reaper.reconcile``); Modal sandboxes keep running
+  and are re-owned (any replica can reach them).
+- Bound: a replica's records are ended at most ``lease_s + heartbeat_s`` (plus
+  one pass) after its last heartbeat.
+- A clean shutdown marks the row stopped at once: survivors end its leftovers
+  at their next pass rather than after the lease.
+- Fencing: a replica that finds its own row stopped (it was paused or cut off
+  from the database longer than its lease, and declared lost) has had its
+  records ended by others. It registers again and kills what it still runs of
+  them (``on_fenced``); the runs' own endings are conditional, so nothing is
+  recorded twice.
+- Records whose owner has no row (written before this table, or by tests)
+  are judged only at start-up, by the older same-host rule (``resolvers.reaper``).
+- Rows stopped longer than ``PRUNE_AFTER`` are deleted (their records were
+  taken over long before).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from tortoise import Tortoise
+
+from models.replica import Replica
+
+logger = logging.getLogger("interviewlm.leases")
+PRUNE_AFTER = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    host: str
+    pid: int
+    token: str | None  # None: the older "host:pid" form
+
+
+def parse_owner(owner: str) -> Owner | None:
+    parts = owner.split(":")
+    if len(parts) not in (2, 3) or not parts[1].isdigit():
+        return None
+    return Owner(parts[0], int(parts[1]), parts[2] if len(parts) == 3 else None)
+
+
+def dead_on_this_host(owner: str, me: str) -> bool:
+    """Whether ``owner`` was a process of this host that is gone (start-up rule)."""
+    theirs, mine = parse_owner(owner), parse_owner(me)
+    if theirs is None or mine is None or theirs.host != mine.host or owner == me:
+        return False
+    if theirs.pid == mine.pid:
+        return True  # one process, one identity: an earlier process with my pid
+    try:
+        os.kill(theirs.pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OverflowError):
+        return False
+    return False
+
+
+async def db_now() -> datetime:
+    """The database's clock (PostgreSQL), or this machine's for a SQLite file."""
+    conn = Tortoise.get_connection("default")
+    if conn.capabilities.dialect == "postgres":
+        rows = await conn.execute_query_dict("SELECT now() AS now")
+        now = rows[0]["now"]
+        assert isinstance(now, datetime)
+        return now.astimezone(UTC)
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class LeasePolicy:
+    heartbeat_s: float = 5.0
+    lease_s: float = 20.0
+
+
+class Leases:
+    """This replica's row: register, heartbeat, stop; and finding the lost ones."""
+
+    def __init__(self, me: str, policy: LeasePolicy) -> None:
+        self.me = me
+        self.policy = policy
+
+    async def register(self) -> None:
+        now = await db_now()
+        expires = now + timedelta(seconds=self.policy.lease_s)
+        updated = await Replica.filter(id=self.me).update(
+            heartbeat_at=now, expires_at=expires, stopped_at=None
+        )
+        if not updated:
+            await Replica.create(id=self.me, started_at=now, heartbeat_at=now, expires_at=expires)
+
+    async def beat(self) -> bool:
+        """Renew the lease; False: this replica was declared lost (fenced off)."""
+        now = await db_now()
+        renewed = await Replica.filter(id=self.me, stopped_at__isnull=True).update(
+            heartbeat_at=now, expires_at=now + timedelta(seconds=self.policy.lease_s)
+        )
+        return bool(renewed)
+
+    async def expire(self) -> list[str]:
+        """Mark replicas whose lease ran out as stopped; returns those this call marked."""
+        now = await db_now()
+        marked = []
+        for row in await Replica.filter(stopped_at__isnull=True, expires_at__lt=now).only("id"):
+            if row.id == self.me:
+                continue  # a late heartbeat of mine: the next beat renews it
+            # Conditional: of two survivors, one marks it (and logs it).
+            if await Replica.filter(id=row.id, stopped_at__isnull=True).update(stopped_at=now):
+                marked.append(row.id)
+        await Replica.filter(stopped_at__lt=now - PRUNE_AFTER).delete()
+        return marked
+
+    async def stop(self) -> None:
+        await Replica.filter(id=self.me).update(stopped_at=await db_now())
+
+
+async def run_leases(
+    leases: Leases,
+    *,
+    take_over: Callable[[], Awaitable[object]],
+    on_fenced: Callable[[], Awaitable[object]],
+    stopping: asyncio.Event,
+) -> None:
+    """Heartbeat, then look for lost replicas and take over what they held; repeat."""
+    while not stopping.is_set():
+        try:
+            if not await leases.beat():
+                logger.error("replica %s was declared lost; registering again", leases.me)
+                await leases.register()
+                await on_fenced()
+            for lost in await leases.expire():
+                logger.warning("replica %s lost: its lease expired", lost)
+            await take_over()
+        except Exception:  # the heartbeat must outlive a database outage
+            logger.exception("lease pass failed")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(leases.policy.heartbeat_s):
+                await stopping.wait()
+
+
+# A pass in hand this long after shutdown began is cancelled.
+STOP_GRACE_S = 5.0
+
+
+@contextlib.asynccontextmanager
+async def leases_running(
+    leases: Leases,
+    *,
+    take_over: Callable[[], Awaitable[object]],
+    on_fenced: Callable[[], Awaitable[object]],
+) -> AsyncIterator[asyncio.Task[None]]:
+    stopping = asyncio.Event()
+    task = asyncio.create_task(
+        run_leases(leases, take_over=take_over, on_fenced=on_fenced, stopping=stopping)
+    )
+    try:
+        yield task
+    finally:
+        # Stopped between passes, not cancelled inside one (see resolvers.reaper).
+        stopping.set()
+        _, overrun = await asyncio.wait([task], timeout=STOP_GRACE_S)
+        for late in overrun:
+            late.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
