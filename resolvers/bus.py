@@ -7,6 +7,12 @@ back it builds a fresh ``Broadcast`` and bumps ``generation``, and listeners
 (see resolvers.live) resubscribe and refill any gap from the stored log.
 Publishing while Redis is down does not fail the writer: the event is already
 stored, and listeners poll the log faster while ``healthy`` is false.
+
+Local delivery: the replica that publishes a message usually has listeners of
+its own for it (watchers on the replica holding the sandbox). ``publish(...,
+local=obj)`` hands ``obj`` (the publisher's own objects: nothing to decode) to
+the channel's local listeners (``on_local``) before it goes to Redis, and the
+copy Redis then echoes back is recognised (``is_echo``) and dropped unread.
 """
 
 from __future__ import annotations
@@ -14,13 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from broadcaster import Broadcast
 from broadcaster._base import Unsubscribed
 from redis import asyncio as aioredis
 
+from resolvers import metrics
+
 logger = logging.getLogger("interviewlm.bus")
+LocalListener = Callable[[object], bool]
+MAX_ECHOES = 1024  # echoes expected at once: a few per live session (more when Redis lags)
 
 
 class EventBus:
@@ -34,9 +45,15 @@ class EventBus:
         self._changed = asyncio.Event()
         self._redis: aioredis.Redis | None = None
         self._monitor: asyncio.Task[None] | None = None
+        self._local: dict[str, set[LocalListener]] = {}
+        # Messages delivered locally whose Redis echo is still to come: (channel,
+        # length, hash), not the text (a batch may be megabytes). A false match
+        # costs a listener one message, which its log poll then recovers.
+        self._echoes: OrderedDict[tuple[str, int, int], None] = OrderedDict()
 
     async def connect(self) -> None:
         await self.broadcast.connect()
+        metrics.BUS_CONNECTED.set(1)
         if self.is_redis:
             self._redis = aioredis.Redis.from_url(
                 self.url, socket_timeout=2, socket_connect_timeout=2
@@ -49,11 +66,46 @@ class EventBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._monitor
         await _quietly_disconnect(self.broadcast)
+        metrics.BUS_CONNECTED.set(0)
         if self._redis is not None:
             await self._redis.aclose()
 
-    async def publish(self, channel: str, message: str) -> bool:
-        """Publish; False (logged, not raised) when the bus is down."""
+    def on_local(self, channel: str, listener: LocalListener) -> Callable[[], None]:
+        """Call ``listener(local)`` for every ``publish(channel, ..., local=...)`` made in
+        this process; it answers whether it took the message (then the echo is dropped).
+        Returns the function that stops it."""
+        self._local.setdefault(channel, set()).add(listener)
+
+        def remove() -> None:
+            listeners = self._local.get(channel)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._local[channel]
+
+        return remove
+
+    def is_echo(self, channel: str, message: str) -> bool:
+        """Whether ``message`` is one this process already delivered locally (forgotten now)."""
+        if not self._echoes:
+            return False
+        key = (channel, len(message), hash(message))
+        if key in self._echoes:
+            del self._echoes[key]
+            return True
+        return False
+
+    async def publish(self, channel: str, message: str, *, local: object = None) -> bool:
+        """Publish; False (logged, not raised) when the bus is down.
+
+        ``local``: the message as objects, for this process's own listeners (``on_local``),
+        who get it first and at once."""
+        if local is not None and channel in self._local:
+            taken = [listener(local) for listener in list(self._local[channel])]
+            if any(taken):
+                self._echoes[(channel, len(message), hash(message))] = None
+                if len(self._echoes) > MAX_ECHOES:
+                    self._echoes.popitem(last=False)
         try:
             await self.broadcast.publish(channel=channel, message=message)
         except (OSError, aioredis.RedisError) as exc:
@@ -89,6 +141,7 @@ class EventBus:
         if self.healthy:
             logger.warning("event bus unavailable (%s); listeners fall back to the log", exc)
             self.healthy = False
+            metrics.BUS_CONNECTED.set(0)
             self._notify()
 
     def _notify(self) -> None:
@@ -124,6 +177,8 @@ class EventBus:
         stale, self.broadcast = self.broadcast, fresh
         self.generation += 1
         self.healthy = True
+        metrics.BUS_CONNECTED.set(1)
+        metrics.BUS_RECONNECTS.inc()
         logger.warning("event bus reconnected (generation %d)", self.generation)
         self._notify()
         await _quietly_disconnect(stale)

@@ -189,8 +189,9 @@ class EventLog:
                     if not p.done.done():
                         p.done.set_result(mine)
                 try:
+                    # local=: this replica's own watchers get the records as they are.
                     await self.bus.publish(
-                        channel_for(session_id), encode_batch(session_id, records)
+                        channel_for(session_id), encode_batch(session_id, records), local=records
                     )
                 except Exception:  # stored is what counts: listeners also poll the log
                     logger.exception("publishing events of %s failed", session_id)

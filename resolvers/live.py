@@ -5,7 +5,10 @@ however many watchers. The hub forwards every event it learns of exactly once
 and in order, from two sources:
 
 - the bus (fast path): a batch whose first seq is past the next expected one
-  means something was missed, and the gap is read from the log first;
+  means something was missed, and the gap is read from the log first. Batches
+  appended by this very process come as they are committed, as objects
+  (``EventBus.on_local``): the replica holding the sandbox neither waits for
+  Redis nor decodes its own events, and drops their echo unread;
 - the log itself, polled every ``poll_interval_s`` (faster while the bus is
   down): catches whatever the bus lost, across Redis restarts included.
 
@@ -24,6 +27,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from resolvers.bus import EventBus, follow_channel
 from resolvers.events import EventLog, EventRecord, channel_for, decode_batch
@@ -57,8 +61,12 @@ class SessionHub:
         self._lock = asyncio.Lock()
         self._ready = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._pending: set[asyncio.Task[None]] = set()  # local batches waiting for the lock
+        self._channel = channel_for(session_id)
+        self._stop_local: Callable[[], None] = lambda: None
 
     async def start(self) -> None:
+        self._stop_local = self.bus.on_local(self._channel, self._on_local)
         self._tasks = [
             asyncio.create_task(self._listen()),
             asyncio.create_task(self._poll()),
@@ -66,16 +74,15 @@ class SessionHub:
         await self._ready.wait()
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        self._stop_local()
+        for task in (*self._tasks, *self._pending):
             task.cancel()
-        for task in self._tasks:
+        for task in (*self._tasks, *self._pending):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
     async def _listen(self) -> None:
-        await follow_channel(
-            self.bus, channel_for(self.session_id), self._on_message, self._on_subscribed
-        )
+        await follow_channel(self.bus, self._channel, self._on_message, self._on_subscribed)
 
     async def _on_subscribed(self) -> None:
         if not self._ready.is_set():
@@ -87,8 +94,31 @@ class SessionHub:
             await self.catch_up()
 
     async def _on_message(self, message: str) -> None:
+        if self.bus.is_echo(self._channel, message):
+            return  # appended here: delivered already, by _on_local
         _, records = decode_batch(message)
         await self.deliver(records)
+
+    def _on_local(self, local: object) -> bool:
+        """A batch this process appended, just committed (see EventBus.on_local)."""
+        if not self._ready.is_set():
+            return False  # the high-water mark is not known yet: let the bus bring it
+        records = cast(Batch, local)
+        if not records:
+            return True
+        if not self._lock.locked() and records[0].seq == self.max_seq + 1:
+            self._forward(list(records))  # in order, nothing in between: at once
+        else:
+            task = asyncio.create_task(self._deliver_logged(list(records)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        return True
+
+    async def _deliver_logged(self, records: Batch) -> None:
+        try:
+            await self.deliver(records)
+        except Exception:  # (a gap read failed) the poll brings it
+            logger.exception("hub %s: delivering a local batch failed", self.session_id)
 
     async def _poll(self) -> None:
         await self._ready.wait()
