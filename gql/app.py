@@ -21,6 +21,8 @@ from gql.anthropic_proxy import ProxySocket, agent_link, proxy_routes
 from gql.backends import build_backend
 from gql.context import Services
 from gql.greenhouse import greenhouse_routes
+from gql.logs import RequestIds
+from gql.metrics_endpoint import loop_lag_sampled, metrics_routes
 from gql.parsing import DocumentLimits
 from gql.renders import SharedRenders
 from gql.report_page import report_routes
@@ -206,6 +208,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                     on_fenced=partial(reap_leftovers, sandboxes),
                 ),
                 webhooks.running(),
+                loop_lag_sampled(),
             ):
                 yield
         finally:
@@ -255,14 +258,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
             *proxy_routes(proxy),
             *report_routes(settings),
             *greenhouse_routes(services),
+            *metrics_routes(settings, sandboxes),
         ],
         middleware=[
+            # Outermost: every line logged while a request is served carries its id.
+            Middleware(RequestIds),
             Middleware(
                 CORSMiddleware,
                 allow_origins=list(settings.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type", "accept"],
-            )
+                allow_headers=["authorization", "content-type", "accept", "x-request-id"],
+            ),
         ],
         lifespan=lifespan,
     )

@@ -6,11 +6,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gql.logs import configure_logging
 from gql.settings import Settings, SettingsError
 
 
@@ -27,6 +27,8 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        # Its loggers propagate to the root handler configure_logging set (gql.logs).
+        log_config=None,
         # The sans-I/O implementation: uvicorn's legacy one compresses every
         # frame for every watcher with costly zlib defaults (bench/stream.py).
         ws="websockets-sansio",
@@ -182,9 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         settings = Settings.from_env()
     except SettingsError as exc:
         parser.exit(2, f"interviewlm: {exc}\n")
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings.log_level, settings.log_format)
 
     if args.command == "serve":
         _serve(settings, args.host, args.port)

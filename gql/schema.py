@@ -16,6 +16,7 @@ from strawberry.tools import merge_types
 from gql.claude_ops import ClaudeMutation, ClaudeQuery, ClaudeSubscription
 from gql.context import Context, Info, principal_of
 from gql.errors import ApiSchema
+from gql.observability import Observe
 from gql.parsing import BoundedDocuments, DocumentLimits
 from gql.playback_ops import PlaybackQuery
 from gql.question_ops import QuestionMutation, QuestionQuery
@@ -289,6 +290,8 @@ def build_schema(
         execution_context_class=PerEventMemoExecutionContext,
         types=EVENT_TYPES,
         extensions=[
+            # Outermost: it sees every operation, refused ones included (gql.observability).
+            Observe,
             lambda: BoundedDocuments(limits),
             lambda: QueryDepthLimiter(max_depth=max_depth),
             lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
