@@ -7,15 +7,23 @@ authenticates the connection's token again (revoked, expired or unknown: the
 socket is closed with 4403 and the operation never runs), and the connection
 is registered with ``resolvers.revocations`` so that revoking the token, or its
 expiry, closes the socket promptly on whichever replica holds it.
+
+Metrics (graphql-transport-ws): open connections, and running subscriptions by
+their root field (only fields the schema has: a label set clients cannot grow).
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+from graphql import GraphQLError, GraphQLSchema, OperationDefinitionNode, OperationType, parse
 from starlette.types import Message, Receive, Send
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
     BaseGraphQLTransportWSHandler,
+)
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    Operation as TransportOperation,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     ConnectionInitMessage,
@@ -28,6 +36,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import (
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage
 
 from gql.context import Context
+from resolvers import metrics
 from resolvers.errors import ApiError
 from resolvers.revocations import Registration
 
@@ -68,7 +77,47 @@ class _TokenChecks:
         return True
 
 
+@lru_cache(maxsize=256)  # watchers send the same few documents
+def subscription_field(query: str, operation_name: str | None) -> str | None:
+    """The root field of the document's subscription operation, if it is one."""
+    try:
+        document = parse(query)
+    except GraphQLError:
+        return None
+    for definition in document.definitions:
+        if isinstance(definition, OperationDefinitionNode) and (
+            operation_name is None or (definition.name and definition.name.value == operation_name)
+        ):
+            if definition.operation is not OperationType.SUBSCRIPTION:
+                return None
+            first = definition.selection_set.selections[0]
+            name = getattr(first, "name", None)
+            return name.value if name is not None else None
+    return None
+
+
 class TransportWSHandler(_TokenChecks, BaseGraphQLTransportWSHandler[Context, None]):
+    async def handle(self) -> None:
+        metrics.WEBSOCKET_CONNECTIONS.inc()
+        try:
+            await super().handle()
+        finally:
+            metrics.WEBSOCKET_CONNECTIONS.dec()
+
+    async def run_operation(self, operation: TransportOperation[Context, None]) -> None:
+        field = subscription_field(operation.query, operation.operation_name)
+        core: GraphQLSchema | None = getattr(self.schema, "_schema", None)  # graphql-core's
+        root = core.subscription_type if core is not None else None
+        if field is None or root is None or field not in root.fields:
+            await super().run_operation(operation)
+            return
+        running = metrics.SUBSCRIPTIONS.labels(field=field)
+        running.inc()
+        try:
+            await super().run_operation(operation)
+        finally:
+            running.dec()
+
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
         await super().handle_connection_init(message)
         self._register()

@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import cast
 
+from resolvers import metrics
 from resolvers.bus import EventBus, follow_channel
 from resolvers.events import EventLog, EventRecord, channel_for, decode_batch
 
@@ -248,6 +250,9 @@ class LiveHub:
                 last = batch[-1].seq
                 if shown := _kept(batch, keep):
                     yield shown
+                    # Resumed: the consumer has sent it (Strawberry asks for the next
+                    # only then). Once per batch and watcher, for its newest event.
+                    metrics.FANOUT_LAG.observe(time.time() - shown[-1].at.timestamp())
 
 
 def _after(batch: Batch, seq: int) -> Batch:

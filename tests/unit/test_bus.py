@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import RedisError
 
+from resolvers import metrics
 from resolvers.bus import EventBus, follow_channel
 from tests.redis_server import RedisServer
 from tests.support import wait_until
@@ -80,6 +81,8 @@ async def test_redis_restart_is_noticed_reconnected_and_resubscribed(
 ) -> None:
     bus = EventBus(private_redis.url, probe_interval_s=0.05)
     await bus.connect()
+    assert connected() == 1
+    reconnects = metrics.BUS_RECONNECTS._value.get()
     follower = Follower(bus, "ch")
     try:
         await wait_until(lambda: private_redis.subscribers("ch") == 1)
@@ -89,11 +92,14 @@ async def test_redis_restart_is_noticed_reconnected_and_resubscribed(
         private_redis.stop()
         assert not await bus.publish("ch", "lost"), "publishing fails soft"
         assert not bus.healthy
+        assert connected() == 0, "the gauge says it is down"
         with pytest.raises((OSError, RedisError)):
             await bus.ping()
 
         private_redis.start()
         await wait_until(lambda: bus.healthy and bus.generation == 1, 20, what="reconnected")
+        assert connected() == 1
+        assert metrics.BUS_RECONNECTS._value.get() == reconnects + 1
         await wait_until(lambda: private_redis.subscribers("ch") == 1, 20, what="resubscribed")
         # Every (re)subscription, and failed ones, gave the caller a chance to refill.
         assert follower.subscribed >= 2
@@ -111,3 +117,16 @@ async def test_redis_restart_is_noticed_reconnected_and_resubscribed(
     finally:
         await follower.stop()
         await bus.disconnect()
+    assert connected() == 0
+
+
+def connected() -> float:
+    return metrics.BUS_CONNECTED._value.get()  # type: ignore[no-any-return]
+
+
+async def test_the_connected_gauge_follows_connect_and_disconnect() -> None:
+    bus = EventBus("memory://")
+    await bus.connect()
+    assert connected() == 1
+    await bus.disconnect()
+    assert connected() == 0

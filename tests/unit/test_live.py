@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from resolvers import live
 from resolvers.bus import EventBus
 from resolvers.event_kinds import FileWritten, NoteAdded
-from resolvers.events import EventLog, EventRecord
+from resolvers.events import EventLog, EventRecord, channel_for, decode_batch, encode_batch
 from resolvers.live import Batch, LiveHub, SessionHub, Watcher
 from tests.conftest import Account
 from tests.support import wait_until
@@ -175,3 +175,40 @@ async def test_concurrent_watchers_of_a_new_session_share_one_hub(
         assert hubs._hubs[sid].watchers == {one, two}
     assert hubs._hubs == {}
     await hubs.close()
+
+
+async def test_the_appending_replica_delivers_its_own_batches_at_once_and_drops_the_echo(
+    log: EventLog, account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sid = uuid.UUID(account["sessionId"])
+    bus = EventBus("memory://")  # the log's and the hub's: one replica
+    await bus.connect()
+    own = EventLog(bus)
+    hub = SessionHub(sid, bus, own, poll_interval_s=NEVER)
+    await hub.start()
+    decoded: list[str] = []
+
+    def spy(message: str) -> Any:
+        decoded.append(message)
+        return decode_batch(message)
+
+    try:
+        watcher = Watcher()
+        hub.watchers.add(watcher)
+        monkeypatch.setattr(live, "decode_batch", spy)
+        records = await own.append_many(sid, [NoteAdded(text="one"), NoteAdded(text="two")])
+        (batch,) = queued(watcher)
+        # The very objects the append returned: handed over, not decoded from JSON.
+        assert all(a is b for a, b in zip(batch, records, strict=True))
+        await note(own, sid, "three")
+        await wait_until(lambda: not bus._echoes, what="both echoes seen")
+        assert decoded == [], "the echoes from the bus were dropped unread"
+        assert seqs(queued(watcher)) == [records[-1].seq + 1], "each seq once"
+        # Another replica's batch (no local copy) still comes through the bus.
+        foreign = await log.append(sid, NoteAdded(text="elsewhere"))
+        assert await bus.publish(channel_for(sid), encode_batch(sid, [foreign]))
+        await wait_until(lambda: hub.max_seq == foreign.seq)
+        assert len(decoded) == 1
+    finally:
+        await hub.stop()
+        await bus.disconnect()
