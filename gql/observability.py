@@ -22,6 +22,7 @@ stream's own series.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -157,7 +158,9 @@ class Observe(SchemaExtension):
         try:
             yield
         finally:
-            logs.OPERATION.reset(token)
+            # A subscription's stream may be closed from another context than it began in.
+            with contextlib.suppress(ValueError):
+                logs.OPERATION.reset(token)
 
     def _label(self) -> tuple[str, str]:
         ctx = self.execution_context

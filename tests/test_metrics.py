@@ -24,7 +24,7 @@ from tests.conftest import Account, make_settings, sandbox_root
 from tests.server import start_server
 from tests.support import Api, wait_until
 from tests.workspace_support import TERMINATE, start
-from tests.wsclient import GraphQLWS
+from tests.wsclient import SESSION_EVENTS, GraphQLWS
 
 Labels = dict[str, str]
 VIEWER = "query Whatever { viewer { kind } }"
@@ -148,18 +148,31 @@ async def test_the_operation_label_is_bounded(client: httpx.AsyncClient, account
 
 
 async def test_websocket_operations_are_counted(live_server_url: str, account: Account) -> None:
+    requests = "interviewlm_graphql_requests_total"
+    ws_url = live_server_url.replace("http", "ws") + "/graphql"
     async with httpx.AsyncClient(base_url=live_server_url) as http:
         before = await scrape(http)
-        ws = await GraphQLWS.connect(
-            live_server_url.replace("http", "ws") + "/graphql", account["interviewerToken"]
-        )
+        ws = await GraphQLWS.connect(ws_url, account["interviewerToken"])
         try:
             op = await ws.subscribe("query { viewer { kind } }", {})
             assert (await ws.next_message())["id"] == op
+            await ws.subscribe(SESSION_EVENTS, {"s": account["sessionId"], "a": 0})
+            # Counted as soon as it runs, not when it ends.
+            watching = await grown(http, before, requests, operation="sessionEvents")
         finally:
             await ws.close()
-        after = await grown(http, before, "interviewlm_graphql_requests_total", operation="viewer")
-        assert after.value("interviewlm_graphql_requests_total", operation="viewer", kind="query")
+        assert watching.value(requests, operation="viewer", kind="query") > before.value(
+            requests, operation="viewer", kind="query"
+        )
+        assert watching.value(requests, kind="subscription", operation="sessionEvents") == (
+            before.value(requests, kind="subscription", operation="sessionEvents") + 1
+        )
+        # Closing the connection ends the subscription without an error.
+        after = await scrape(http)
+        errors = "interviewlm_graphql_errors_total"
+        assert after.value(errors, operation="sessionEvents") == before.value(
+            errors, operation="sessionEvents"
+        )
 
 
 async def grown(
