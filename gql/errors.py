@@ -7,6 +7,7 @@ one place where errors are classified:
 - an ``ApiError`` from a resolver keeps its message and gets its code;
 - an error graphql-core raised itself, or any error without a path (syntax,
   validation, variable coercion) is the client's input: ``BAD_USER_INPUT``;
+- a database that cannot be reached (resolvers.database.is_unavailable): ``UNAVAILABLE``;
 - anything else is a bug: logged with a reference id, answered ``INTERNAL``.
 """
 
@@ -19,6 +20,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.types import ExecutionContext
 
+from resolvers.database import DatabaseUnavailable, is_unavailable
 from resolvers.errors import ApiError
 
 logger = logging.getLogger("interviewlm.errors")
@@ -35,6 +37,11 @@ def classify(error: GraphQLError) -> None:
         error.message = original.message
         extensions.update(original.extensions)
         extensions["code"] = original.code
+    elif original is not None and is_unavailable(original):
+        # The database is down or restarting: the client may retry, nothing is a bug.
+        logger.warning("database unavailable at %s: %s", error.path, original)
+        error.message = DatabaseUnavailable().message
+        extensions = {"code": DatabaseUnavailable.code}
     elif original is None or isinstance(original, GraphQLError) or error.path is None:
         # No path: raised while parsing, validating or coercing variables (a
         # scalar's ValueError included), before any resolver ran.

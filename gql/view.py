@@ -25,6 +25,7 @@ from gql.context import Context, Services
 from gql.http import GraphQLHTTP, GraphQLHTTPError
 from gql.ws import LegacyWSHandler, TransportWSHandler, bounded_messages
 from resolvers.auth import Principal, authenticate, parse_bearer
+from resolvers.database import DatabaseUnavailable, is_unavailable
 from resolvers.errors import ApiError
 
 _PRINCIPAL = "interviewlm_principal"  # request.state attribute: set by admit, read by get_context
@@ -52,9 +53,19 @@ class GraphQLView(GraphQLHTTP[Context, None]):
             return self.services.settings.anon_max_body_bytes
         try:
             principal = await authenticate(parse_bearer(header) or "")
+        except DatabaseUnavailable as exc:
+            raise GraphQLHTTPError(503, exc.message, {"Retry-After": "1"}, code=exc.code) from None
         except ApiError as exc:
             raise GraphQLHTTPError(
                 401, exc.message, {"WWW-Authenticate": "Bearer"}, code="UNAUTHENTICATED"
+            ) from None
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # The token could not be checked: the database is down or restarting.
+            unavailable = DatabaseUnavailable()
+            raise GraphQLHTTPError(
+                503, unavailable.message, {"Retry-After": "1"}, code=unavailable.code
             ) from None
         setattr(request.state, _PRINCIPAL, principal)
         return self.max_body_bytes
@@ -96,4 +107,11 @@ class GraphQLView(GraphQLHTTP[Context, None]):
             principal = await context.authenticate_connection()
         except ApiError as exc:
             raise ConnectionRejectionError({"message": exc.message, "code": exc.code}) from None
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            unavailable = DatabaseUnavailable()
+            raise ConnectionRejectionError(
+                {"message": unavailable.message, "code": unavailable.code}
+            ) from None
         return {"kind": principal.kind.value}

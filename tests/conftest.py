@@ -44,10 +44,16 @@ def test_database() -> str:
     return kind
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
+    if test_database() != "postgres":
+        # Tests of PostgreSQL itself (a private cluster they start) run in its pass only.
+        only_postgres = [item for item in items if item.get_closest_marker("postgres")]
+        if only_postgres:
+            config.hook.pytest_deselected(items=only_postgres)
+            items[:] = [item for item in items if not item.get_closest_marker("postgres")]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -136,6 +142,9 @@ def make_settings(database_url: str, sandbox_root: Path, **overrides: Any) -> Se
         "PUBLIC_URL": "http://interviewlm.test",
         # Shared with the server processes tests start (server_env), as replicas share it.
         "CREDENTIAL_KEY": TEST_CREDENTIAL_KEY,
+        # The test app's loop stops whenever a test runs sync code (starting a child
+        # server takes seconds): a long lease keeps child servers from declaring it lost.
+        "REPLICA_LEASE_SECONDS": "600",
     }
     if test_database() == "postgres":
         env["REDIS_URL"] = REDIS_URL

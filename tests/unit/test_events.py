@@ -1,19 +1,25 @@
 """resolvers.events on its own: gap-free seqs under concurrency (one process and several),
 group commit, a failed append leaving no gap, publishing failures not failing the writer,
-NUL bytes, paging, and the bus encoding. The real test database (SQLite or PostgreSQL)."""
+NUL bytes, paging, the bus encoding, and an unreachable database (retried within a budget,
+a lost reply not stored twice, UNAVAILABLE past the budget). The real test database
+(SQLite or PostgreSQL); the outages are simulated at the store (tests/test_postgres_restart.py
+stops a real server)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
 import pytest
 from starlette.applications import Starlette
 from tortoise.exceptions import DoesNotExist
 
-from resolvers import events
+from resolvers import event_store, events, metrics
 from resolvers.bus import EventBus
+from resolvers.database import DatabaseUnavailable
 from resolvers.event_kinds import FileWritten, NoteAdded
 from resolvers.events import EventLog, channel_for, decode_batch, encode_batch
 from tests.conftest import Account
@@ -27,7 +33,7 @@ class RecordingBus(EventBus):
         self.fail = fail
         self.published: list[tuple[str, str]] = []
 
-    async def publish(self, channel: str, message: str) -> bool:
+    async def publish(self, channel: str, message: str, *, local: object = None) -> bool:
         if self.fail:
             raise RuntimeError("the bus exploded")
         self.published.append((channel, message))
@@ -137,3 +143,78 @@ async def test_a_batch_survives_the_bus_encoding(session_id: uuid.UUID, app: Sta
     assert wire[1]["type"] == "file.written"
     assert wire[1]["payload"] == {"path": "a.py", "size": 3, "source": "candidate"}
     assert await log.append_many(session_id, []) == []
+
+
+def _appended(kind: str) -> float:
+    return (
+        metrics.REGISTRY.get_sample_value("interviewlm_events_appended_total", {"kind": kind}) or 0
+    )
+
+
+async def test_an_outage_within_the_budget_is_waited_out_and_counted(
+    session_id: uuid.UUID, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, refusals = event_store.insert_group, [3]
+
+    async def flaky(sid: uuid.UUID, at: datetime, rows: Sequence[event_store.Row]) -> int:
+        if refusals[0]:
+            refusals[0] -= 1
+            raise ConnectionRefusedError(111, "Connect call failed")
+        return await real(sid, at, rows)
+
+    monkeypatch.setattr(event_store, "insert_group", flaky)
+    monkeypatch.setattr(events, "BACKOFF_S", (0.01, 0.02))
+    log = EventLog(RecordingBus())
+    start, counted = await log.last_seq(session_id), _appended("note.added")
+    records = await log.append_many(session_id, [NoteAdded("a"), NoteAdded("b")])
+    assert refusals == [0]
+    assert [r.seq for r in records] == [start + 1, start + 2]
+    stored = await log.read(session_id, after_seq=start, limit=10)
+    assert stored == records
+    assert _appended("note.added") == counted + 2
+
+
+async def test_a_group_whose_reply_was_lost_is_found_not_stored_twice(
+    session_id: uuid.UUID, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database committed, the connection dropped before the answer: the retry
+    finds the group by its instant instead of storing it again (a watcher would see
+    the output twice, under new seqs)."""
+    real, calls = event_store.insert_group, []
+
+    async def reply_lost(sid: uuid.UUID, at: datetime, rows: Sequence[event_store.Row]) -> int:
+        calls.append(at)
+        first = await real(sid, at, rows)
+        if len(calls) == 1:
+            raise ConnectionResetError("connection reset by peer")
+        return first
+
+    monkeypatch.setattr(event_store, "insert_group", reply_lost)
+    monkeypatch.setattr(events, "BACKOFF_S", (0.01, 0.02))
+    log = EventLog(RecordingBus())
+    start = await log.last_seq(session_id)
+    records = await log.append_many(session_id, [NoteAdded("once"), NoteAdded("only")])
+    assert len(calls) == 1, "found where it landed: not inserted again"
+    assert [r.seq for r in records] == [start + 1, start + 2]
+    assert await log.read(session_id, after_seq=start, limit=10) == records
+    assert await log.last_seq(session_id) == start + 2
+    after = await log.append(session_id, NoteAdded("next"))
+    assert after.seq == start + 3
+
+
+async def test_past_the_budget_the_append_fails_unavailable_and_nothing_is_stored(
+    session_id: uuid.UUID, app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(sid: uuid.UUID, at: datetime, rows: Sequence[event_store.Row]) -> int:
+        raise ConnectionRefusedError(111, "Connect call failed")
+
+    log = EventLog(RecordingBus(), retry_s=0.2)
+    start = await log.last_seq(session_id)
+    monkeypatch.setattr(events, "BACKOFF_S", (0.01, 0.05))
+    with monkeypatch.context() as patched:
+        patched.setattr(event_store, "insert_group", refused)
+        with pytest.raises(DatabaseUnavailable) as failed:
+            await log.append(session_id, NoteAdded("lost, and its caller knows"))
+    assert failed.value.code == "UNAVAILABLE"
+    assert await log.last_seq(session_id) == start
+    assert (await log.append(session_id, NoteAdded("back"))).seq == start + 1
