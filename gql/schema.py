@@ -41,6 +41,7 @@ from gql.types.session import (
     InterviewSession,
     InterviewSessionConnection,
 )
+from gql.usage_ops import UsageQuery
 from gql.webhook_ops import WebhookMutation, WebhookQuery
 from gql.workspace_ops import WorkspaceMutation, WorkspaceQuery
 from modal_app.base import SandboxError
@@ -213,6 +214,7 @@ RootQuery = merge_types(
         PlaybackQuery,
         WebhookQuery,
         ScorecardQuery,
+        UsageQuery,
     ),
 )
 RootMutation = merge_types(

@@ -76,6 +76,13 @@ BATTERY: dict[str, tuple[str, Callable[[Account], dict[str, Any]], str]] = {
         "object",
     ),
     "webhookEndpoints": ("{ webhookEndpoints { id url } }", lambda a: {}, "list"),
+    # The caller's own account's numbers only (tests/test_usage.py checks them).
+    "usage": (
+        """query($f: DateTime!, $t: DateTime!) { usage(from: $f, to: $t) {
+            sessionsCreated sandboxes { seconds } agentRuns { runs } } }""",
+        lambda a: {"f": "2000-01-01T00:00:00Z", "t": "2000-12-31T00:00:00Z"},
+        "list",
+    ),
     "webhookDeliveries": (
         "query($id: ID!) { webhookDeliveries(endpointId: $id) { edges { node { id } } } }",
         lambda a: {"id": a["endpointId"]},
