@@ -4,7 +4,9 @@ What is limited. Mutations that start a process or write, grouped in classes by 
 they cost (``LIMITED``); each class has its own rate (``RATE_LIMIT_PROCESS``,
 ``RATE_LIMIT_WRITE``, ``RATE_LIMIT_WEBHOOK``, written ``<count>/<period>``, e.g.
 ``300/60s``: a bucket of ``count`` tokens refilled evenly over ``period``, so a burst
-of ``count`` and ``count/period`` per second sustained; ``off`` disables the class):
+of ``count`` and ``count/period`` per second sustained; ``off`` disables the class).
+The defaults -- process 300/60s, write 600/60s, webhook 60/60s -- are generous: they
+stop scripts and floods, not people typing, saving and running tests:
 
 - ``process``: starts a process or a sandbox -- startSandbox, runCommand, openTerminal,
   runTests, askClaude.
