@@ -21,8 +21,9 @@ from starlette.applications import Starlette
 from gql.metrics_endpoint import metrics_routes
 from resolvers import metrics
 from tests.conftest import Account, make_settings, sandbox_root
-from tests.server import start_server
+from tests.server import ServerProcess, start_server
 from tests.support import Api, wait_until
+from tests.test_claude import ASK, Client, claude_server, transcript  # noqa: F401 (fixture)
 from tests.workspace_support import TERMINATE, start
 from tests.wsclient import SESSION_EVENTS, GraphQLWS
 
@@ -223,6 +224,24 @@ async def test_a_test_run_is_timed_by_outcome(client: httpx.AsyncClient, account
     assert after.value(name, outcome="passed") - before.value(name, outcome="passed") == 1
     for outcome in ("failed", "error", "compile_error"):
         assert after.value(name, outcome=outcome) == before.value(name, outcome=outcome)
+
+
+async def test_an_agent_run_is_timed_by_outcome(
+    claude_server: ServerProcess,  # noqa: F811 (the fixture imported above)
+    account: Account,
+) -> None:
+    """The stand-in agent of tests.test_claude, on a real server: one succeeded run."""
+    name = "interviewlm_agent_run_duration_seconds_count"
+    async with httpx.AsyncClient(base_url=claude_server.url) as http:
+        before = await scrape(http)
+        client = Client(claude_server, account)
+        await client.start()
+        asked = await client(ASK, {"s": account["sessionId"], "p": "hello"})
+        events = await transcript(claude_server, account, asked["data"]["askClaude"]["id"])
+        assert events[-1]["claudeStatus"] == "SUCCEEDED", events[-1]
+        after = await scrape(http)
+    assert after.value(name, outcome="succeeded") == before.value(name, outcome="succeeded") + 1
+    assert after.value(name, outcome="failed") == before.value(name, outcome="failed")
 
 
 async def test_event_loop_lag_is_sampled(client: httpx.AsyncClient) -> None:
