@@ -14,7 +14,9 @@ Design:
   database's ``now()`` (PostgreSQL; a SQLite file has one machine, hence one
   clock): replicas' clocks may differ, the database's is the one compared.
 - After each heartbeat a replica looks for rows whose lease has expired and
-  marks them stopped (one conditional UPDATE each). Then it takes over the
+  marks them stopped (one conditional UPDATE each) -- once its own heartbeats
+  have succeeded for a whole lease (``may_judge``): after a database outage,
+  the first replica back must not declare all the others lost. Then it takes over the
   records of stopped replicas (``resolvers.orphans``): each record is ended by
   a conditional UPDATE (still open / still live), so of several survivors
   exactly one ends it and appends its events, exactly once. Terminals close,
@@ -23,7 +25,7 @@ Design:
   comes back: ``resolvers.reaper.reconcile``); Modal sandboxes keep running
   and are re-owned (any replica can reach them).
 - Bound: a replica's records are ended at most ``lease_s + heartbeat_s`` (plus
-  one pass) after its last heartbeat.
+  one pass) after its last heartbeat, while another replica has been up a lease.
 - A clean shutdown marks the row stopped at once: survivors end its leftovers
   at their next pass rather than after the lease.
 - Fencing: a replica that finds its own row stopped (it was paused or cut off
@@ -43,6 +45,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -108,6 +111,9 @@ class Leases:
     def __init__(self, me: str, policy: LeasePolicy) -> None:
         self.me = me
         self.policy = policy
+        # Since when (monotonic) this replica's heartbeats have been succeeding: it judges
+        # others only after a whole lease of them (below).
+        self._renewing_since: float | None = None
 
     async def register(self) -> None:
         now = await db_now()
@@ -120,14 +126,34 @@ class Leases:
 
     async def beat(self) -> bool:
         """Renew the lease; False: this replica was declared lost (fenced off)."""
-        now = await db_now()
-        renewed = await Replica.filter(id=self.me, stopped_at__isnull=True).update(
-            heartbeat_at=now, expires_at=now + timedelta(seconds=self.policy.lease_s)
-        )
+        try:
+            now = await db_now()
+            renewed = await Replica.filter(id=self.me, stopped_at__isnull=True).update(
+                heartbeat_at=now, expires_at=now + timedelta(seconds=self.policy.lease_s)
+            )
+        except BaseException:
+            self._renewing_since = None
+            raise
+        if self._renewing_since is None:
+            self._renewing_since = time.monotonic()
         return bool(renewed)
+
+    @property
+    def may_judge(self) -> bool:
+        """Whether this replica has renewed its own lease for a whole lease period.
+
+        After a database outage (or at start-up) every live replica's lease may have
+        run out meanwhile; each renews it within a heartbeat of the database coming
+        back. Judging others only after a lease of our own renewals keeps the first
+        replica back from declaring all the others lost.
+        """
+        since = self._renewing_since
+        return since is not None and time.monotonic() - since >= self.policy.lease_s
 
     async def expire(self) -> list[str]:
         """Mark replicas whose lease ran out as stopped; returns those this call marked."""
+        if not self.may_judge:
+            return []
         now = await db_now()
         marked = []
         for row in await Replica.filter(stopped_at__isnull=True, expires_at__lt=now).only("id"):
