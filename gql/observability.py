@@ -6,7 +6,7 @@ sees each operation from before parsing to after its errors are classified
 ``interviewlm_graphql_errors_total{operation,code}`` and, for queries and
 mutations, ``interviewlm_graphql_request_duration_seconds{kind}``; then one access
 line on the ``interviewlm.access`` logger (operation, kind, outcome code, duration,
-account, session).
+account, session: a ``sessionId`` variable or root argument, else a candidate's own).
 
 Labels stay bounded whatever the caller sends: the operation label is a root field
 of the schema -- the operation's one root field; with several, ``operationName`` when
@@ -41,6 +41,8 @@ from graphql import (
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
+    StringValueNode,
+    VariableNode,
 )
 from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
@@ -124,13 +126,33 @@ def error_code(error: GraphQLError) -> str:
     return code if isinstance(code, str) and _CODE.fullmatch(code) else "INTERNAL"
 
 
-def _session_of(variables: dict[str, Any] | None) -> str | None:
-    value = (variables or {}).get("sessionId")
+def _uuid(value: object) -> str | None:
+    """The session id as a canonical UUID, or nothing: never the caller's text as sent."""
     if isinstance(value, str):
         try:
             return str(uuid.UUID(value))
         except ValueError:
             return None
+    return None
+
+
+def session_of(
+    document: DocumentNode | None, operation_name: str | None, variables: dict[str, Any] | None
+) -> str | None:
+    """The session an operation is about: a ``sessionId`` variable, else the
+    ``sessionId`` argument of its first root field that has one (a variable or a literal)."""
+    variables = variables or {}
+    if "sessionId" in variables:
+        return _uuid(variables["sessionId"])
+    op = _operation(document, operation_name)
+    for node in op.selection_set.selections if op else ():
+        for arg in (node.arguments or ()) if isinstance(node, FieldNode) else ():
+            if arg.name.value != "sessionId":
+                continue
+            if isinstance(arg.value, VariableNode):
+                return _uuid(variables.get(arg.value.name.value))
+            if isinstance(arg.value, StringValueNode):
+                return _uuid(arg.value.value)
     return None
 
 
@@ -196,7 +218,7 @@ class Observe(SchemaExtension):
         context = ctx.context
         principal = context.connection_principal if isinstance(context, Context) else None
         account = str(principal.account_id) if principal else None
-        session = _session_of(ctx.variables) or (
+        session = session_of(ctx.graphql_document, ctx.operation_name, ctx.variables) or (
             str(principal.session_id) if principal and principal.session_id else None
         )
         access.info(

@@ -19,6 +19,7 @@ from tests.conftest import Account
 from tests.server import start_server
 
 SESSION = "query($sessionId: ID!) { session(id: $sessionId) { id } }"
+RECORDING = "query($s: ID!) { recording(sessionId: SESSION) { lastSeq } }"
 FORGED = '"}\n{"time":"x","level":"CRITICAL","logger":"interviewlm","message":"forged"}\n'
 
 
@@ -68,6 +69,29 @@ async def test_an_access_line_per_operation_with_request_account_and_session(
     }
     assert isinstance(entry["duration_ms"], float)
     assert entry["time"].endswith("+00:00")
+
+
+async def test_the_session_comes_from_a_root_field_argument(
+    client: httpx.AsyncClient, account: Account, lines: Lines
+) -> None:
+    """``recording(sessionId: $s)``: the argument, through its variable or as a literal."""
+    headers = {"authorization": f"Bearer {account['interviewerToken']}"}
+    session = account["sessionId"]
+    for body in (
+        {"query": RECORDING.replace("SESSION", "$s"), "variables": {"s": session}},
+        {"query": RECORDING.replace("SESSION", json.dumps(session)).replace("($s: ID!)", "")},
+        {"query": RECORDING.replace("SESSION", json.dumps(FORGED)).replace("($s: ID!)", "")},
+    ):
+        response = await client.post("/graphql", json=body, headers=headers)
+        (entry,) = [
+            e for e in access_lines(lines()) if e["request_id"] == response.headers["x-request-id"]
+        ]
+        assert entry["operation"] == "recording"
+        if "forged" in body["query"]:
+            assert "session_id" not in entry
+            assert entry["code"] == "BAD_USER_INPUT"
+        else:
+            assert (entry["session_id"], entry["code"]) == (session, "OK"), entry
 
 
 async def test_an_error_is_logged_with_its_code_and_a_fresh_request_id(
