@@ -57,6 +57,8 @@ from strawberry.types.execution import PreExecutionError
 from strawberry.types.graphql import OperationType
 from typing_extensions import TypeVar
 
+from resolvers import metrics
+
 __all__ = [
     "GRAPHQL_RESPONSE_JSON",
     "JSON",
@@ -274,6 +276,11 @@ class GraphQLHTTP(GraphQL[ContextT, RootT]):
 
     def _error_response(self, error: GraphQLHTTPError, media: str | None) -> Response:
         code = error.code or {404: "NOT_FOUND", 500: "INTERNAL"}.get(error.status, "BAD_USER_INPUT")
+        # Refused before any operation ran (a bad token, a body too large...). A GET
+        # mutation did reach the schema: gql.observability counted it.
+        if not isinstance(error.__cause__, InvalidOperationTypeError):
+            metrics.REQUESTS.labels("anonymous", "unknown").inc()
+            metrics.ERRORS.labels("anonymous", code).inc()
         body = {"errors": [{"message": error.message, "extensions": {"code": code}}]}
         return self._json_response(body, error.status, media or JSON, error.headers)
 

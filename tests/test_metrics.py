@@ -127,6 +127,29 @@ async def test_errors_count_by_operation_and_code(
         assert after.value(name, **labels) - before.value(name, **labels) == 1, labels
 
 
+async def test_requests_refused_before_graphql_count_once(
+    client: httpx.AsyncClient, account: Account
+) -> None:
+    name = "interviewlm_graphql_errors_total"
+    before = await scrape(client)
+    refused = await client.post(
+        "/graphql",
+        json={"query": "{ viewer { kind } }"},
+        headers={"authorization": f"Bearer {account['candidateToken']}x"},
+    )
+    assert refused.status_code == 401
+    over_get = await client.get(
+        "/graphql",
+        params={"query": "mutation { endSession(sessionId: 1) { id } }"},
+        headers={"authorization": f"Bearer {account['interviewerToken']}"},
+    )
+    assert over_get.status_code == 405
+    after = await scrape(client)
+    unauthenticated = {"operation": "anonymous", "code": "UNAUTHENTICATED"}
+    assert after.value(name, **unauthenticated) == before.value(name, **unauthenticated) + 1
+    assert after.value(name, code="BAD_USER_INPUT") == before.value(name, code="BAD_USER_INPUT") + 1
+
+
 async def test_the_operation_label_is_bounded(client: httpx.AsyncClient, account: Account) -> None:
     """A client names its operation anything: the label is a root field or a fixed word."""
     token = account["interviewerToken"]
