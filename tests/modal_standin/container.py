@@ -163,7 +163,9 @@ class Container:
                 state.fail_start(msg["message"])
                 self._resolve(msg["id"])
             else:
-                state.finish(code=msg.get("code"), signal=msg.get("signal"))
+                state.finish(
+                    code=msg.get("code"), signal=msg.get("signal"), by_shutdown=self.stopped
+                )
 
     def _resolve(self, key: str) -> None:
         future = self._pending.pop(key, None)

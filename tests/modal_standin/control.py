@@ -19,6 +19,7 @@ import os
 import shlex
 import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpclib.server
@@ -187,6 +188,47 @@ class ControlPlane(ModalClientBase):
         for start in range(0, max(len(entries), 1), _LIST_PAGE):
             batch = entries[start : start + _LIST_PAGE]
             await stream.send_message(api_pb2.VolumeListFiles2Response(entries=batch))
+
+    async def VolumeGetFile2(self, stream: Stream) -> None:
+        req = await self._begin(stream, "VolumeGetFile2")
+        target = _inside(self.volume(req.volume_id).path, req.path)
+        if not os.path.isfile(target):
+            raise GRPCError(Status.NOT_FOUND, f"{req.path!r} not found")
+        data = await asyncio.to_thread(Path(target).read_bytes)
+        start = min(req.start, len(data))
+        end = len(data) if not req.len else min(len(data), start + req.len)
+        # Whole blocks from ``start`` (which the SDK only sets block-aligned).
+        urls = self.s.blobs.download_urls(data[start:end])
+        await stream.send_message(
+            api_pb2.VolumeGetFile2Response(
+                get_urls=urls, size=len(data), start=start, len=end - start
+            )
+        )
+
+    async def VolumePutFiles2(self, stream: Stream) -> None:
+        req = await self._begin(stream, "VolumePutFiles2")
+        root = self.volume(req.volume_id).path
+        blocks = self.s.blobs.blocks
+        missing = [
+            api_pb2.VolumePutFiles2Response.MissingBlock(
+                file_index=f, block_index=b, put_url=self.s.blobs.put_url(block.contents_sha256)
+            )
+            for f, file in enumerate(req.files)
+            for b, block in enumerate(file.blocks)
+            if block.contents_sha256 not in blocks
+        ]
+        if missing:
+            await stream.send_message(api_pb2.VolumePutFiles2Response(missing_blocks=missing))
+            return
+        for file in req.files:
+            target = Path(_inside(root, file.path))
+            if req.disallow_overwrite_existing_files and target.exists():
+                raise GRPCError(Status.ALREADY_EXISTS, f"{file.path!r} already exists")
+            data = b"".join(blocks[block.contents_sha256] for block in file.blocks)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data[: file.size])
+            target.chmod(file.mode & 0o7777 or 0o644)
+        await stream.send_message(api_pb2.VolumePutFiles2Response())
 
     async def VolumeRemoveFile2(self, stream: Stream) -> None:
         req = await self._begin(stream, "VolumeRemoveFile2")

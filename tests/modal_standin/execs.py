@@ -55,6 +55,8 @@ class ExecState:
     exit_signal: int | None = None
     exited: asyncio.Event = field(default_factory=asyncio.Event)
     pid: int | None = None
+    by_shutdown: bool = False
+    """Ended because its sandbox did: the router answers NOT_FOUND, not an exit status."""
     _readers: list[int] = field(default_factory=list)
 
     def attach(self, names: list[str], fds: list[int]) -> None:
@@ -103,8 +105,11 @@ class ExecState:
 
         loop.add_reader(fd, readable)
 
-    def finish(self, *, code: int | None = None, signal: int | None = None) -> None:
+    def finish(
+        self, *, code: int | None = None, signal: int | None = None, by_shutdown: bool = False
+    ) -> None:
         self.exit_code, self.exit_signal = code, signal
+        self.by_shutdown = by_shutdown
         self.exited.set()
 
     def fail_start(self, message: str) -> None:
@@ -151,7 +156,7 @@ class ExecState:
             if not buffer.eof:
                 buffer.close()
         if not self.exited.is_set():
-            self.finish(signal=9)
+            self.finish(signal=9, by_shutdown=True)
 
 
 async def _write_all(fd: int, data: bytes) -> None:

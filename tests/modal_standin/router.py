@@ -166,12 +166,14 @@ class CommandRouter(TaskCommandRouterBase):
     async def TaskExecPoll(self, stream: Stream) -> None:
         req: sr.TaskExecPollRequest = await self._begin(stream, "TaskExecPoll")
         state = self._exec(req.task_id, req.exec_id)
+        _check_shutdown(state)
         await stream.send_message(_exit_status(sr.TaskExecPollResponse(), state))
 
     async def TaskExecWait(self, stream: Stream) -> None:
         req: sr.TaskExecWaitRequest = await self._begin(stream, "TaskExecWait")
         state = self._exec(req.task_id, req.exec_id)
         await state.exited.wait()
+        _check_shutdown(state)
         await stream.send_message(_exit_status(sr.TaskExecWaitResponse(), state))
 
     async def TaskSetNetworkAccess(self, stream: Stream) -> None:
@@ -184,6 +186,13 @@ class CommandRouter(TaskCommandRouterBase):
         self.sandbox.network = access
         self.sandbox.network_changes.append(access)
         await stream.send_message(sr.TaskSetNetworkAccessResponse())
+
+
+def _check_shutdown(state: ExecState) -> None:
+    # The SDK's comment on exec_wait: "if just the task shuts down, the task
+    # command router will return a NOT_FOUND error" -- not the SIGKILL status.
+    if state.exited.is_set() and state.by_shutdown:
+        raise GRPCError(Status.NOT_FOUND, "stand-in: the task has finished")
 
 
 def _exit_status(response: Any, state: ExecState) -> Any:

@@ -32,6 +32,7 @@ from modal_proto import api_pb2
 from modal_app.base import Limits
 from modal_app.local.host import Host, UidPool, prepare_host
 from modal_app.local.presets import environment
+from tests.modal_standin.blobs import BlockStore
 from tests.modal_standin.container import Container
 from tests.modal_standin.control import ControlPlane
 from tests.modal_standin.router import CommandRouter
@@ -64,6 +65,7 @@ class ModalStandin:
         """Hand out router access in ``SandboxCreateV2`` (else the SDK asks for it)."""
         self.sandboxes: dict[str, StandinSandbox] = {}
         self.control = ControlPlane(self)
+        self.blobs = BlockStore()
         self._routers: dict[str, Server] = {}
         self._server: Server | None = None
         self._host: Host | None = None
@@ -84,7 +86,7 @@ class ModalStandin:
             "MODAL_TOKEN_SECRET": self.token_secret,
         }
 
-    async def start(self) -> None:
+    async def start(self, *, port: int = 0) -> None:
         # The local backend's own host preparation: root check, tools,
         # generated /etc, and its isolation probe (a real bwrap run).
         self._host = await prepare_host(
@@ -94,8 +96,9 @@ class ModalStandin:
             probe_uid=self._uids.outside,
             tmp_size_mb=64,
         )
+        await self.blobs.start()
         server = Server([self.control])
-        await server.start("127.0.0.1", 0)
+        await server.start("127.0.0.1", port)
         self._server = server
         port = server._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}"
@@ -116,6 +119,7 @@ class ModalStandin:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        await self.blobs.stop()
 
     # -- sandboxes --------------------------------------------------------------
 
