@@ -23,8 +23,6 @@ from gql.context import Services
 from gql.greenhouse import greenhouse_routes
 from gql.logs import RequestIds
 from gql.metrics_endpoint import loop_lag_sampled, metrics_routes
-from gql.logs import RequestIds
-from gql.metrics_endpoint import loop_lag_sampled, metrics_routes
 from gql.parsing import DocumentLimits
 from gql.renders import SharedRenders
 from gql.report_page import report_routes

@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from gql.logs import configure_logging
-from gql.logs import configure_logging
 from gql.settings import Settings, SettingsError
 
 
@@ -28,8 +27,6 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
-        # Its loggers propagate to the root handler configure_logging set (gql.logs).
-        log_config=None,
         # Its loggers propagate to the root handler configure_logging set (gql.logs).
         log_config=None,
         # The sans-I/O implementation: uvicorn's legacy one compresses every

@@ -17,7 +17,6 @@ from gql.claude_ops import ClaudeMutation, ClaudeQuery, ClaudeSubscription
 from gql.context import Context, Info, principal_of
 from gql.errors import ApiSchema
 from gql.observability import Observe
-from gql.observability import Observe
 from gql.parsing import BoundedDocuments, DocumentLimits
 from gql.playback_ops import PlaybackQuery
 from gql.question_ops import QuestionMutation, QuestionQuery

@@ -161,11 +161,6 @@ class Settings:
     metrics: bool = True
     """Serve ``/metrics`` (gql.metrics_endpoint): open unless ``metrics_token`` is set."""
     metrics_token: str | None = field(default=None, repr=False)
-    log_format: str = "text"
-    """``text`` (readable) or ``json`` (one object per line): gql.logs."""
-    metrics: bool = True
-    """Serve ``/metrics`` (gql.metrics_endpoint): open unless ``metrics_token`` is set."""
-    metrics_token: str | None = field(default=None, repr=False)
     report_link_ttl_s: int = 30 * 24 * 3600
     # Report link tokens are HMACs of the link's id under it (resolvers.report_links).
     # Unset: random per process -- links still open everywhere, but each replica (and
@@ -202,9 +197,6 @@ class Settings:
         ).rstrip("/")
         if not upstream.startswith(("https://", "http://")):
             raise SettingsError("ANTHROPIC_UPSTREAM_URL must be an http:// or https:// URL")
-        log_format = env.get("LOG_FORMAT", "").strip().lower() or d.log_format
-        if log_format not in {"text", "json"}:
-            raise SettingsError(f"LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
         log_format = env.get("LOG_FORMAT", "").strip().lower() or d.log_format
         if log_format not in {"text", "json"}:
             raise SettingsError(f"LOG_FORMAT must be 'text' or 'json', got {log_format!r}")
@@ -288,9 +280,6 @@ class Settings:
                 0, _int(env, "FILE_WATCH_PATH_INTERVAL_MS", d.file_watch_path_interval_ms)
             ),
             log_level=(env.get("LOG_LEVEL", "").strip() or d.log_level).upper(),
-            log_format=log_format,
-            metrics=_bool(env, "METRICS", d.metrics),
-            metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
             log_format=log_format,
             metrics=_bool(env, "METRICS", d.metrics),
             metrics_token=env.get("METRICS_TOKEN", "").strip() or None,
