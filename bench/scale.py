@@ -134,6 +134,7 @@ class Conn:
         self.ws = ws
         self.samples = samples
         self.ops = 0
+        self.live: set[str] = set()  # subscriptions that delivered their first message
         self.recording = False
         self.task = asyncio.create_task(self.pump())
 
@@ -168,9 +169,13 @@ class Conn:
         with contextlib.suppress(Exception):
             async for raw in self.ws:
                 received = time.time()
-                if not self.recording or '"next"' not in raw:
+                if '"next"' not in raw:
                     continue
                 message = json.loads(raw)
+                if len(self.live) < self.ops:
+                    self.live.add(message["id"])
+                if not self.recording:
+                    continue
                 for event in message["payload"]["data"]["sessionEvents"]["events"]:
                     text = event.get("text") or event.get("data") or ""
                     for line in text.split("\n"):
@@ -236,6 +241,19 @@ async def produce(
     return {"sent": sent, "errors": errors, "durations": durations}
 
 
+async def all_live(conns: list[Conn]) -> int:
+    """Wait until every subscription has delivered its first message (each subscribes one
+    event before the session's last: the replay of that event says the subscription is
+    set up); the number still waiting at the timeout."""
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        waiting = sum(c.ops - len(c.live) for c in conns)
+        if not waiting:
+            return 0
+        await asyncio.sleep(0.2)
+    return sum(c.ops - len(c.live) for c in conns)
+
+
 async def worker() -> None:
     """Serve the harness: JSON commands on stdin, JSON replies on stdout."""
     raise_fd_limit()
@@ -274,11 +292,12 @@ async def worker() -> None:
 
             fresh = await asyncio.gather(*(one(t) for t in cmd["targets"]))
             conns += [c for c in fresh if c is not None]
-            reply({"ok": True, "failed": failed, "conns": len(conns)})
+            waiting = await all_live(conns)
+            reply({"ok": True, "failed": failed, "conns": len(conns), "waiting": waiting})
         elif op == "subscribe":  # one more subscription on each of the first len(targets)
             for conn, t in zip(conns, cmd["targets"], strict=False):
                 await conn.subscribe(t["session"], t["after"])
-            reply({"ok": True})
+            reply({"ok": True, "waiting": await all_live(conns)})
         elif op == "record":
             for conn in conns:
                 conn.recording = cmd["on"]
@@ -669,7 +688,7 @@ class Bench:
             {
                 "url": self.servers[(i + j) % 2].ws_url,
                 "session": sid,
-                "after": seqs[sid],
+                "after": seqs[sid] - 1,
             }
             for i, sid in enumerate(self.sessions)
             for j in range(1 + i % 2)
@@ -684,9 +703,10 @@ class Bench:
             ],
         )
         failed = sum(r["failed"] for r in replies)
+        waiting = sum(r["waiting"] for r in replies)
         self.say(
             f"{len(targets)} watchers connected and subscribed in {time.monotonic() - t0:.1f}s "
-            f"({failed} failed)"
+            f"({failed} failed, {waiting} never delivered)"
         )
         t0 = time.monotonic()
         for i in range(k):
@@ -735,7 +755,7 @@ class Bench:
         for outcome in await asyncio.gather(*commands, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 self.say(f"  a sandbox command failed: {outcome!r}")
-        await asyncio.sleep(3)  # the last lines reach the watchers
+        await asyncio.sleep(5)  # the last lines reach the watchers
         replies = await all_call(watchers, [{"op": "record", "on": False}] * len(watchers))
         await all_call(watchers, [{"op": "close"}] * len(watchers))
         await self.stop_sandboxes()
@@ -884,7 +904,7 @@ class Bench:
             return [
                 {
                     "session": (sid := self.sessions[(i + offset) % len(self.sessions)]),
-                    "after": seqs[sid],
+                    "after": seqs[sid] - 1,
                 }
                 for i in range(n)
             ]
@@ -893,13 +913,13 @@ class Bench:
             before = rss_mb(server.process.pid)
             t0 = time.monotonic()
             replies = await all_call(clients, calls)
-            failed = sum(r.get("failed", 0) for r in replies)
+            failed = sum(r.get("failed", 0) + r["waiting"] for r in replies)
             await self.quiet(server)
             took = time.monotonic() - t0
             after = rss_mb(server.process.pid)
             rows.append((name, n, after - before, took, None))
             if failed:
-                self.say(f"  {name}: {failed} failed")
+                self.say(f"  {name}: {failed} failed or never delivered")
 
         targets = [{"url": a_srv.ws_url, "session": None} for _ in range(count)]
         await step(
