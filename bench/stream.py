@@ -368,10 +368,13 @@ def install_probe(out_dir: str) -> None:
                 stages["sent"].append(time.time() - at)
         return text
 
-    log_events.EventLog._commit = timed_commit  # type: ignore[method-assign]
-    bus.EventBus.publish = timed_publish  # type: ignore[method-assign]
-    live.SessionHub.deliver = timed_deliver  # type: ignore[method-assign]
-    view.GraphQLView.encode_json = timed_encode  # type: ignore[method-assign]
+    for owner, name, wrapper in (
+        (log_events.EventLog, "_commit", timed_commit),
+        (bus.EventBus, "publish", timed_publish),
+        (live.SessionHub, "deliver", timed_deliver),
+        (view.GraphQLView, "encode_json", timed_encode),
+    ):
+        setattr(owner, name, wrapper)
 
 
 SITECUSTOMIZE = f"""
