@@ -54,6 +54,8 @@ class ControlPlane(ModalClientBase):
         self.auth_tokens: set[str] = set()
         self.calls: list[str] = []
         """Names of the RPCs received, in order (tests assert on the protocol)."""
+        self.requests: list[tuple[str, Any]] = []
+        """(RPC name, request message) of every call that got past auth, in order."""
 
     async def _begin(self, stream: Stream, rpc: str, *, sandbox_auth: bool = False) -> Any:
         self.calls.append(rpc)
@@ -65,7 +67,12 @@ class ControlPlane(ModalClientBase):
             raise GRPCError(
                 Status.UNAUTHENTICATED, "stand-in: missing or unknown x-modal-auth-token"
             )
-        return await stream.recv_message()
+        request = await stream.recv_message()
+        self.requests.append((rpc, request))
+        return request
+
+    def requests_of(self, rpc: str) -> list[Any]:
+        return [request for name, request in self.requests if name == rpc]
 
     # -- session ----------------------------------------------------------------
 

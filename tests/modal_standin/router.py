@@ -20,6 +20,7 @@ from typing import Any
 
 import grpclib.server
 from grpclib import GRPCError, Status
+from grpclib.protocol import H2Protocol
 from modal._utils.grpc_testing import patch_mock_servicer
 from modal_proto import api_pb2
 from modal_proto import task_command_router_pb2 as sr
@@ -179,6 +180,18 @@ class CommandRouter(TaskCommandRouterBase):
     async def TaskSetNetworkAccess(self, stream: Stream) -> None:
         req: sr.TaskSetNetworkAccessRequest = await self._begin(stream, "TaskSetNetworkAccess")
         self._task(req.task_id)
+        created = self.sandbox.definition.network_access.network_access_type
+        if (
+            not self.faults.replaceable_blocked_network
+            and created == api_pb2.NetworkAccess.NetworkAccessType.BLOCKED
+        ):
+            # The SDK documents a replaceable outbound policy only for sandboxes
+            # created with an allowlist; the stand-in holds us to that.
+            raise GRPCError(
+                Status.FAILED_PRECONDITION,
+                "stand-in: the network policy of a sandbox created with block_network=True "
+                "is not replaceable (create it with an allowlist, even an empty one)",
+            )
         # Recorded, not enforced: the stand-in's containers have no network at
         # all (see the notes); tests assert on ``network_changes``.
         access = api_pb2.NetworkAccess()
@@ -202,3 +215,28 @@ def _exit_status(response: Any, state: ExecState) -> Any:
         else:
             response.code = state.exit_code or 0
     return response
+
+
+class WorkerServer(grpclib.server.Server):
+    """A grpclib server whose open connections can be cut, as a dying worker's are.
+
+    ``Server.close`` only stops accepting connections: HTTP/2 connections a
+    client already holds keep being served.
+    """
+
+    def __init__(self, handlers: list[Any]) -> None:
+        super().__init__(handlers)
+        self._protocols: list[H2Protocol] = []
+
+    def _protocol_factory(self) -> H2Protocol:
+        protocol = super()._protocol_factory()
+        self._protocols.append(protocol)
+        return protocol
+
+    def sever(self) -> None:
+        """Stop listening and abort every connection (the client sees a reset)."""
+        self.close()
+        for protocol in self._protocols:
+            connection = getattr(protocol, "connection", None)
+            if connection is not None:
+                connection._transport.abort()

@@ -35,7 +35,7 @@ from modal_app.local.presets import environment
 from tests.modal_standin.blobs import BlockStore
 from tests.modal_standin.container import Container
 from tests.modal_standin.control import ControlPlane
-from tests.modal_standin.router import CommandRouter
+from tests.modal_standin.router import CommandRouter, WorkerServer
 from tests.modal_standin.state import (
     Faults,
     StandinSandbox,
@@ -64,9 +64,11 @@ class ModalStandin:
         self.access_at_create = False
         """Hand out router access in ``SandboxCreateV2`` (else the SDK asks for it)."""
         self.sandboxes: dict[str, StandinSandbox] = {}
+        self.router_jwt_ttl_s = 600
+        """Lifetime of router JWTs; the SDK refreshes one only within 30 s of its ``exp``."""
         self.control = ControlPlane(self)
         self.blobs = BlockStore()
-        self._routers: dict[str, Server] = {}
+        self._routers: dict[str, WorkerServer] = {}
         self._server: Server | None = None
         self._host: Host | None = None
         self._uids = UidPool(_UID_BASE, 1 << 20)
@@ -165,7 +167,7 @@ class ModalStandin:
         )
         self.sandboxes[sandbox.sandbox_id] = sandbox
         await self._start_container(sandbox)
-        router = Server([CommandRouter(sandbox, self.faults, control.secrets)])
+        router = WorkerServer([CommandRouter(sandbox, self.faults, control.secrets)])
         await router.start("127.0.0.1", 0)
         self._routers[sandbox.sandbox_id] = router
         port = router._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
@@ -236,7 +238,11 @@ class ModalStandin:
         """A new router JWT: the one clients hold is refused (UNAUTHENTICATED) from now on."""
         sandbox = self.sandbox(sandbox_id)
         sandbox.router_jwt = unsigned_jwt(
-            {"exp": int(time.time()) + 600, "task_id": sandbox.task_id, "jti": mint_id("jw")}
+            {
+                "exp": int(time.time()) + self.router_jwt_ttl_s,
+                "task_id": sandbox.task_id,
+                "jti": mint_id("jw"),
+            }
         )
 
     def sandbox_info(self, sandbox: StandinSandbox) -> api_pb2.SandboxInfo:
@@ -280,7 +286,7 @@ class ModalStandin:
             await container.stop()
         router = self._routers.pop(sandbox_id, None)
         if router is not None:
-            router.close()
+            router.sever()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(router.wait_closed(), 5)
         if report:

@@ -53,12 +53,16 @@ class Faults:
     * ``delay_s``: RPC name -> seconds to stall before answering (deadlines,
       client timeouts).
     * ``fail``: RPC name -> (grpclib Status, message) answered instead.
+    * ``replaceable_blocked_network``: let ``TaskSetNetworkAccess`` replace the
+      policy of a sandbox created with ``block_network=True`` (by default the
+      stand-in refuses, holding us to what the SDK documents).
     Per sandbox: ``StandinSandbox.worker_gone`` (see ``ModalStandin.lose_worker``).
     """
 
     unavailable: set[str] = field(default_factory=set)
     delay_s: dict[str, float] = field(default_factory=dict)
     fail: dict[str, tuple[Status, str]] = field(default_factory=dict)
+    replaceable_blocked_network: bool = False
 
     async def apply(self, rpc: str) -> None:
         delay = self.delay_s.get(rpc, self.delay_s.get("*", 0.0))
