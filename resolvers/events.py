@@ -4,17 +4,18 @@
 the same transaction as the insert: concurrent appends from any number of
 replicas serialize per session, and a rolled-back append leaves no gap.
 
-Appends to one session are group-committed: while a group is being stored,
-further appends queue up and go together in the next one (one statement on
-PostgreSQL, ``resolvers.event_store``; one published message), so a burst of
-terminal output costs a handful of round trips rather than one per chunk.
+Appends are group-committed: while a flush is storing groups, further appends
+queue up and go together in the next one -- one statement for the waiting
+appends of every session that has none in flight (``resolvers.event_store``),
+one published message per session -- so a burst of terminal output costs a
+handful of round trips rather than one per chunk, and many sessions appending
+at once share one commit (one WAL flush) instead of one each. A session is in
+at most one flush at a time: its seqs follow the order of the calls, and its
+messages are published in seq order. An append with nothing in flight is
+stored at once. Up to ``max_flushes`` flushes run at a time.
 
-A database that cannot be reached (restarting, a dropped connection) is
-retried with backoff for ``retry_s``: appends wait rather than fail, and a
-caller gets its records only once they are stored. A group whose reply was
-lost may have been stored: before storing it again the writer looks for it
-(``event_store.landed``), so nothing is stored twice. Past the budget the
-caller gets ``DatabaseUnavailable`` (UNAVAILABLE) and nothing of it is stored.
+An unreachable database is retried within a budget, a lost reply never stores
+a group twice (``resolvers.event_commit``).
 
 Payloads are typed (``resolvers.event_kinds``): an append serializes each one
 once, and that JSON is both the stored row and what the bus carries; readers
@@ -29,23 +30,23 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from models.event import Event
 from models.session import InterviewSession
-from resolvers import event_store, metrics
+from resolvers import event_commit
 from resolvers.bus import EventBus
-from resolvers.database import DatabaseUnavailable, is_unavailable
+from resolvers.database import DatabaseUnavailable
+from resolvers.event_commit import BACKOFF_S, RETRY_S, Encoded
 from resolvers.event_kinds import Payload, parse_stored
 from resolvers.storage import OutputQuota, StorageLimits
 
 MAX_READ = 1000
 MAX_BATCH = 500
-RETRY_S = 30.0
-"""How long an append keeps trying a database it cannot reach before failing."""
-BACKOFF_S = (0.05, 1.0)
-"""First and longest pause between tries (doubling)."""
+"""Events in one flush (one statement); a larger single append goes alone."""
+MAX_FLUSHES = 4
+"""Flushes in flight at a time (each holds a database connection while it stores)."""
 logger = logging.getLogger("interviewlm.events")
 
 
@@ -100,13 +101,39 @@ def without_nul(value: Any) -> Any:
     return value
 
 
-def _encoded(payload: Payload) -> tuple[Payload, dict[str, Any]]:
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _encode(payload: Payload) -> Encoded:
     """The payload and its stored JSON; re-parsed in the rare case NULs were replaced."""
     data = payload.to_json()
-    clean = without_nul(data)
-    if clean is data:
-        return payload, data
-    return parse_stored(payload.kind, clean), clean
+    text = _dumps(data)
+    if "\\u0000" in text:  # JSON escapes NUL so: only then is there one to look for
+        clean = without_nul(data)
+        if clean is not data:
+            payload, data, text = parse_stored(payload.kind, clean), clean, _dumps(clean)
+    return Encoded(payload, data, text)
+
+
+def _message(
+    session_id: uuid.UUID, records: Sequence[EventRecord], group: Sequence[Encoded]
+) -> str:
+    """``encode_batch(session_id, records)``, from the payloads' JSON made for storing."""
+    at = _dumps(records[0].at.isoformat()) if records else ""
+    events = ",".join(
+        f'{{"seq":{r.seq},"type":{_dumps(r.type)},"at":{at},"payload":{e.text}}}'
+        for r, e in zip(records, group, strict=True)
+    )
+    return f'{{"sessionId":"{session_id}","events":[{events}]}}'
+
+
+def _records(
+    session_id: uuid.UUID, group: Sequence[Encoded], first: int, at: datetime
+) -> list[EventRecord]:
+    return [
+        EventRecord(session_id, first + i, e.payload.kind, at, e.payload, e.data)
+        for i, e in enumerate(group)
+    ]
 
 
 def channel_for(session_id: uuid.UUID) -> str:
@@ -130,24 +157,27 @@ def decode_batch(message: str) -> tuple[uuid.UUID, list[EventRecord]]:
 class _Pending:
     items: Sequence[Payload]
     done: asyncio.Future[list[EventRecord]]
-
-
-@dataclass
-class _SessionWriter:
-    queue: list[_Pending] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
+    encoded: list[Encoded] = field(default_factory=list)
 
 
 class EventLog:
     def __init__(
-        self, bus: EventBus, *, limits: StorageLimits | None = None, retry_s: float = RETRY_S
+        self,
+        bus: EventBus,
+        *,
+        limits: StorageLimits | None = None,
+        retry_s: float = RETRY_S,
+        max_flushes: int = MAX_FLUSHES,
     ) -> None:
         self.bus = bus
         self.retry_s = retry_s
+        self.max_flushes = max(1, max_flushes)
         # What one session may store in the recording (resolvers.storage).
         self.limits = limits or StorageLimits()
         self.output_quota = OutputQuota(self.limits)
-        self._writers: dict[uuid.UUID, _SessionWriter] = {}
+        self._queued: dict[uuid.UUID, list[_Pending]] = {}  # in arrival order
+        self._busy: set[uuid.UUID] = set()  # sessions whose group is being stored
+        self._flushing: set[asyncio.Task[None]] = set()
 
     async def append(self, session_id: uuid.UUID, payload: Payload) -> EventRecord:
         (record,) = await self.append_many(session_id, [payload])
@@ -158,87 +188,133 @@ class EventLog:
     ) -> list[EventRecord]:
         if not items:
             return []
-        writer = self._writers.setdefault(session_id, _SessionWriter())
         pending = _Pending(items, asyncio.get_running_loop().create_future())
-        writer.queue.append(pending)
-        if writer.task is None:
-            writer.task = asyncio.create_task(self._drain(session_id, writer))
-        return await asyncio.shield(pending.done)
+        self._queued.setdefault(session_id, []).append(pending)
+        self._kick()
+        # A caller cancelled meanwhile cancels only its wait: the append is stored anyway.
+        return await pending.done
 
-    async def _drain(self, session_id: uuid.UUID, writer: _SessionWriter) -> None:
+    def _kick(self) -> None:
+        while len(self._flushing) < self.max_flushes:
+            batch = self._take()
+            if not batch:
+                return
+            task = asyncio.create_task(self._flushes(batch))
+            self._flushing.add(task)
+            task.add_done_callback(self._flushing.discard)
+
+    async def _flushes(self, batch: dict[uuid.UUID, list[_Pending]]) -> None:
+        while batch:
+            await self._flush(batch)
+            # The callers just answered append again at once: one turn of the loop lets
+            # them queue, so the next batch carries them all (taken at once, it would
+            # carry the few already waiting, and the rest would wait another round).
+            await asyncio.sleep(0)
+            batch = self._take()
+
+    def _take(self) -> dict[uuid.UUID, list[_Pending]]:
+        """Waiting appends of sessions with none in flight, oldest first, up to MAX_BATCH."""
+        batch: dict[uuid.UUID, list[_Pending]] = {}
+        count = 0
+        for session_id in list(self._queued):
+            if session_id in self._busy:
+                continue
+            queue = self._queued[session_id]
+            group: list[_Pending] = []
+            while queue and (count == 0 or count + len(queue[0].items) <= MAX_BATCH):
+                group.append(queue.pop(0))
+                count += len(group[-1].items)
+            if not group:
+                break  # the batch is full
+            if not queue:
+                del self._queued[session_id]
+            self._busy.add(session_id)
+            batch[session_id] = group
+        return batch
+
+    async def _flush(self, batch: dict[uuid.UUID, list[_Pending]]) -> None:
         try:
-            while writer.queue:
-                group: list[_Pending] = []
-                count = 0
-                while writer.queue and (
-                    not group or count + len(writer.queue[0].items) <= MAX_BATCH
-                ):
-                    group.append(writer.queue.pop(0))
-                    count += len(group[-1].items)
-                try:
-                    records = await self._commit(session_id, [i for p in group for i in p.items])
-                except Exception as exc:  # each waiter gets the failure of its own append
-                    for p in group:
+            groups: dict[uuid.UUID, list[Encoded]] = {}
+            for session_id, pendings in batch.items():
+                kept = []
+                for p in pendings:
+                    try:  # an append that cannot be stored fails alone
+                        p.encoded = [_encode(payload) for payload in p.items]
+                        kept.append(p)
+                    except (TypeError, ValueError) as exc:
                         if not p.done.done():
                             p.done.set_exception(exc)
-                    continue
-                offset = 0
-                for p in group:
-                    mine = records[offset : offset + len(p.items)]
-                    offset += len(p.items)
-                    if not p.done.done():
-                        p.done.set_result(mine)
-                try:
-                    # local=: this replica's own watchers get the records as they are.
-                    await self.bus.publish(
-                        channel_for(session_id), encode_batch(session_id, records), local=records
-                    )
-                except Exception:  # stored is what counts: listeners also poll the log
-                    logger.exception("publishing events of %s failed", session_id)
+                batch[session_id] = kept
+                if kept:
+                    groups[session_id] = [e for p in kept for e in p.encoded]
+            results = await self._store(groups)
+            for session_id, outcome in results.items():
+                await self._answer(session_id, batch[session_id], outcome)
+        except BaseException as exc:  # cancelled at shutdown: no caller waits forever
+            for p in (p for pendings in batch.values() for p in pendings):
+                if not p.done.done():
+                    p.done.set_exception(exc)
+            raise
         finally:
-            writer.task = None
-            if not writer.queue:
-                self._writers.pop(session_id, None)
+            self._busy.difference_update(batch)
 
-    async def _commit(self, session_id: uuid.UUID, items: Sequence[Payload]) -> list[EventRecord]:
-        """Store one group, retrying an unreachable database for ``retry_s``."""
-        now = datetime.now(UTC)  # also the group's mark: see event_store.landed
-        encoded = [_encoded(payload) for payload in items]
-        rows = [(payload.kind, data) for payload, data in encoded]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.retry_s
-        delay, longest = BACKOFF_S
-        tries = 0
-        while True:
+    async def _store(
+        self, groups: dict[uuid.UUID, list[Encoded]]
+    ) -> dict[uuid.UUID, list[EventRecord] | BaseException]:
+        if len(groups) > 1:
             try:
-                # After a failure the group may have been stored with its reply lost.
-                first = await event_store.landed(session_id, now, len(rows)) if tries else None
-                if first is None:
-                    first = await event_store.insert_group(session_id, now, rows)
-                break
+                stored = await event_commit.commit_many(
+                    groups, retry_s=self.retry_s, backoff=BACKOFF_S
+                )
+                return {
+                    sid: _records(sid, groups[sid], *where) if isinstance(where, tuple) else where
+                    for sid, where in stored.items()
+                }
+            except DatabaseUnavailable as exc:
+                return dict.fromkeys(groups, exc)
+            except Exception:  # one session's rows were refused: find it, store the others
+                logger.exception("storing %d sessions' events together failed", len(groups))
+        results: dict[uuid.UUID, list[EventRecord] | BaseException] = {}
+        for session_id, group in groups.items():
+            try:
+                results[session_id] = await self._commit(session_id, group)
             except Exception as exc:
-                if not is_unavailable(exc):
-                    raise
-                tries += 1
-                if loop.time() + delay > deadline:
-                    logger.error(
-                        "events of %s not stored after %d tries: %s", session_id, tries, exc
-                    )
-                    raise DatabaseUnavailable(
-                        "The event could not be stored: the database is unavailable."
-                    ) from exc
-                logger.warning("storing events of %s failed (%s); retrying", session_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, longest)
-        kinds: dict[str, int] = {}
-        for payload in items:
-            kinds[payload.kind] = kinds.get(payload.kind, 0) + 1
-        for kind, count in kinds.items():
-            metrics.EVENTS_APPENDED.labels(kind=kind).inc(count)
-        return [
-            EventRecord(session_id, first + i, payload.kind, now, payload, data)
-            for i, (payload, data) in enumerate(encoded)
-        ]
+                results[session_id] = exc
+        return results
+
+    async def _answer(
+        self,
+        session_id: uuid.UUID,
+        group: list[_Pending],
+        outcome: list[EventRecord] | BaseException,
+    ) -> None:
+        """Each waiter gets its own records (or the failure), then watchers get the lot."""
+        if isinstance(outcome, BaseException):
+            for p in group:
+                if not p.done.done():
+                    p.done.set_exception(outcome)
+            return
+        records, offset = outcome, 0
+        encoded = [e for p in group for e in p.encoded]
+        for p in group:
+            mine = records[offset : offset + len(p.items)]
+            offset += len(p.items)
+            if not p.done.done():
+                p.done.set_result(mine)
+        try:
+            # local=: this replica's own watchers get the records as they are.
+            await self.bus.publish(
+                channel_for(session_id), _message(session_id, records, encoded), local=records
+            )
+        except Exception:  # stored is what counts: listeners also poll the log
+            logger.exception("publishing events of %s failed", session_id)
+
+    async def _commit(self, session_id: uuid.UUID, group: Sequence[Encoded]) -> list[EventRecord]:
+        """Store one session's group alone (retrying an unreachable database)."""
+        first, at = await event_commit.commit_one(
+            session_id, group, retry_s=self.retry_s, backoff=BACKOFF_S
+        )
+        return _records(session_id, group, first, at)
 
     async def read(self, session_id: uuid.UUID, *, after_seq: int, limit: int) -> list[EventRecord]:
         rows = (

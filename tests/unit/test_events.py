@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 
 import pytest
@@ -218,3 +218,109 @@ async def test_past_the_budget_the_append_fails_unavailable_and_nothing_is_store
     assert failed.value.code == "UNAVAILABLE"
     assert await log.last_seq(session_id) == start
     assert (await log.append(session_id, NoteAdded("back"))).seq == start + 1
+
+
+@pytest.fixture
+async def sessions(
+    account_factory: Callable[[], Awaitable[Account]], app: Starlette
+) -> list[uuid.UUID]:
+    return [uuid.UUID((await account_factory())["sessionId"]) for _ in range(4)]
+
+
+Groups = Mapping[uuid.UUID, Sequence[event_store.Row]]
+
+
+async def _append_everywhere(
+    log: EventLog, sessions: list[uuid.UUID], n: int
+) -> dict[uuid.UUID, list[int]]:
+    calls = [(sid, i) for i in range(n) for sid in sessions]
+    records = await asyncio.gather(*(log.append(sid, NoteAdded(f"{i}")) for sid, i in calls))
+    seqs: dict[uuid.UUID, list[int]] = {sid: [] for sid in sessions}
+    for (sid, i), record in zip(calls, records, strict=True):
+        assert record.payload == NoteAdded(f"{i}")
+        seqs[sid].append(record.seq)
+    return seqs
+
+
+async def test_sessions_appending_at_once_share_a_statement_each_gap_free_in_call_order(
+    sessions: list[uuid.UUID], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, shared = event_store.insert_groups, []
+
+    async def spy(groups: Groups, at: datetime) -> dict[uuid.UUID, int]:
+        shared.append(len(groups))
+        return await real(groups, at)
+
+    monkeypatch.setattr(event_store, "insert_groups", spy)
+    bus = RecordingBus()
+    log = EventLog(bus, max_flushes=1)
+    starts = {sid: await log.last_seq(sid) for sid in sessions}
+    seqs = await _append_everywhere(log, sessions, 25)
+    assert max(shared) == len(sessions), "one statement carried every session's group"
+    for sid in sessions:
+        assert seqs[sid] == list(range(starts[sid] + 1, starts[sid] + 26)), "in call order"
+        stored = await log.read(sid, after_seq=starts[sid], limit=100)
+        assert [(r.seq, r.payload) for r in stored] == [
+            (s, NoteAdded(f"{i}")) for i, s in enumerate(seqs[sid])
+        ]
+        published = [
+            r.seq
+            for channel, message in bus.published
+            if channel == channel_for(sid)
+            for r in decode_batch(message)[1]
+        ]
+        assert published == seqs[sid], "each session's messages in seq order"
+
+
+async def test_a_shared_statement_whose_reply_was_lost_is_found_not_stored_twice(
+    sessions: list[uuid.UUID], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, calls = event_store.insert_groups, []
+
+    async def reply_lost(groups: Groups, at: datetime) -> dict[uuid.UUID, int]:
+        calls.append(len(groups))
+        firsts = await real(groups, at)
+        if len(groups) > 1 and calls.count(len(groups)) == 1:
+            raise ConnectionResetError("connection reset by peer")
+        return firsts
+
+    monkeypatch.setattr(event_store, "insert_groups", reply_lost)
+    monkeypatch.setattr(events, "BACKOFF_S", (0.01, 0.02))
+    log = EventLog(RecordingBus(), max_flushes=1)
+    starts = {sid: await log.last_seq(sid) for sid in sessions}
+    seqs = await _append_everywhere(log, sessions, 10)
+    for sid in sessions:
+        assert seqs[sid] == list(range(starts[sid] + 1, starts[sid] + 11))
+        assert await log.last_seq(sid) == starts[sid] + 10, "nothing stored twice"
+        assert len(await log.read(sid, after_seq=starts[sid], limit=100)) == 10
+
+
+async def test_a_session_refused_in_a_shared_statement_fails_alone(
+    sessions: list[uuid.UUID], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poisoned = sessions[0]
+    real_many, real_one = event_store.insert_groups, event_store.insert_group
+
+    async def many(groups: Groups, at: datetime) -> dict[uuid.UUID, int]:
+        if poisoned in groups:
+            raise ValueError("refused")
+        return await real_many(groups, at)
+
+    async def one(sid: uuid.UUID, at: datetime, rows: Sequence[event_store.Row]) -> int:
+        if sid == poisoned:
+            raise ValueError("refused")
+        return await real_one(sid, at, rows)
+
+    monkeypatch.setattr(event_store, "insert_groups", many)
+    monkeypatch.setattr(event_store, "insert_group", one)
+    log = EventLog(RecordingBus(), max_flushes=1)
+    starts = {sid: await log.last_seq(sid) for sid in sessions}
+    calls = [(sid, i) for i in range(10) for sid in sessions]
+    outcomes = await asyncio.gather(
+        *(log.append(sid, NoteAdded(f"{i}")) for sid, i in calls), return_exceptions=True
+    )
+    for (sid, _), outcome in zip(calls, outcomes, strict=True):
+        assert isinstance(outcome, ValueError) == (sid == poisoned), outcome
+    assert await log.last_seq(poisoned) == starts[poisoned]
+    for sid in sessions[1:]:
+        assert await log.last_seq(sid) == starts[sid] + 10
