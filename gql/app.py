@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             output_cap_bytes=settings.session_output_cap_bytes,
             storage_budget_bytes=settings.session_storage_budget_bytes,
         ),
+        retry_s=settings.event_append_retry_s,
     )
     backend = build_backend(settings)
     sandboxes = Sandboxes(

@@ -150,6 +150,8 @@ class Settings:
     webhook_poll_interval_ms: int = 1000
     webhook_concurrency: int = 16
     """Endpoints one replica serves at once; 0: this replica delivers no webhooks."""
+    event_append_retry_s: float = 30.0
+    """How long an append waits out an unreachable database before failing (resolvers.events)."""
     file_watch: bool = True
     file_watch_events_per_s: int = 50
     file_watch_burst: int = 100
@@ -270,6 +272,7 @@ class Settings:
                 10, _int(env, "WEBHOOK_POLL_INTERVAL_MS", d.webhook_poll_interval_ms)
             ),
             webhook_concurrency=max(0, _int(env, "WEBHOOK_CONCURRENCY", d.webhook_concurrency)),
+            event_append_retry_s=_float(env, "EVENT_APPEND_RETRY_SECONDS", d.event_append_retry_s),
             file_watch=_bool(env, "FILE_WATCH", d.file_watch),
             file_watch_events_per_s=_int(
                 env, "FILE_WATCH_EVENTS_PER_SECOND", d.file_watch_events_per_s
