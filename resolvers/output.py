@@ -7,7 +7,9 @@ arrive while an emit is in flight, or within ``max_delay_s`` of the last one
 (a flood), wait in a buffer and go together when ``max_bytes`` are waiting or
 the window is over, whichever comes first: a flood still becomes at most ~100
 events a second per stream, each fanned out to every watcher once
-(bench/stream.py). Text is decoded incrementally, so a UTF-8 character split
+(bench/stream.py). Emits run in a task of their own: the reader is held up
+only by a full buffer, never by a commit, so output read while the log is slow
+joins the next emit instead of queueing one emit per read. Text is decoded incrementally, so a UTF-8 character split
 across reads is never mangled.
 
 ``capped_emit`` puts the session's recorded-output cap (resolvers.storage)
@@ -51,26 +53,24 @@ class OutputCoalescer:
         else:
             self._segments.append((stream, bytearray(data)))
         self._size += len(data)
-        if self._lock.locked() and self._size < self.max_bytes:
-            self._schedule()  # an emit is in flight: this goes with the next one
+        if self._size < self.max_bytes:
+            # Never awaited here: while the emit runs, the reader goes on reading,
+            # and whatever it reads joins the next emit (group commit).
+            self._schedule()
             return
-        async with self._lock:  # (a full buffer waits here: back-pressure on the reader)
-            if not self._size:
-                return  # a timer took it meanwhile
-            if self._size >= self.max_bytes or self._wait() <= 0:
-                # Nothing in flight and no emit within the window: at once. A
-                # pending timer has not emitted anything (it needs the lock).
-                if self._timer is not None:
+        async with self._lock:  # a full buffer: back-pressure on the reader
+            if self._size:
+                if self._timer is not None:  # (it has not emitted: it needs the lock)
                     self._timer.cancel()
                     self._timer = None
                 await self._flush_locked()
-            else:
-                self._schedule()
 
     def _wait(self) -> float:
         return self._last_emit + self.max_delay_s - asyncio.get_running_loop().time()
 
     def _schedule(self) -> None:
+        """An emit at the end of the window (at once when none began within it), or
+        as soon as the one in flight is done."""
         if self._timer is None:
             self._timer = asyncio.create_task(self._flush_later(max(self._wait(), 0.0)))
 
