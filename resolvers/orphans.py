@@ -39,7 +39,7 @@ from resolvers.webhooks.events import enqueue_test_run_finished
 logger = logging.getLogger("interviewlm.orphans")
 
 # What the records of a replica declared lost by its lease say.
-REPLICA_LOST = "replica lost: its server stopped answering"
+REPLICA_LOST = "replica lost: its server stopped"
 TEST_RUN_LOST = "the test run was interrupted: its server stopped; please run the tests again"
 AGENT_LOST = "the agent was interrupted: its server stopped; please ask again"
 
