@@ -15,6 +15,7 @@ the local backend's tests do, and must not skip in CI.
 from __future__ import annotations
 
 import asyncio
+import gc
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -240,6 +241,22 @@ async def test_remove_lists_within_an_app(
     listings = standin.control.requests_of("SandboxListV2")
     assert listings
     assert all(request.app_id for request in listings)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=AssertionError, reason="issue 14 item 4: adopt() does not detach"
+)
+async def test_reattaching_does_not_leak_router_connections(
+    backend: ModalSandboxBackend, standin: ModalStandin
+) -> None:
+    info = await backend.create(SandboxSpec())
+    for _ in range(4):
+        await backend.attach(info.id)  # a fresh handle from Sandbox.from_id each time
+        assert (await (await backend.exec(info.id, ["true"])).wait()).exit_code == 0
+    gc.collect()
+    await asyncio.sleep(0.2)
+    assert standin.router_connections(info.id) <= 2
+    await backend.terminate(info.id)
 
 
 @pytest.mark.xfail(

@@ -15,6 +15,7 @@ import shlex
 import signal
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from tests.modal_standin.server import ModalStandin, remove_root
@@ -34,6 +35,11 @@ async def serve(root: Path, port: int) -> None:
         await stop.wait()
     finally:
         await standin.stop()
+        # What the clients called, for protocol notes: "RPC count" per line.
+        for rpc, count in sorted(
+            Counter(standin.control.calls + standin.faults.router_calls).items()
+        ):
+            sys.stderr.write(f"{rpc} {count}\n")
 
 
 def main() -> None:

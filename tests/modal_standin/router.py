@@ -41,6 +41,7 @@ class CommandRouter(TaskCommandRouterBase):
         self.secrets = secrets
 
     async def _begin(self, stream: Stream, rpc: str) -> Any:
+        self.faults.router_calls.append(rpc)
         await self.faults.apply(rpc)
         if stream.metadata.get("authorization") != f"Bearer {self.sandbox.router_jwt}":
             raise GRPCError(Status.UNAUTHENTICATED, "stand-in: bad or expired router JWT")
@@ -128,6 +129,7 @@ class CommandRouter(TaskCommandRouterBase):
         await stream.send_message(sr.TaskExecStdinWriteResponse())
 
     async def TaskExecStdinWriteStream(self, stream: Stream) -> None:
+        self.faults.router_calls.append("TaskExecStdinWriteStream")
         await self.faults.apply("TaskExecStdinWriteStream")
         if stream.metadata.get("authorization") != f"Bearer {self.sandbox.router_jwt}":
             raise GRPCError(Status.UNAUTHENTICATED, "stand-in: bad or expired router JWT")
@@ -232,6 +234,14 @@ class WorkerServer(grpclib.server.Server):
         protocol = super()._protocol_factory()
         self._protocols.append(protocol)
         return protocol
+
+    def open_connections(self) -> int:
+        return sum(
+            1
+            for protocol in self._protocols
+            if getattr(protocol, "connection", None) is not None
+            and not protocol.connection._transport.is_closing()
+        )
 
     def sever(self) -> None:
         """Stop listening and abort every connection (the client sees a reset)."""

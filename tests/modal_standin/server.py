@@ -267,6 +267,11 @@ class ModalStandin:
         if container is not None:
             await container.stop()
 
+    def router_connections(self, sandbox_id: str) -> int:
+        """Open client connections to the sandbox's command router (leak checks)."""
+        router = self._routers.get(sandbox_id)
+        return router.open_connections() if router is not None else 0
+
     # -- faults -----------------------------------------------------------------
 
     async def expire(self, sandbox_id: str) -> None:

@@ -63,6 +63,8 @@ class Faults:
     delay_s: dict[str, float] = field(default_factory=dict)
     fail: dict[str, tuple[Status, str]] = field(default_factory=dict)
     replaceable_blocked_network: bool = False
+    router_calls: list[str] = field(default_factory=list)
+    """Command router RPCs received (all sandboxes), in order."""
 
     async def apply(self, rpc: str) -> None:
         delay = self.delay_s.get(rpc, self.delay_s.get("*", 0.0))
