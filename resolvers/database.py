@@ -4,16 +4,21 @@ database from other failures."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from tortoise import Tortoise
+from tortoise.backends.base.client import TransactionContextPooled
+from tortoise.connection import get_connections
 from tortoise.exceptions import DBConnectionError
 from tortoise.migrations.api import migrate as tortoise_migrate
 
 from models import APP_LABEL, MIGRATIONS_MODULE, MODEL_MODULES
 from resolvers.errors import ApiError
+
+logger = logging.getLogger("interviewlm.database")
 
 PING_TIMEOUT_S = 1.0
 """How long /healthz waits for ``SELECT 1``: a database that does not answer is down."""
@@ -93,7 +98,39 @@ async def migrate(database_url: str) -> None:
     await Tortoise.close_connections()
 
 
+def _release_when_begin_fails() -> None:
+    """Tortoise 1.1.9's pooled transaction (``in_transaction()`` on PostgreSQL) acquires a
+    connection, points the task's context at the transaction, then sends BEGIN; when BEGIN
+    fails (the connection died in between: the server restarted) it neither releases the
+    connection nor restores the context. The pool loses a connection for good, and every
+    later query of that task -- a long-lived loop's: the reaper, the lease heartbeat --
+    goes to the dead transaction. This puts both back before the failure goes on."""
+    enter = TransactionContextPooled.__aenter__
+    if getattr(enter, "releases_on_failure", False):
+        return
+
+    async def __aenter__(self: TransactionContextPooled) -> Any:
+        try:
+            return await enter(self)
+        except BaseException:
+            token = getattr(self, "token", None)
+            if token is not None:
+                get_connections().reset(token)
+            connection = getattr(self.client, "_connection", None)
+            pool = getattr(self.client._parent, "_pool", None)
+            if connection is not None and pool is not None:
+                try:
+                    await pool.release(connection)
+                except Exception:  # it is dead anyway: the pool replaces it on next acquire
+                    logger.warning("releasing a connection whose BEGIN failed", exc_info=True)
+            raise
+
+    __aenter__.releases_on_failure = True  # type: ignore[attr-defined]
+    TransactionContextPooled.__aenter__ = __aenter__  # type: ignore[method-assign]
+
+
 async def open_database(database_url: str) -> None:
+    _release_when_begin_fails()
     # Under uvicorn, requests run in tasks that do not inherit the context in
     # which the lifespan initialised Tortoise; the global fallback serves them.
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)

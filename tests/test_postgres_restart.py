@@ -6,6 +6,8 @@ line exactly once and the log's seqs have no gap; /healthz answers 503 naming th
 database while it is down, quickly, and 200 after; other requests get a GraphQL error
 with ``extensions.code`` UNAVAILABLE, never a 500.
 
+Also: a connection that dies between the pool's acquire and BEGIN is given back.
+
 Runs in the PostgreSQL pass only (the ``postgres`` marker; tests/conftest.py).
 """
 
@@ -25,7 +27,12 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from starlette.applications import Starlette
+from tortoise import Tortoise
+from tortoise.backends.asyncpg.client import TransactionWrapper
+from tortoise.transactions import in_transaction
 
+from models.session import InterviewSession
 from tests.conftest import TEST_CREDENTIAL_KEY, sandbox_root
 from tests.postgres_server import PostgresServer
 from tests.server import ROOT, ServerProcess, start_server
@@ -166,3 +173,28 @@ async def test_postgres_restart_mid_stream_loses_nothing(
     for events in (seen, stored):
         output = "".join(e.get("data", "") for e in events)
         assert output == "".join(f"line-{i}\n" for i in range(1, LINES + 1))
+
+
+async def test_a_failed_begin_gives_back_its_connection_and_the_tasks_context(
+    app: Starlette, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection dies between the pool's acquire and BEGIN (as when the server
+    restarts): Tortoise 1.1.9 kept the connection and left the task's context on the dead
+    transaction (resolvers.database._release_when_begin_fails puts both back)."""
+    client = Tortoise.get_connection("default")
+
+    async def dead_begin(self: TransactionWrapper) -> None:
+        raise ConnectionResetError("connection reset by peer")
+
+    async def a_long_lived_loop() -> int:
+        with monkeypatch.context() as patched:
+            patched.setattr(TransactionWrapper, "begin", dead_begin)
+            for _ in range(client.pool_maxsize + 1):  # more than the pool holds
+                with pytest.raises(ConnectionResetError):
+                    async with in_transaction():
+                        pass
+        assert Tortoise.get_connection("default") is client, "not the dead transaction"
+        async with asyncio.timeout(10):  # the pool still has its connections
+            return await InterviewSession.all().count()
+
+    assert await asyncio.create_task(a_long_lived_loop()) >= 0
