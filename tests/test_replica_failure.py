@@ -183,9 +183,11 @@ async def test_sigkill_mid_stream_loses_nothing_and_ends_what_it_held(
     async def all_ended() -> bool:
         return bool(watcher.of("sandbox.terminated")) and len(watcher.of("note.added")) >= 60
 
-    await wait_until(all_ended, BOUND_S + 20, what="the survivors end what A held")
+    await wait_until(all_ended, BOUND_S + 30, what="the survivors end what A held")
     noticed = [e for e in watcher.events if e["type"] == "sandbox.terminated"]
-    assert time.monotonic() - killed_at <= BOUND_S + 5  # (the wait above checks often)
+    elapsed = time.monotonic() - killed_at
+    print(f"A's sandbox ended {elapsed:.1f} s after its SIGKILL (lease {LEASE_S} s)")
+    assert elapsed <= BOUND_S
     await asyncio.sleep(HEARTBEAT_S * 4)  # a second survivor's pass adds nothing
     await watcher.close()
 
