@@ -43,7 +43,7 @@ Refusal: ``RATE_LIMITED`` with ``extensions.retryAfterSeconds`` (whole seconds, 
 1: when the next token is there) and ``extensions.limit`` (the class); the metric
 ``interviewlm_rate_limited_total{limit=<class>}`` counts refusals.
 
-Redis unreachable or slow (short socket timeouts): the check fails open -- the call is
+Redis unreachable or slow (socket timeouts of 1 s): the check fails open -- the call is
 allowed and a warning logged (once per outage); Redis is then not asked again for a
 second, so an outage adds no latency to every mutation. A limit is a guard against
 abuse, not an invariant worth refusing interviews over.
@@ -216,13 +216,18 @@ class RedisBuckets:
     PREFIX = "interviewlm:ratelimit:"
     RETRY_AFTER_OUTAGE_S = 1.0
 
-    def __init__(self, url: str, *, timeout_s: float = 0.25) -> None:
+    def __init__(self, url: str, *, timeout_s: float = 1.0) -> None:
+        # Bounded, so that a hung Redis costs a mutation at most this long (and then no
+        # more for RETRY_AFTER_OUTAGE_S); not so short that a busy one fails open (0.25 s
+        # did, on a loaded 2-core machine).
         self.redis = aioredis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self._script = self.redis.register_script(_TAKE)
         self._skip_until = 0.0
         self._down = False
+        self.failures = 0
+        """Checks allowed because Redis did not answer (fail open)."""
 
     async def take(self, key: str, rate: Rate) -> float:
         if time.monotonic() < self._skip_until:
@@ -231,8 +236,9 @@ class RedisBuckets:
             answer = await self._script(keys=[self.PREFIX + key], args=[rate.burst, rate.per_s])
         except (OSError, TimeoutError, aioredis.RedisError) as exc:
             # Fail open: a limit is not worth refusing (or failing) an interview over.
+            self.failures += 1
             if not self._down:
-                logger.warning("rate limits unavailable, allowing everything (%s)", exc)
+                logger.warning("rate limits unavailable, allowing everything (%r)", exc)
             self._down = True
             self._skip_until = time.monotonic() + self.RETRY_AFTER_OUTAGE_S
             return 0.0

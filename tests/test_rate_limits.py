@@ -139,10 +139,12 @@ async def test_redis_bucket_keys_expire_when_full_again() -> None:
 @pytest.mark.redis
 async def test_redis_buckets_are_shared_and_atomic_across_clients() -> None:
     """Two replicas' clients racing on one bucket: exactly ``burst`` takes succeed."""
-    replicas = [RedisBuckets(REDIS_URL), RedisBuckets(REDIS_URL)]
+    # Long timeouts: a check that timed out would be allowed (fail open), not raced.
+    replicas = [RedisBuckets(REDIS_URL, timeout_s=10), RedisBuckets(REDIS_URL, timeout_s=10)]
     key, rate = f"t:{uuid.uuid4()}", Rate(burst=20, per_s=0.01)
     try:
         waits = await asyncio.gather(*(replicas[n % 2].take(key, rate) for n in range(60)))
+        assert [store.failures for store in replicas] == [0, 0]
         assert sum(1 for w in waits if w == 0) == 20
     finally:
         for store in replicas:
@@ -312,5 +314,5 @@ async def test_replicas_share_the_buckets_through_redis(
     first, second = limited_replicas
     staff = account["interviewerToken"]
     codes = [await note(server, staff) for server in (first, second, first, second)]
-    assert codes == [[], [], [], ["RATE_LIMITED"]]
+    assert codes == [[], [], [], ["RATE_LIMITED"]], first.log() + second.log()
     assert await note(first, account["atsToken"]) == []
