@@ -41,7 +41,7 @@ from resolvers.events import EventLog
 from resolvers.file_watch import FileWatch, WatchPolicy
 from resolvers.leases import LeasePolicy, Leases, leases_running
 from resolvers.live import LiveHub
-from resolvers.orphans import reap_leftovers, take_over
+from resolvers.orphans import step_down, take_over
 from resolvers.ratelimit import PROCESS, WEBHOOK, WRITE, RateLimiter
 from resolvers.reaper import reaper_running, reconcile
 from resolvers.report import report_payload
@@ -206,7 +206,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 leases_running(
                     leases,
                     take_over=partial(take_over, sandboxes),
-                    on_fenced=partial(reap_leftovers, sandboxes),
+                    on_fenced=partial(
+                        step_down,
+                        sandboxes,
+                        closers=(terminals.close_all, test_runs.close, services.claude.close),
+                    ),
                 ),
                 webhooks.running(),
                 loop_lag_sampled(),

@@ -30,9 +30,9 @@ Design:
   at their next pass rather than after the lease.
 - Fencing: a replica that finds its own row stopped (it was paused or cut off
   from the database longer than its lease, and declared lost) has had its
-  records ended by others. It registers again and kills what it still runs of
-  them (``on_fenced``); the runs' own endings are conditional, so nothing is
-  recorded twice.
+  records ended by others. It stops what it still runs and ends what of its own
+  is still live (``on_fenced``: ``resolvers.orphans.step_down``), then registers
+  again; the runs' own endings are conditional, so nothing is recorded twice.
 - Records whose owner has no row (written before this table, or by tests)
   are judged only at start-up, by the older same-host rule (``resolvers.reaper``).
 - Rows stopped longer than ``PRUNE_AFTER`` are deleted (their records were
@@ -180,9 +180,9 @@ async def run_leases(
     while not stopping.is_set():
         try:
             if not await leases.beat():
-                logger.error("replica %s was declared lost; registering again", leases.me)
-                await leases.register()
+                logger.error("replica %s was declared lost; stepping down", leases.me)
                 await on_fenced()
+                await leases.register()
             for lost in await leases.expire():
                 logger.warning("replica %s lost: its lease expired", lost)
             await take_over()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Collection
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -191,3 +191,22 @@ async def reap_leftovers(sandboxes: Sandboxes) -> int:
             continue
         killed += 1
     return killed
+
+
+async def step_down(
+    sandboxes: Sandboxes, *, closers: Sequence[Callable[[], Awaitable[None]]]
+) -> None:
+    """This replica was declared lost (``resolvers.leases``): others ended its records.
+
+    Whatever it still runs is stopped -- its terminals (a Modal sandbox outlives the
+    survivor's takeover, and their output must not go on being recorded), its test
+    and agent runs -- then what of its own is still live (made after the survivor's
+    pass) is ended like a lost replica's, and its local sandboxes' processes killed.
+    """
+    for close in closers:
+        try:
+            await close()
+        except Exception:  # the others must still be stopped
+            logger.exception("stepping down: a close failed")
+    await take_over(sandboxes, [sandboxes.owner])
+    await reap_leftovers(sandboxes)

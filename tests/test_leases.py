@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from starlette.applications import Starlette
@@ -25,8 +26,9 @@ from models.session import InterviewSession
 from models.terminal import TerminalRecord, TerminalState
 from models.testrun import TestRun, TestRunStatus
 from resolvers.leases import LeasePolicy, Leases, dead_on_this_host, parse_owner
-from resolvers.orphans import AGENT_LOST, REPLICA_LOST, TEST_RUN_LOST, take_over
+from resolvers.orphans import AGENT_LOST, REPLICA_LOST, TEST_RUN_LOST, step_down, take_over
 from resolvers.reaper import RESTARTED, reconcile
+from resolvers.sandboxes import Sandboxes
 from tests.conftest import Account
 
 QUICK = LeasePolicy(heartbeat_s=0.01, lease_s=0.05)
@@ -186,3 +188,27 @@ async def test_startup_ends_what_an_earlier_process_with_my_pid_held(
     assert (sandbox.state, sandbox.end_reason) == (SandboxState.TERMINATED, RESTARTED)
     assert (await TestRun.get(id=ids["run"])).status is TestRunStatus.ERROR
     assert (await ClaudeRun.get(id=ids["agent"])).status is ClaudeRunStatus.FAILED
+
+
+async def test_a_fenced_replica_steps_down(app: Starlette, account: Account) -> None:
+    """Declared lost while alive: it stops what it runs and ends what of its own is live."""
+    base = app.state.services.sandboxes
+    fenced = Sandboxes(
+        base.backend, base.log, policy=base.policy, owner=f"fenced:1:{uuid.uuid4().hex[:8]}"
+    )
+    session = await InterviewSession.get(id=account["sessionId"])
+    ids = await _held_by(fenced.owner, session)  # made after the survivors' pass
+    closed: list[str] = []
+
+    async def close(name: str) -> None:
+        closed.append(name)
+        if name == "terminals":
+            raise RuntimeError("one close failing does not keep the others from running")
+
+    await step_down(fenced, closers=[partial(close, n) for n in ("terminals", "tests", "agent")])
+    assert closed == ["terminals", "tests", "agent"]
+    assert (await TerminalRecord.get(id=ids["terminal"])).state is TerminalState.CLOSED
+    assert (await TestRun.get(id=ids["run"])).status is TestRunStatus.ERROR
+    assert (await ClaudeRun.get(id=ids["agent"])).status is ClaudeRunStatus.FAILED
+    assert (await SandboxRecord.get(id=ids["sandbox"])).state is SandboxState.TERMINATED
+    assert len(await _events(session.id, "sandbox.terminated")) == 1
