@@ -27,6 +27,7 @@ from modal_app.base import (
     BackendUnavailable,
     NetworkPolicy,
     SandboxError,
+    SandboxNotFound,
     SandboxSpec,
     SandboxStatus,
     SandboxTerminated,
@@ -204,6 +205,18 @@ async def test_pty_resize_reaches_the_terminal(backend: ModalSandboxBackend) -> 
     await backend.terminate(info.id)
 
 
+async def test_volume_commits_when_the_sandbox_ends_on_its_own(
+    backend: ModalSandboxBackend, standin: ModalStandin
+) -> None:
+    """Issue 14, item 8 (client side): the stand-in commits a volume only at the sandbox's
+    end, as Modal does; a sandbox that times out still leaves its files readable."""
+    info = await backend.create(SandboxSpec(tags={"session": "ends-alone"}))
+    made = await backend.exec(info.id, ["sh", "-c", "echo final > result.txt"])
+    assert (await made.wait()).exit_code == 0
+    await standin.expire(info.id)  # Modal's timeout, not our terminate()
+    assert await backend.read_file(info.id, "result.txt") == b"final\n"
+
+
 # -- issue 14's Modal bugs, reproduced on the stand-in ------------------------------
 # Each is a strict xfail: it fails today for the reason given, and turns into a
 # failure (XPASS) once modal_app/modal/ is fixed, so the marker is removed with the fix.
@@ -257,6 +270,23 @@ async def test_reattaching_does_not_leak_router_connections(
     await asyncio.sleep(0.2)
     assert standin.router_connections(info.id) <= 2
     await backend.terminate(info.id)
+
+
+@pytest.mark.xfail(
+    strict=True, raises=SandboxNotFound, reason="exec wait fails during our own terminate()"
+)
+async def test_terminate_while_a_wait_is_pending(
+    backend: ModalSandboxBackend, standin: ModalStandin
+) -> None:
+    """Found with the stand-in: if the worker answers an exec's wait (NOT_FOUND) before the
+    control plane reports the end, ``_wait_once`` polls, sees "running" and raises.  The
+    replica that is terminating knows better: it should mark the sandbox ended first."""
+    standin.faults.result_after_commit = True
+    info = await backend.create(SandboxSpec())
+    handle = await backend.exec(info.id, ["sleep", "100"])
+    await backend.terminate(info.id)
+    status = await asyncio.wait_for(handle.wait(), 5)
+    assert status.exit_code is None
 
 
 @pytest.mark.xfail(

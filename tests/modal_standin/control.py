@@ -173,6 +173,11 @@ class ControlPlane(ModalClientBase):
             )
         )
 
+    async def _committed(self, volume_id: str) -> None:
+        """Wait for a commit of the volume in progress (a sandbox using it is ending)."""
+        async with self.s.volume_lock(volume_id):
+            pass
+
     def volume(self, volume_id: str) -> Volume:
         found = self.volumes.get(volume_id)
         if found is None:
@@ -181,6 +186,7 @@ class ControlPlane(ModalClientBase):
 
     async def VolumeDelete(self, stream: Stream) -> None:
         req = await self._begin(stream, "VolumeDelete")
+        await self._committed(req.volume_id)
         volume = self.volume(req.volume_id)
         del self.volumes[req.volume_id]
         await asyncio.to_thread(shutil.rmtree, volume.path, True)
@@ -188,6 +194,7 @@ class ControlPlane(ModalClientBase):
 
     async def VolumeListFiles2(self, stream: Stream) -> None:
         req = await self._begin(stream, "VolumeListFiles2")
+        await self._committed(req.volume_id)
         root = self.volume(req.volume_id).path
         entries = await asyncio.to_thread(_list_volume, root, req.path, req.recursive)
         if entries is None:
@@ -198,6 +205,7 @@ class ControlPlane(ModalClientBase):
 
     async def VolumeGetFile2(self, stream: Stream) -> None:
         req = await self._begin(stream, "VolumeGetFile2")
+        await self._committed(req.volume_id)
         target = _inside(self.volume(req.volume_id).path, req.path)
         if not os.path.isfile(target):
             raise GRPCError(Status.NOT_FOUND, f"{req.path!r} not found")
@@ -214,6 +222,7 @@ class ControlPlane(ModalClientBase):
 
     async def VolumePutFiles2(self, stream: Stream) -> None:
         req = await self._begin(stream, "VolumePutFiles2")
+        await self._committed(req.volume_id)
         root = self.volume(req.volume_id).path
         blocks = self.s.blobs.blocks
         missing = [
@@ -239,6 +248,7 @@ class ControlPlane(ModalClientBase):
 
     async def VolumeRemoveFile2(self, stream: Stream) -> None:
         req = await self._begin(stream, "VolumeRemoveFile2")
+        await self._committed(req.volume_id)
         target = _inside(self.volume(req.volume_id).path, req.path)
         if not os.path.lexists(target):
             raise GRPCError(Status.NOT_FOUND, f"{req.path!r} not found")

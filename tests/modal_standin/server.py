@@ -74,6 +74,7 @@ class ModalStandin:
         self._uids = UidPool(_UID_BASE, 1 << 20)
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._volume_locks: dict[str, asyncio.Lock] = {}
         self.url = ""
 
     @property
@@ -190,13 +191,19 @@ class ModalStandin:
         home.mkdir(parents=True)
         os.chown(home, uid, uid)
         home.chmod(0o700)
-        # Only /workspace is mounted (that is all our backend mounts); the
-        # files get the sandbox's uid, as Modal's root owns everything.
+        # Only /workspace is mounted (that is all our backend mounts).  The
+        # container works on a copy of the volume, committed back when the
+        # sandbox ends (``end_sandbox``) -- Modal's "changes commit at
+        # termination" -- and lost if its worker dies.  The copy gets the
+        # sandbox's uid, as Modal's root owns everything in its container.
         workspace = base / "workspace"
         for mount in definition.volume_mounts:
             if mount.mount_path.rstrip("/") == "/workspace":
-                workspace = self.control.volume(mount.volume_id).path
+                sandbox.workspace_volume = mount.volume_id
+                source = self.control.volume(mount.volume_id).path
+                await asyncio.to_thread(shutil.copytree, source, workspace, symlinks=True)
         workspace.mkdir(parents=True, exist_ok=True)
+        sandbox.workspace = workspace
         await asyncio.to_thread(_chown_tree, workspace, uid)
         memory = definition.resources.memory_mb_max or definition.resources.memory_mb or 2048
         limits = Limits(
@@ -261,11 +268,37 @@ class ModalStandin:
     async def end_sandbox(
         self, sandbox: StandinSandbox, status: int, *, exitcode: int = 0, exception: str = ""
     ) -> None:
-        """Record the result first (so every RPC sees it), then kill the container."""
-        sandbox.finish(status, exitcode=exitcode, exception=exception)
+        """Publish the result, kill the container, commit its volume.
+
+        The router answers NOT_FOUND from the first step on (no container).
+        Reads of the volume wait for the commit (``volume_lock``).  With
+        ``faults.result_after_commit`` the result is published last instead:
+        then an exec's wait can fail (NOT_FOUND) while the control plane still
+        says "running" -- an ordering Modal does not rule out.
+        """
         container, sandbox.container = sandbox.container, None
-        if container is not None:
+        if container is None:
+            sandbox.finish(status, exitcode=exitcode, exception=exception)
+            return
+        lock = self.volume_lock(sandbox.workspace_volume or "")
+        async with lock:
+            if not self.faults.result_after_commit:
+                sandbox.finish(status, exitcode=exitcode, exception=exception)
             await container.stop()
+            await self._commit(sandbox)
+        sandbox.finish(status, exitcode=exitcode, exception=exception)
+
+    def volume_lock(self, volume_id: str) -> asyncio.Lock:
+        """Held while a sandbox commits the volume; Volume RPCs wait for it."""
+        return self._volume_locks.setdefault(volume_id, asyncio.Lock())
+
+    async def _commit(self, sandbox: StandinSandbox) -> None:
+        if sandbox.workspace_volume is None or sandbox.workspace is None:
+            return
+        volume = self.control.volumes.get(sandbox.workspace_volume)
+        if volume is None:  # deleted meanwhile
+            return
+        await asyncio.to_thread(_replace_tree, sandbox.workspace, volume.path)
 
     def router_connections(self, sandbox_id: str) -> int:
         """Open client connections to the sandbox's command router (leak checks)."""
@@ -303,6 +336,14 @@ def _chown_tree(root: Path, uid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             os.chown(os.path.join(dirpath, name), uid, uid, follow_symlinks=False)
+
+
+def _replace_tree(source: Path, target: Path) -> None:
+    staging = target.with_name(target.name + ".commit")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, symlinks=True)
+    shutil.rmtree(target)
+    staging.rename(target)
 
 
 def remove_root(root: Path) -> None:

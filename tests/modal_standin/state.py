@@ -63,6 +63,8 @@ class Faults:
     delay_s: dict[str, float] = field(default_factory=dict)
     fail: dict[str, tuple[Status, str]] = field(default_factory=dict)
     replaceable_blocked_network: bool = False
+    result_after_commit: bool = False
+    """Publish a sandbox's result only after its volume commit (see ``end_sandbox``)."""
     router_calls: list[str] = field(default_factory=list)
     """Command router RPCs received (all sandboxes), in order."""
 
@@ -101,6 +103,9 @@ class StandinSandbox:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     worker_gone: bool = False
     network: api_pb2.NetworkAccess | None = None
+    workspace: Path | None = None
+    """The container's working copy of its /workspace volume (committed at the end)."""
+    workspace_volume: str | None = None
     network_changes: list[api_pb2.NetworkAccess] = field(default_factory=list)
 
     def finish(self, status: int, *, exitcode: int = 0, exception: str = "") -> None:
