@@ -58,6 +58,8 @@ def greenhouse_routes(services: Services) -> list[Route]:
         return [asdict(test) for test in await greenhouse.list_tests(caller.principal)]
 
     async def send_test(request: Request, caller: greenhouse.Caller) -> Any:
+        # It creates a session as createSession does: the same bucket (resolvers.ratelimit).
+        await services.limits.check(caller.principal, "createSession")
         sent = await greenhouse.send_test(
             caller,
             greenhouse.parse_send_test(await _json_body(request)),
@@ -101,7 +103,9 @@ def _route(name: str, method: str, handler: Handler) -> Route:
         except BadUserInput as exc:
             return _error(400, exc.message, field=exc.field)
         except ApiError as exc:
-            return _error(_STATUS.get(exc.code, 400), exc.message)
+            retry = exc.extensions.get("retryAfterSeconds")
+            headers = {"Retry-After": str(retry)} if isinstance(retry, int) else None
+            return _error(_STATUS.get(exc.code, 400), exc.message, headers=headers)
         except _PayloadError as exc:
             return _error(exc.status, exc.message)
         except ClientDisconnect:

@@ -316,3 +316,19 @@ async def test_replicas_share_the_buckets_through_redis(
     codes = [await note(server, staff) for server in (first, second, first, second)]
     assert codes == [[], [], [], ["RATE_LIMITED"]], first.log() + second.log()
     assert await note(first, account["atsToken"]) == []
+
+
+async def test_greenhouse_send_test_spends_the_create_session_bucket(
+    client: httpx.AsyncClient, account: Account, tight: Callable[[RateLimiter], None]
+) -> None:
+    """Greenhouse's send_test creates sessions outside GraphQL: same bucket, refused with
+    the API's 429 and a Retry-After header."""
+    from tests.test_greenhouse import send_body, send_test
+
+    tight(RateLimiter({WRITE: Rate(burst=1, per_s=0.01)}, MemoryBuckets()))
+    key, test_id = account["atsToken"], account["questionId"]
+    assert (await send_test(client, key, send_body(test_id, application_id=7001))).is_success
+    refused = await send_test(client, key, send_body(test_id, application_id=7002))
+    assert refused.status_code == 429, refused.text
+    assert int(refused.headers["retry-after"]) >= 1
+    assert "too many" in refused.json()["errors"][0]["message"]
