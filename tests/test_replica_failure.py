@@ -7,8 +7,10 @@ of test_claude, told to hang), and a watcher on ``sessionEvents``. A is killed w
 SIGKILL; the watcher reconnects to B with its last seq and gets every event once, in
 order, with no gap; B (or the test app, also a replica) notices A's lease expire and
 ends the terminal, the runs and the sandbox with reasons and events. A comes back (a
-new process: a new identity): its start-up reconcile kills the sandbox's leftover
-processes and keeps the workspace (retention).
+new process: a new identity): its start-up reconcile marks the sandbox terminated on
+disk, kills its leftover processes (the sandbox's own trees die with bwrap; the test
+plants one as the sandbox's uid, as an escaped process would be) and keeps the
+workspace (retention).
 """
 
 from __future__ import annotations
