@@ -11,8 +11,8 @@ stored, and listeners poll the log faster while ``healthy`` is false.
 Local delivery: the replica that publishes a message usually has listeners of
 its own for it (watchers on the replica holding the sandbox). ``publish(...,
 local=obj)`` hands ``obj`` (the publisher's own objects: nothing to decode) to
-the channel's local listeners (``on_local``) before it goes to Redis, and the
-copy Redis then echoes back is recognised (``is_echo``) and dropped unread.
+the channel's local listeners (``on_local``) as soon as Redis has the message,
+and the copy Redis echoes back is recognised (``is_echo``) and dropped unread.
 """
 
 from __future__ import annotations
@@ -98,19 +98,24 @@ class EventBus:
     async def publish(self, channel: str, message: str, *, local: object = None) -> bool:
         """Publish; False (logged, not raised) when the bus is down.
 
-        ``local``: the message as objects, for this process's own listeners (``on_local``),
-        who get it first and at once."""
-        if local is not None and channel in self._local:
-            taken = [listener(local) for listener in list(self._local[channel])]
-            if any(taken):
-                self._echoes[(channel, len(message), hash(message))] = None
-                if len(self._echoes) > MAX_ECHOES:
-                    self._echoes.popitem(last=False)
+        ``local``: the message as objects, for this process's own listeners (``on_local``).
+        They get it once Redis has it (even when Redis is down), not before: other
+        replicas' watchers must not wait for this replica's own fan-out."""
+        listeners = list(self._local.get(channel, ())) if local is not None else []
+        # Known as an echo before Redis can send it back (the listener reads it meanwhile).
+        echo = (channel, len(message), hash(message)) if listeners else None
+        if echo is not None:
+            self._echoes[echo] = None
+            if len(self._echoes) > MAX_ECHOES:
+                self._echoes.popitem(last=False)
         try:
             await self.broadcast.publish(channel=channel, message=message)
         except (OSError, aioredis.RedisError) as exc:
             self._mark_down(exc)
             return False
+        finally:
+            if echo is not None and not any([listener(local) for listener in listeners]):
+                self._echoes.pop(echo, None)  # nobody took it: the echo is the delivery
         return True
 
     @contextlib.asynccontextmanager

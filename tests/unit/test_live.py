@@ -197,6 +197,7 @@ async def test_the_appending_replica_delivers_its_own_batches_at_once_and_drops_
         hub.watchers.add(watcher)
         monkeypatch.setattr(live, "decode_batch", spy)
         records = await own.append_many(sid, [NoteAdded(text="one"), NoteAdded(text="two")])
+        await wait_until(lambda: not watcher.queue.empty())
         (batch,) = queued(watcher)
         # The very objects the append returned: handed over, not decoded from JSON.
         assert all(a is b for a, b in zip(batch, records, strict=True))
