@@ -269,7 +269,8 @@ def install_probe(out_dir: str) -> None:
     state: dict[str, Any] = {"loop": None, "profile": None, "on": False}
     lags: list[float] = []
     stages: dict[str, list[float]] = {"commit": [], "publish_call": [], "hub": [], "sent": []}
-    sent_at: dict[int, float] = {}  # id(frame text) -> newest event's at (bounded below)
+    # id(result data) -> (the data, its newest event's at): held, so the id is not reused
+    sent_at: dict[int, tuple[object, float]] = {}
 
     import asyncio.events as events
 
@@ -357,14 +358,15 @@ def install_probe(out_dir: str) -> None:
         if state["on"] and isinstance(data, dict) and data.get("type") == "next":
             with contextlib.suppress(Exception):
                 value = data["payload"]["data"]
-                key = id(value)
-                at = sent_at.get(key)
-                if at is None:
+                hit = sent_at.get(id(value))
+                if hit is not None and hit[0] is value:
+                    at = hit[1]
+                else:
                     batch = next(iter(value.values()))
                     at = datetime.fromisoformat(batch["events"][-1]["at"]).timestamp()
                     if len(sent_at) > 64:
                         sent_at.clear()
-                    sent_at[key] = at
+                    sent_at[id(value)] = (value, at)
                 stages["sent"].append(time.time() - at)
         return text
 
