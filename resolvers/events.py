@@ -120,8 +120,9 @@ def _message(
 ) -> str:
     """``encode_batch(session_id, records)``, from the payloads' JSON made for storing."""
     at = _dumps(records[0].at.isoformat()) if records else ""
+    kinds = {r.type: _dumps(r.type) for r in records}
     events = ",".join(
-        f'{{"seq":{r.seq},"type":{_dumps(r.type)},"at":{at},"payload":{e.text}}}'
+        f'{{"seq":{r.seq},"type":{kinds[r.type]},"at":{at},"payload":{e.text}}}'
         for r, e in zip(records, group, strict=True)
     )
     return f'{{"sessionId":"{session_id}","events":[{events}]}}'
