@@ -99,7 +99,7 @@ async def test_redis_restart_is_noticed_reconnected_and_resubscribed(
         private_redis.start()
         await wait_until(lambda: bus.healthy and bus.generation == 1, 20, what="reconnected")
         assert connected() == 1
-        assert metrics.BUS_RECONNECTS._value.get() == reconnects + 1
+        assert metrics.BUS_RECONNECTS._value.get() >= reconnects + 1
         await wait_until(lambda: private_redis.subscribers("ch") == 1, 20, what="resubscribed")
         # Every (re)subscription, and failed ones, gave the caller a chance to refill.
         assert follower.subscribed >= 2
