@@ -282,6 +282,7 @@ async def test_terminate_while_a_wait_is_pending(
     control plane reports the end, ``_wait_once`` polls, sees "running" and raises.  The
     replica that is terminating knows better: it should mark the sandbox ended first."""
     standin.faults.result_after_commit = True
+    standin.faults.commit_delay_s = 1.0  # the wait's NOT_FOUND surely comes first
     info = await backend.create(SandboxSpec())
     handle = await backend.exec(info.id, ["sleep", "100"])
     await backend.terminate(info.id)

@@ -285,6 +285,7 @@ class ModalStandin:
             if not self.faults.result_after_commit:
                 sandbox.finish(status, exitcode=exitcode, exception=exception)
             await container.stop()
+            await asyncio.sleep(self.faults.commit_delay_s)
             await self._commit(sandbox)
         sandbox.finish(status, exitcode=exitcode, exception=exception)
 

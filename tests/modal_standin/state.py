@@ -65,6 +65,8 @@ class Faults:
     replaceable_blocked_network: bool = False
     result_after_commit: bool = False
     """Publish a sandbox's result only after its volume commit (see ``end_sandbox``)."""
+    commit_delay_s: float = 0.0
+    """How long a volume commit takes (a large workspace)."""
     router_calls: list[str] = field(default_factory=list)
     """Command router RPCs received (all sandboxes), in order."""
 
