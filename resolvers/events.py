@@ -47,6 +47,8 @@ MAX_BATCH = 500
 """Events in one flush (one statement); a larger single append goes alone."""
 MAX_FLUSHES = 4
 """Flushes in flight at a time (each holds a database connection while it stores)."""
+PUBLISHING = 16
+"""Sessions' messages of one flush published at a time."""
 logger = logging.getLogger("interviewlm.events")
 
 
@@ -135,6 +137,24 @@ def _records(
         EventRecord(session_id, first + i, e.payload.kind, at, e.payload, e.data)
         for i, e in enumerate(group)
     ]
+
+
+def _answer(
+    group: list[_Pending], outcome: list[EventRecord] | BaseException
+) -> list[EventRecord] | None:
+    """Each waiter gets its own records, or the failure; the records, if stored."""
+    if isinstance(outcome, BaseException):
+        for p in group:
+            if not p.done.done():
+                p.done.set_exception(outcome)
+        return None
+    offset = 0
+    for p in group:
+        mine = outcome[offset : offset + len(p.items)]
+        offset += len(p.items)
+        if not p.done.done():
+            p.done.set_result(mine)
+    return outcome
 
 
 def channel_for(session_id: uuid.UUID) -> str:
@@ -249,8 +269,16 @@ class EventLog:
                 if kept:
                     groups[session_id] = [e for p in kept for e in p.encoded]
             results = await self._store(groups)
-            for session_id, outcome in results.items():
-                await self._answer(session_id, batch[session_id], outcome)
+            done = [
+                (session_id, records, [e for p in batch[session_id] for e in p.encoded])
+                for session_id, outcome in results.items()
+                if (records := _answer(batch[session_id], outcome)) is not None
+            ]
+            # Each session has one message in this flush and no next flush until it is
+            # out, so its messages keep seq order; sessions' messages go out a few at a
+            # time (one after another, each waits a round trip to Redis).
+            for i in range(0, len(done), PUBLISHING):
+                await asyncio.gather(*(self._publish(*one) for one in done[i : i + PUBLISHING]))
         except BaseException as exc:  # cancelled at shutdown: no caller waits forever
             for p in (p for pendings in batch.values() for p in pendings):
                 if not p.done.done():
@@ -283,25 +311,9 @@ class EventLog:
                 results[session_id] = exc
         return results
 
-    async def _answer(
-        self,
-        session_id: uuid.UUID,
-        group: list[_Pending],
-        outcome: list[EventRecord] | BaseException,
+    async def _publish(
+        self, session_id: uuid.UUID, records: list[EventRecord], encoded: list[Encoded]
     ) -> None:
-        """Each waiter gets its own records (or the failure), then watchers get the lot."""
-        if isinstance(outcome, BaseException):
-            for p in group:
-                if not p.done.done():
-                    p.done.set_exception(outcome)
-            return
-        records, offset = outcome, 0
-        encoded = [e for p in group for e in p.encoded]
-        for p in group:
-            mine = records[offset : offset + len(p.items)]
-            offset += len(p.items)
-            if not p.done.done():
-                p.done.set_result(mine)
         try:
             # local=: this replica's own watchers get the records as they are.
             await self.bus.publish(
