@@ -232,10 +232,9 @@ async def produce(
             durations.append(time.time() - t0)
             i += 1
             tick += 1.0
-            if time.time() > tick:  # behind (the server is slower than a line a second):
-                skipped = int(time.time() - tick) + 1  # a late line is not sent twice
-                late += skipped
-                tick += skipped
+            while tick < time.time():  # behind (the server is slower than a line a second):
+                late += tick < stop_at  # a late line is skipped, not sent twice
+                tick += 1.0
 
     n = len(targets)
     await asyncio.gather(*(one(t, k / max(n, 1)) for k, t in enumerate(targets)))
@@ -545,7 +544,9 @@ class Bench:
         self.redis_keys_before = await self.redis.dbsize()
         many = str(max(self.args.sandboxes * 2, 10))
         self.env = {
-            "DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0] + f"/{self.db_name}",
+            "DATABASE_URL": PG_ADMIN.rsplit("/", 1)[0]
+            + f"/{self.db_name}"
+            + (f"?maxsize={self.args.db_pool}" if self.args.db_pool else ""),
             "REDIS_URL": redis_url,
             "LOG_LEVEL": "WARNING",
             "ACCOUNT_SANDBOX_QUOTA": many,
@@ -559,6 +560,7 @@ class Bench:
             # declared lost, and the other ended its sandboxes mid-run (seen twice).
             "REPLICA_LEASE_SECONDS": "300",
         }
+        self.env.update(dict(kv.split("=", 1) for kv in self.args.server_env))
         seeded = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "gql", "seed-demo", "--json"],
@@ -621,7 +623,7 @@ class Bench:
     async def last_seqs(self) -> dict[str, int]:
         import asyncpg
 
-        conn = await asyncpg.connect(self.env["DATABASE_URL"])
+        conn = await asyncpg.connect(self.env["DATABASE_URL"].split("?")[0])
         try:
             rows = await conn.fetch("SELECT id::text, last_seq FROM interview_session")
         finally:
@@ -1050,6 +1052,16 @@ def cli() -> None:
     parser.add_argument("--watcher-procs", type=int, default=2)
     parser.add_argument("--idle-procs", type=int, default=4)
     parser.add_argument("--pool", type=int, default=32, help="addNote connections per replica")
+    parser.add_argument(
+        "--db-pool", type=int, help="each replica's database pool (Tortoise's maxsize; default 5)"
+    )
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra environment for the replicas (what-if runs)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
