@@ -34,6 +34,7 @@ from modal_app.base import (
 )
 from modal_app.modal.backend import ModalSandboxBackend
 from tests.modal_standin import ModalStandin
+from tests.modal_standin.process import standin_process
 from tests.modal_standin.server import remove_root
 from tests.modal_standin.state import mint_id
 
@@ -326,3 +327,28 @@ async def test_write_to_a_closed_stdin_is_not_sandbox_terminated(
         pass  # any other error is fine: the sandbox is still running
     assert await backend.status(info.id) is SandboxStatus.RUNNING
     await backend.terminate(info.id)
+
+
+async def test_standin_as_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The form two API replicas share: the stand-in in its own process."""
+    with standin_process() as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        replicas = [
+            ModalSandboxBackend(
+                token_id=env["MODAL_TOKEN_ID"], token_secret=env["MODAL_TOKEN_SECRET"]
+            )
+            for _ in range(2)
+        ]
+        for replica in replicas:
+            await replica.start()
+        try:
+            info = await replicas[0].create(SandboxSpec())
+            assert (await replicas[1].attach(info.id)).status is SandboxStatus.RUNNING
+            handle = await replicas[1].exec(info.id, ["echo", "from B"])
+            assert await _collect(handle) == (b"from B\n", b"")
+            await replicas[0].terminate(info.id)
+            assert await replicas[1].status(info.id) is SandboxStatus.TERMINATED
+        finally:
+            for replica in replicas:
+                await replica.aclose()
