@@ -202,7 +202,9 @@ async def test_the_appending_replica_delivers_its_own_batches_at_once_and_drops_
         # The very objects the append returned: handed over, not decoded from JSON.
         assert all(a is b for a, b in zip(batch, records, strict=True))
         await note(own, sid, "three")
-        await wait_until(lambda: not bus._echoes, what="both echoes seen")
+        await wait_until(
+            lambda: not watcher.queue.empty() and not bus._echoes, what="delivered, echo seen"
+        )
         assert decoded == [], "the echoes from the bus were dropped unread"
         assert seqs(queued(watcher)) == [records[-1].seq + 1], "each seq once"
         # Another replica's batch (no local copy) still comes through the bus.
