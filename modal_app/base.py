@@ -271,6 +271,9 @@ class SandboxBackend(Protocol):
     agent_proxy_route: AgentProxyRoute
     """How a command reaches the server's API proxy (the Claude agent): see
     ``AgentProxyRoute``."""
+    serves_images: bool
+    """True: ``SandboxSpec.image`` (a registry image plus Dockerfile lines) is honoured
+    (Modal).  False: language presets only; an image is InvalidSpec (local)."""
 
     async def start(self) -> None:
         """Check the runtime (raise BackendUnavailable if isolation is missing)."""

@@ -97,6 +97,7 @@ class LocalSandboxBackend(WorkspaceFiles):
     """A sandbox's processes are children of the server process that started them."""
     agent_proxy_route: AgentProxyRoute = "socket"
     """No network at all: the proxy's socket is bound in for the agent's command."""
+    serves_images = False
 
     def __init__(
         self,

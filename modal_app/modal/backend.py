@@ -108,6 +108,7 @@ class ModalSandboxBackend:
     """Sandboxes run on Modal; any replica attaches to one by id."""
     agent_proxy_route: AgentProxyRoute = "egress"
     """The agent's command gets egress to PUBLIC_URL's host (no host sockets here)."""
+    serves_images = True
 
     def __init__(
         self,
