@@ -5,6 +5,13 @@ suite (test_contract.py) runs once per entry.  Adding a backend is one entry
 in that list; backends whose runtime is not available here are skipped with
 the reason their ``skip_reason`` gives.
 
+``modal-standin`` is the Modal backend (real modal SDK) against
+``tests.modal_standin``, a protocol-level stand-in for Modal's API started
+once per session in its own process: it needs no credentials and never
+skips, so the Modal backend's client side is exercised in every CI run.  It
+checks the client side only, not Modal's behaviour; ``modal`` (credential
+gated, ``-m modal``) is the run against real Modal.
+
 Sandbox roots are made with ``tempfile`` rather than ``tmp_path``: pytest
 creates its temporary directories 0700 (and resets
 ``/tmp/pytest-of-<user>`` to 0700 at every session start, including other
@@ -14,6 +21,7 @@ sandbox's unprivileged uid, which must be able to traverse every ancestor.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -34,6 +42,8 @@ class BackendFactory:
     """Build an (unstarted) backend; the path is a fresh root it may use for state."""
     skip_reason: Callable[[], str | None] = lambda: None
     marks: tuple[pytest.MarkDecorator, ...] = field(default=())
+    environment: str | None = None
+    """A session fixture yielding variables for ``os.environ`` while this backend's tests run."""
 
 
 def _local(root: Path) -> SandboxBackend:
@@ -68,8 +78,43 @@ def _modal_skip() -> str | None:
 
 BACKENDS: list[BackendFactory] = [
     BackendFactory("local", _local, _local_skip),
+    # Same preconditions as "local": the stand-in's sandboxes are bubblewrap containers.
+    BackendFactory("modal-standin", _modal, _local_skip, environment="modal_standin_env"),
     BackendFactory("modal", _modal, _modal_skip, (pytest.mark.modal,)),
 ]
+
+
+@contextlib.contextmanager
+def environment_set(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` (the SDK reads MODAL_SERVER_URL there), then restore."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def modal_standin_env() -> Iterator[dict[str, str]]:
+    """One stand-in for Modal's API per session (MODAL_SERVER_URL and tokens for the SDK).
+
+    In its own process, so the SDK's clients and event loops stay apart from
+    the stand-in's servers, as they would be from Modal.  Not set in
+    ``os.environ`` for the whole session: a run with real credentials must
+    reach real Modal in the "modal" entry.
+    """
+    reason = _local_skip()
+    if reason:
+        pytest.skip(reason)
+    from tests.modal_standin.process import standin_process
+
+    with standin_process() as env:
+        yield env
 
 
 def make_root() -> Path:
@@ -90,12 +135,17 @@ def sandbox_root() -> Iterator[Path]:
     scope="session",
     params=[pytest.param(f, id=f.name, marks=f.marks) for f in BACKENDS],
 )
-def backend_factory(request: pytest.FixtureRequest) -> BackendFactory:
+def backend_factory(request: pytest.FixtureRequest) -> Iterator[BackendFactory]:
     factory: BackendFactory = request.param
     reason = factory.skip_reason()
     if reason:
         pytest.skip(reason)
-    return factory
+    if factory.environment is None:
+        yield factory
+        return
+    env: dict[str, str] = request.getfixturevalue(factory.environment)
+    with environment_set(env):
+        yield factory
 
 
 @pytest.fixture(scope="session")

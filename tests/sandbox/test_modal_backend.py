@@ -9,8 +9,10 @@ snippets, run here against real processes, directories and a real PTY.
 Only two tests stand in for Modal's ``ContainerProcess`` (it cannot be reached
 from CI); each says so and imitates nothing but that outermost object.
 
-The live tests run against Modal when MODAL_TOKEN_ID / MODAL_TOKEN_SECRET are
-set and skip with that reason otherwise.
+The live smoke test runs twice: against ``tests.modal_standin`` (a
+protocol-level stand-in for Modal's API; real SDK, client side only, never
+skips) and against Modal when MODAL_TOKEN_ID / MODAL_TOKEN_SECRET are set
+(skipping with that reason otherwise).
 """
 
 from __future__ import annotations
@@ -98,9 +100,6 @@ from modal_app.modal.spec import (
 from modal_app.paths import normalize_workspace_path, workspace_abspath
 
 CREDENTIALS = (os.environ.get("MODAL_TOKEN_ID"), os.environ.get("MODAL_TOKEN_SECRET"))
-SKIP_NO_MODAL = pytest.mark.skipif(
-    not all(CREDENTIALS), reason="Modal credentials not set (MODAL_TOKEN_ID/MODAL_TOKEN_SECRET)"
-)
 
 # -- no network, proven ------------------------------------------------------------
 
@@ -821,10 +820,26 @@ async def test_terminated_sandbox_ends_waits_that_modal_never_answers() -> None:
 # -- live, against Modal ---------------------------------------------------------------
 
 
-@pytest.fixture
-async def live_backend() -> AsyncIterator[ModalSandboxBackend]:
+@pytest.fixture(
+    params=[
+        # Client side only (see tests/modal_standin): runs in every CI run.
+        pytest.param("modal-standin"),
+        pytest.param("modal", marks=pytest.mark.modal),
+    ]
+)
+async def live_backend(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[ModalSandboxBackend]:
+    token_id, token_secret = CREDENTIALS
+    if request.param == "modal-standin":
+        env: dict[str, str] = request.getfixturevalue("modal_standin_env")
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)  # the SDK reads MODAL_SERVER_URL here
+        token_id, token_secret = env["MODAL_TOKEN_ID"], env["MODAL_TOKEN_SECRET"]
+    elif not (token_id and token_secret):
+        pytest.skip("Modal credentials not set (MODAL_TOKEN_ID/MODAL_TOKEN_SECRET)")
     backend = ModalSandboxBackend(
-        token_id=CREDENTIALS[0], token_secret=CREDENTIALS[1], app_prefix="interviewlm-test"
+        token_id=token_id, token_secret=token_secret, app_prefix="interviewlm-test"
     )
     await backend.start()
     try:
@@ -833,8 +848,6 @@ async def live_backend() -> AsyncIterator[ModalSandboxBackend]:
         await backend.aclose()
 
 
-@SKIP_NO_MODAL
-@pytest.mark.modal
 @pytest.mark.timeout(600)
 async def test_live_smoke(live_backend: ModalSandboxBackend) -> None:
     backend = live_backend
