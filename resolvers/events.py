@@ -315,10 +315,7 @@ class EventLog:
         self, session_id: uuid.UUID, records: list[EventRecord], encoded: list[Encoded]
     ) -> None:
         try:
-            # local=: this replica's own watchers get the records as they are.
-            await self.bus.publish(
-                channel_for(session_id), _message(session_id, records, encoded), local=records
-            )
+            await self.bus.publish(channel_for(session_id), _message(session_id, records, encoded))
         except Exception:  # stored is what counts: listeners also poll the log
             logger.exception("publishing events of %s failed", session_id)
 
