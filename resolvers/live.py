@@ -5,10 +5,10 @@ however many watchers. The hub forwards every event it learns of exactly once
 and in order, from two sources:
 
 - the bus (fast path): a batch whose first seq is past the next expected one
-  means something was missed, and the gap is read from the log first. Batches
-  appended by this very process come as they are committed, as objects
-  (``EventBus.on_local``): the replica holding the sandbox neither waits for
-  Redis nor decodes its own events, and drops their echo unread;
+  means something was missed, and the gap is read from the log first. A batch
+  published with ``local=`` in this very process comes as objects once Redis has
+  it (``EventBus.on_local``), and its echo is dropped unread (the event log does
+  not pass ``local=`` yet: bench/README.md, issue 13);
 - the log itself, polled every ``poll_interval_s`` (faster while the bus is
   down): catches whatever the bus lost, across Redis restarts included.
 
