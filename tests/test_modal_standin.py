@@ -223,9 +223,6 @@ async def test_volume_commits_when_the_sandbox_ends_on_its_own(
 # failure (XPASS) once modal_app/modal/ is fixed, so the marker is removed with the fix.
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 14 item 1: created with block_network=True"
-)
 async def test_network_widening_on_an_allowlisted_sandbox(
     backend: ModalSandboxBackend, standin: ModalStandin
 ) -> None:

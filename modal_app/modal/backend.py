@@ -14,7 +14,9 @@ Design
   handles is only an optimisation -- any id can be attached with
   ``Sandbox.from_id``.
 * Network is blocked unless ``NetworkPolicy.allow_hosts`` is set, which maps
-  to Modal's ``outbound_cidr_allowlist`` / ``outbound_domain_allowlist``.  The
+  to Modal's ``outbound_cidr_allowlist`` / ``outbound_domain_allowlist``;
+  "blocked" is created as empty allowlists (networking on, nothing allowed),
+  because the SDK promises a replaceable policy only for an allowlist.  The
   per-command widening ``exec(network=...)`` (for the Claude agent) uses
   ``Sandbox._experimental_set_outbound_network_policy`` -- the only network
   control 1.6.4 has for a running sandbox -- so on Modal it widens the whole

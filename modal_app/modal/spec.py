@@ -265,11 +265,11 @@ def sandbox_create_args(
             client=client,
         )
 
-    if spec.network.blocked:
-        block, cidrs, domains = True, None, None
-    else:
-        cidr_list, domain_list = split_allow_hosts(spec.network)
-        block, cidrs, domains = False, cidr_list, domain_list
+    # A blocked policy is an allowlist of nothing, not ``block_network=True``:
+    # the SDK lets a running sandbox's policy be replaced (our per-command
+    # widening for the agent) only when it was created with an allowlist.
+    cidrs, domains = ([], []) if spec.network.blocked else split_allow_hosts(spec.network)
+    block = False
 
     # Node sizes its heap from the host, not the container: keep V8 under the
     # memory limit so a hog fails with "heap out of memory", not an OOM kill.

@@ -330,9 +330,10 @@ def create_args(spec: SandboxSpec, **options: Any) -> Any:
 
 def test_default_spec_translation() -> None:
     args = create_args(SandboxSpec(tags={"account": "acc1", "session": "s1"}))
-    assert args.block_network is True
-    assert args.outbound_cidr_allowlist is None
-    assert args.outbound_domain_allowlist is None
+    # Blocked = an allowlist of nothing (replaceable for the agent's widening; issue 14 item 1).
+    assert args.block_network is False
+    assert args.outbound_cidr_allowlist == []
+    assert args.outbound_domain_allowlist == []
     assert args.timeout == 3600
     assert args.idle_timeout is None
     assert args.cpu == (1.0, 1.0)
