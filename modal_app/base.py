@@ -287,7 +287,12 @@ class SandboxBackend(Protocol):
 
     async def status(self, sandbox_id: str) -> SandboxStatus: ...
 
-    async def list(self, tags: Mapping[str, str]) -> list[SandboxInfo]: ...
+    async def list(self, tags: Mapping[str, str]) -> list[SandboxInfo]:
+        """The sandboxes carrying all of ``tags`` that have not ended (status RUNNING).
+
+        Ended sandboxes are never listed (Modal's SDK cannot list finished
+        ones); ask ``status``/``attach`` about a known id instead.
+        """
 
     async def exec(
         self,

@@ -240,9 +240,6 @@ async def test_network_widening_on_an_allowlisted_sandbox(
     await backend.terminate(info.id)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 14 item 2: remove() lists with app_id=None"
-)
 async def test_remove_lists_within_an_app(
     backend: ModalSandboxBackend, standin: ModalStandin
 ) -> None:

@@ -209,11 +209,12 @@ class LocalSandboxBackend(WorkspaceFiles):
         for meta in metas:
             if not wanted <= dict(meta.tags).items():
                 continue
-            current = meta
-            if not meta.terminated and self._expired(meta):
+            if meta.terminated:
+                continue  # running sandboxes only (the contract: base.SandboxBackend.list)
+            if self._expired(meta):
                 await self.terminate(meta.id)
-                current = meta.with_terminated()
-            found.append(current.info())
+                continue
+            found.append(meta.info())
         return sorted(found, key=lambda info: info.created_at)
 
     async def host_uid(self, sandbox_id: str) -> int:

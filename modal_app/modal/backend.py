@@ -82,11 +82,12 @@ from modal_app.modal.errors import translate_errors
 from modal_app.modal.files import ModalFiles
 from modal_app.modal.images import ImageCatalog
 from modal_app.modal.private import private_argv
-from modal_app.modal.refs import SandboxRef, SandboxRefs, status_from_returncode
+from modal_app.modal.refs import SandboxRef, SandboxRefs
 from modal_app.modal.spec import (
     TAG_VOLUME,
     ModalOptions,
     app_name,
+    object_name,
     sandbox_create_args,
     sandbox_workdir,
     user_tags,
@@ -205,20 +206,36 @@ class ModalSandboxBackend:
         return await self._refs.poll_status(await self._refs.get(sandbox_id))
 
     async def list(self, tags: Mapping[str, str]) -> list[SandboxInfo]:
-        client = self._require_client()
-        app_id: str | None = None
+        """Running sandboxes only (the contract; Modal's SDK cannot list finished ones).
+
+        Every listing is scoped to an App: the account's, or without an
+        ``account`` tag each of this prefix's Apps in turn.
+        """
         if "account" in tags:
             try:
-                app = await self._apps.get(app_name(self._prefix, tags["account"]), create=False)
+                apps = [await self._apps.get(app_name(self._prefix, tags["account"]), create=False)]
             except SandboxNotFound:
                 return []
-            app_id = app.app_id
-        found = await list_sandboxes(app_id=app_id, tags=tags, client=client)
+        else:
+            default = app_name(self._prefix, None)
+            head = object_name(self._prefix) + "-"
+            apps = await self._apps.ours(lambda name: name == default or name.startswith(head))
+        return await self._list_in(apps, tags)
+
+    async def _list_in(
+        self, apps: builtins.list[modal.App], tags: Mapping[str, str]
+    ) -> builtins.list[SandboxInfo]:
+        client = self._require_client()
+        found: builtins.list[modal.Sandbox] = []
+        for app in apps:
+            if app.app_id:  # looked up and listed Apps are hydrated
+                found += await list_sandboxes(app_id=app.app_id, tags=tags, client=client)
         return [
-            _info(ref, status_from_returncode(ref.sandbox.returncode))
+            _info(ref, SandboxStatus.RUNNING)
             for ref in await self._refs.adopt_all(found)
             # Sandboxes of other programs can carry the same tags; ours have a volume tag.
-            if TAG_VOLUME in ref.tags
+            # One we terminated may still be listed while Modal shuts it down.
+            if TAG_VOLUME in ref.tags and not ref.ended
         ]
 
     async def terminate(self, sandbox_id: str) -> None:
@@ -257,18 +274,19 @@ class ModalSandboxBackend:
         name = ref.volume_name
         if name is None:
             return
-        for other in await self.list({TAG_VOLUME: name, **self._account_tag(ref)}):
+        # The volume's sandboxes are all in this sandbox's App (same account).
+        try:
+            name_of_app = app_name(self._prefix, ref.tags.get("account"))
+            app = await self._apps.get(name_of_app, create=False)
+        except SandboxNotFound:
+            app = None
+        for other in await self._list_in([app] if app else [], {TAG_VOLUME: name}):
             if other.id != ref.id and other.status is SandboxStatus.RUNNING:
                 return
         await delete_volume(
             name, environment=self._options.environment, client=self._require_client()
         )
         self._files.forget_volume(name)
-
-    @staticmethod
-    def _account_tag(ref: SandboxRef) -> dict[str, str]:
-        account = ref.tags.get("account")
-        return {"account": account} if account else {}
 
     # -- commands ------------------------------------------------------------
 

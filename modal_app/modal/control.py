@@ -34,6 +34,27 @@ class Apps:
             self._apps[name] = app
         return app
 
+    async def ours(self, is_ours: Callable[[str], bool]) -> list[modal.App]:
+        """The live Apps of this environment whose names ``is_ours`` accepts.
+
+        Listing sandboxes without an App scans the profile's whole environment
+        (deprecated in 1.6.4); listing App by App keeps to ours and to
+        ``ModalOptions.environment``.
+        """
+        client = self._client()
+        with translate_errors():
+            if self._environment:
+                environment = modal.Environment.from_name(self._environment, client=client)
+            else:
+                environment = modal.Environment.from_context(client=client)
+            apps = await environment.apps.list.aio()
+        found: list[modal.App] = []
+        for app in apps:
+            if app.name and is_ours(app.name):
+                self._apps.setdefault(app.name, app)
+                found.append(app)
+        return found
+
 
 async def create_sandbox(
     args: CreateArgs, *, app: modal.App, client: modal.Client
@@ -60,9 +81,9 @@ async def create_sandbox(
 
 
 async def list_sandboxes(
-    *, app_id: str | None, tags: Mapping[str, str], client: modal.Client
+    *, app_id: str, tags: Mapping[str, str], client: modal.Client
 ) -> list[modal.Sandbox]:
-    """The sandboxes carrying ``tags`` (in one App, or in any with ``app_id`` None)."""
+    """The running sandboxes of one App carrying ``tags`` (the SDK lists no finished ones)."""
     found: list[modal.Sandbox] = []
     with translate_errors():
         listing = modal.Sandbox.list.aio(app_id=app_id, tags=dict(tags), client=client)

@@ -108,6 +108,19 @@ class ControlPlane(ModalClientBase):
             app_id = self.apps[key] = mint_id("ap")
         await stream.send_message(api_pb2.AppGetOrCreateResponse(app_id=app_id))
 
+    async def AppList(self, stream: Stream) -> None:
+        # ``Environment.apps.list``: how the backend finds its per-account Apps.
+        req = await self._begin(stream, "AppList")
+        environment = req.environment_name or "main"
+        apps = [
+            api_pb2.AppListResponse.AppListItem(
+                app_id=app_id, name=name, state=api_pb2.APP_STATE_EPHEMERAL
+            )
+            for (env, name), app_id in self.apps.items()
+            if env == environment
+        ]
+        await stream.send_message(api_pb2.AppListResponse(apps=apps))
+
     async def ImageGetOrCreate(self, stream: Stream) -> None:
         req = await self._begin(stream, "ImageGetOrCreate")
         # Nothing is built: commands run on the host's system view (see the

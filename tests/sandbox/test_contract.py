@@ -89,6 +89,18 @@ async def test_list_by_tags(backend: SandboxBackend, make_sandbox: SandboxMaker)
     assert await backend.list({"test": tag, "role": "c"}) == []
 
 
+async def test_list_leaves_out_ended_sandboxes(
+    backend: SandboxBackend, make_sandbox: SandboxMaker
+) -> None:
+    """One meaning on every backend: running sandboxes only (Modal cannot list ended ones)."""
+    tag = uuid.uuid4().hex
+    ended = await make_sandbox(tags={"test": tag})
+    running = await make_sandbox(tags={"test": tag})
+    await backend.terminate(ended.id)
+    listed = await backend.list({"test": tag})
+    assert [(i.id, i.status) for i in listed] == [(running.id, SandboxStatus.RUNNING)]
+
+
 @pytest.mark.parametrize(
     "bad_id", ["sb-doesnotexist0000", "../../etc", "", "a/b", "sb-" + "x" * 200]
 )
