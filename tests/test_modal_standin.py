@@ -27,7 +27,6 @@ from modal_app.base import (
     BackendUnavailable,
     NetworkPolicy,
     SandboxError,
-    SandboxNotFound,
     SandboxSpec,
     SandboxStatus,
     SandboxTerminated,
@@ -267,9 +266,6 @@ async def test_reattaching_does_not_leak_router_connections(
     await backend.terminate(info.id)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=SandboxNotFound, reason="exec wait fails during our own terminate()"
-)
 async def test_terminate_while_a_wait_is_pending(
     backend: ModalSandboxBackend, standin: ModalStandin
 ) -> None:
@@ -300,11 +296,6 @@ async def test_exec_on_a_lost_worker_is_sandbox_terminated(
         await asyncio.wait_for(backend.exec(info.id, ["true"]), 60)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=SandboxTerminated,
-    reason="issue 14 item 6: ConflictError read as terminated",
-)
 async def test_write_to_a_closed_stdin_is_not_sandbox_terminated(
     backend: ModalSandboxBackend,
 ) -> None:

@@ -254,8 +254,17 @@ class ModalSandboxBackend:
         ):
             async with asyncio.timeout(5):
                 await self._refs.helper(ref, ["sh", "-c", 'sync "$1" || sync', "sync", WORKSPACE])
-        with translate_errors():
-            await ref.sandbox.terminate.aio()
+        # Ended for this replica before the RPC: the worker may answer an exec's
+        # wait (NOT_FOUND) before Modal reports the end, and those waits must
+        # read as killed, not as errors (test_terminate_while_a_wait_is_pending).
+        ref.ended_event.set()
+        try:
+            with translate_errors():
+                await ref.sandbox.terminate.aio()
+        except BaseException:
+            if not ref.ended:
+                ref.ended_event.clear()
+            raise
         ref.mark_ended()
         await ref.settle(timeout_s=20)
 

@@ -3,7 +3,8 @@
 ``map_modal_error`` is a pure function over the exception's class hierarchy:
 the most specific class with an entry wins, so subclasses are mapped before
 their bases (``ConflictError`` is an ``InvalidError`` in the SDK, but it is
-what a finished sandbox answers, so it must not read as a bad spec).
+a failed precondition, e.g. what a finished sandbox answers, so it must not
+read as a bad spec).
 ``translate_errors`` applies it to a block of code; every Modal call in the
 backend runs inside it.
 
@@ -37,8 +38,10 @@ _MODAL_TO_OURS: dict[type[BaseException], type[SandboxError]] = {
     # A sandbox that outlived its lifetime has ended: nothing more runs in it.
     # It is not a command timeout, which is what ExecTimeout means here.
     mx.SandboxTimeoutError: SandboxTerminated,
-    # "Sandbox already finished" arrives as FAILED_PRECONDITION -> ConflictError.
-    mx.ConflictError: SandboxTerminated,
+    # FAILED_PRECONDITION: any failed precondition (a write to a closed stdin,
+    # "Sandbox already finished", ...).  Not a bad spec, not necessarily an
+    # ended sandbox: ``refs.on_sandbox`` polls to tell the latter.
+    mx.ConflictError: SandboxError,
     mx.ExecTimeoutError: ExecTimeout,
     mx.ResourceExhaustedError: QuotaExceeded,
     mx.InvalidError: InvalidSpec,

@@ -178,7 +178,8 @@ class _ProcessBase:
             waiter.cancel()
             self._killed = True
         elif (error := waiter.exception()) is not None:
-            if not await self._context.sandbox_ended():
+            # Ended (or being terminated) as this replica knows, or as Modal says.
+            if not self._context.ended.is_set() and not await self._context.sandbox_ended():
                 with translate_errors():
                     raise error
             self._killed = True

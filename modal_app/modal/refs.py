@@ -27,6 +27,7 @@ from modal_app.base import (
     InvalidSpec,
     Limits,
     NetworkPolicy,
+    SandboxError,
     SandboxFileError,
     SandboxNotFound,
     SandboxStatus,
@@ -51,6 +52,8 @@ _log = logging.getLogger(__name__)
 # Exit codes of a sandbox's entrypoint that mean "ended normally": our sleep
 # finishing, Modal's timeout (124) and termination (137 / 143).
 _ORDERLY_EXITS = frozenset({0, 124, 137, 143})
+# Errors (exact types) that may mean "the sandbox has ended" (see on_sandbox).
+_MAYBE_ENDED = (SandboxNotFound, SandboxFileError, SandboxError)
 
 
 def status_from_returncode(returncode: int | None) -> SandboxStatus:
@@ -176,14 +179,15 @@ class SandboxRefs:
     async def on_sandbox(self, ref: SandboxRef) -> AsyncIterator[None]:
         """``translate_errors`` for calls on an existing sandbox, which may have ended.
 
-        The SDK reports a call on a finished sandbox as "not found", "sandbox
-        unavailable" or an unspecific filesystem error; a poll tells which.
+        The SDK reports a call on a finished sandbox as "not found", a failed
+        precondition ("Sandbox already finished": plain ``SandboxError``) or an
+        unspecific filesystem error; a poll tells which.
         """
         try:
             with translate_errors():
                 yield
-        except (SandboxNotFound, SandboxFileError) as exc:
-            if type(exc) in (SandboxNotFound, SandboxFileError) and await self.finished(ref):
+        except (SandboxNotFound, SandboxFileError, SandboxError) as exc:
+            if type(exc) in _MAYBE_ENDED and await self.finished(ref):
                 raise SandboxTerminated(f"sandbox {ref.id} has ended") from exc
             raise
 

@@ -190,7 +190,7 @@ def test_workspace_abspath() -> None:
         (mx.NotFoundError, SandboxNotFound),
         (mx.SandboxTerminatedError, SandboxTerminated),
         (mx.SandboxTimeoutError, SandboxTerminated),
-        (mx.ConflictError, SandboxTerminated),
+        (mx.ConflictError, SandboxError),  # a failed precondition; refs.on_sandbox polls
         (mx.ExecTimeoutError, ExecTimeout),
         (mx.ResourceExhaustedError, QuotaExceeded),
         (mx.InvalidError, InvalidSpec),
