@@ -18,9 +18,9 @@ sent) -> received by a watcher; "event->watcher" starts at the event's ``at``.
 Reported: p50/p99, delivered/expected, CPU and RSS per replica, Redis (INFO)
 and PostgreSQL (pg_stat_database deltas, our backends' CPU from /proc).
 
-Idle (``--idle C``): fresh replicas. Replica A gets C plain connections (no
+Idle (``--idle C``): fresh replicas (not in --quick). Replica A gets C plain connections (no
 permessage-deflate) in three steps: connected (connection_ack) only, then one
-subscription each, then a second subscription on each connection; RSS is read
+subscription each, then a second subscription on C // 5 of them; RSS is read
 after each step and CPU over ``--idle-seconds`` of idleness after the first
 two (uvicorn's WebSocket pings, every 20 s by default, and the per-session
 hubs' log polls). Replica B gets ``C // 5`` browser-like connections
@@ -28,7 +28,11 @@ hubs' log polls). Replica B gets ``C // 5`` browser-like connections
 per-connection compression state.
 
     .venv/bin/python bench/scale.py [--quick] [--sessions 1000] [--sandboxes 20]
-        [--idle 10000] [--seconds 60] [--idle-seconds 60]
+        [--idle 10000] [--seconds 60] [--idle-seconds 60] [--idle-sessions 100]
+        [--db-pool N] [--server-env KEY=VALUE] [--ingest [ARGS]]
+
+Recording ingest on PostgreSQL (the third scale target) is bench/ingest.py; ``--ingest``
+runs it after the rest.
 
 Cleans up what it starts: servers, client processes, sandboxes, the database
 (``interviewlm_bench_<random>``, dropped). Redis gets no keys (pub/sub only;
@@ -1005,11 +1009,13 @@ class Bench:
             )
 
 
-def ingest_pointer() -> str:
-    path = ROOT / "bench" / "ingest.py"
-    if path.exists():
-        return f"Recording ingest on PostgreSQL: run `.venv/bin/python {path.relative_to(ROOT)}`."
-    return "Recording ingest on PostgreSQL: bench/ingest.py (another benchmark; not yet here)."
+INGEST = ROOT / "bench" / "ingest.py"  # the third scale target: its own benchmark
+
+
+async def run_ingest(extra: list[str]) -> int:
+    """Recording ingest on PostgreSQL (bench/ingest.py, fresh databases of its own)."""
+    proc = await asyncio.create_subprocess_exec(sys.executable, str(INGEST), *extra, cwd=ROOT)
+    return await proc.wait()
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -1032,8 +1038,11 @@ async def main(args: argparse.Namespace) -> int:
             await bench.idle()
     finally:
         await bench.teardown()
-    bench.say(ingest_pointer())
     bench.say(f"(total {time.monotonic() - started:.0f}s, loadavg after {loadavg()})")
+    if args.ingest is not None:
+        print("\nRecording ingest (bench/ingest.py):", flush=True)
+        return await run_ingest(args.ingest.split())
+    print("Recording ingest on PostgreSQL: --ingest, or .venv/bin/python bench/ingest.py")
     return 0
 
 
@@ -1061,6 +1070,13 @@ def cli() -> None:
         default=[],
         metavar="KEY=VALUE",
         help="extra environment for the replicas (what-if runs)",
+    )
+    parser.add_argument(
+        "--ingest",
+        nargs="?",
+        const="--redis",
+        metavar="ARGS",
+        help="then run bench/ingest.py (recording ingest; default arguments: --redis)",
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
