@@ -250,9 +250,6 @@ async def test_remove_lists_within_an_app(
     assert all(request.app_id for request in listings)
 
 
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 14 item 4: adopt() does not detach"
-)
 async def test_reattaching_does_not_leak_router_connections(
     backend: ModalSandboxBackend, standin: ModalStandin
 ) -> None:

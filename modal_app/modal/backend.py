@@ -296,6 +296,7 @@ class ModalSandboxBackend:
             name, environment=self._options.environment, client=self._require_client()
         )
         self._files.forget_volume(name)
+        await self._refs.forget(ref.id)
 
     # -- commands ------------------------------------------------------------
 

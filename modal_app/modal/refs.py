@@ -48,12 +48,25 @@ from modal_app.modal.spec import (
 # (a local backend's id, junk) is refused without a round trip.
 _SANDBOX_ID = re.compile(r"^sb-[A-Za-z0-9_.-]{1,100}$")
 HELPER_TIMEOUT_S = 30
+MAX_REFS = 1000
+"""Past this many cached references, those of ended sandboxes are dropped."""
 _log = logging.getLogger(__name__)
 # Exit codes of a sandbox's entrypoint that mean "ended normally": our sleep
 # finishing, Modal's timeout (124) and termination (137 / 143).
 _ORDERLY_EXITS = frozenset({0, 124, 137, 143})
 # Errors (exact types) that may mean "the sandbox has ended" (see on_sandbox).
 _MAYBE_ENDED = (SandboxNotFound, SandboxFileError, SandboxError)
+
+
+async def _detach(sandbox: modal.Sandbox) -> None:
+    """Close this client's connection to a sandbox's worker (the sandbox runs on)."""
+    with suppressed(
+        _log,
+        f"detaching a handle of sandbox {sandbox.object_id}",
+        safe_because="only a connection is left open until the client closes",
+        level=logging.DEBUG,
+    ):
+        await sandbox.detach.aio()  # type: ignore[no-untyped-call]  # unannotated in 1.6.4
 
 
 def status_from_returncode(returncode: int | None) -> SandboxStatus:
@@ -116,6 +129,20 @@ class SandboxRefs:
 
     def add(self, ref: SandboxRef) -> None:
         self._refs[ref.id] = ref
+        if len(self._refs) > MAX_REFS:
+            self._drop_ended()
+
+    async def forget(self, sandbox_id: str) -> None:
+        """Drop (and detach) the reference to a sandbox that is gone for good (removed)."""
+        ref = self._refs.pop(sandbox_id, None)
+        if ref is not None:
+            await _detach(ref.sandbox)
+
+    def _drop_ended(self) -> None:
+        # Ended sandboxes are re-attached by id if ever asked about again; their
+        # handles need no detach (Modal closed their router connections).
+        for sandbox_id in [i for i, ref in self._refs.items() if ref.ended]:
+            del self._refs[sandbox_id]
 
     async def get(self, sandbox_id: str, *, refresh: bool = False) -> SandboxRef:
         ref = self._refs.get(sandbox_id)
@@ -138,11 +165,20 @@ class SandboxRefs:
         return ref
 
     async def adopt(self, sandbox: modal.Sandbox) -> SandboxRef:
-        """A reference for a handle from ``from_id`` / ``list``, read from the sandbox's tags."""
+        """A reference for a handle from ``from_id`` / ``list``, read from the sandbox's tags.
+
+        A sandbox already known keeps its handle (commands started with it use
+        it, and it holds the router connection); the fresh one is detached, so
+        re-attaching never leaves connections behind.
+        """
         tags: dict[str, str] = {}
         with contextlib.suppress(mx.Error):
             tags = await sandbox.get_tags.aio()
         known = self._refs.get(sandbox.object_id)
+        ended = sandbox.returncode is not None or (known is not None and known.ended)
+        if known is not None and known.sandbox is not sandbox:
+            await _detach(sandbox)
+            sandbox = known.sandbox
         created = tags.get(TAG_CREATED, "")
         ref = SandboxRef(
             sandbox=sandbox,
@@ -151,15 +187,16 @@ class SandboxRefs:
             volume_name=tags.get(TAG_VOLUME) or (known.volume_name if known else None),
             limits=decode_limits(tags.get(TAG_LIMITS)) or (known.limits if known else None),
             network=known.network if known else None,
-            ended=sandbox.returncode is not None or (known is not None and known.ended),
+            ended=ended,
         )
         if known is not None:
             ref.widenings = known.widenings
             ref.net_lock = known.net_lock
             ref.ended_event = known.ended_event
+            ref.settled = known.settled
             if ref.ended:
                 ref.ended_event.set()
-        self._refs[ref.id] = ref
+        self.add(ref)
         return ref
 
     async def adopt_all(self, sandboxes: Sequence[modal.Sandbox]) -> list[SandboxRef]:
