@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             max_file_bytes=settings.max_file_bytes,
         ),
         secrets=tuple(s for s in (settings.anthropic_api_key, settings.modal_token_secret) if s),
+        s3=settings.s3,
     )
     live = LiveHub(bus, log)
     # The agent's only way to Anthropic (issue 9): the key stays here.
@@ -223,6 +224,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 ("claude runs", services.claude.close),
                 ("agent proxy", close_proxy),
                 ("test runs", test_runs.close),
+                ("S3 exports", sandboxes.close_exports),
                 ("terminals", terminals.close_all),
                 ("file watchers", file_watch.close),
                 ("live hubs", live.close),

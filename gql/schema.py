@@ -154,6 +154,7 @@ class Mutation:
             await principal_of(info), session_id, cancel=cancel, log=info.context.log
         )
         await _stop_sandbox(info, model.id)
+        info.context.sandboxes.session_ended(model)  # to S3, in the background
         return InterviewSession.of(model)
 
     @strawberry.mutation(description="Create an API token; the secret is in the payload, once.")

@@ -18,6 +18,7 @@ from resolvers.ratelimit import (
     DEFAULT_WRITE_RATE,
     Rate,
 )
+from resolvers.s3sync import S3Config, s3_config
 from resolvers.webhooks.config import DEFAULT_RETRY_SCHEDULE_S
 
 
@@ -179,6 +180,8 @@ class Settings:
     rate_limit_process: Rate | None = DEFAULT_PROCESS_RATE
     rate_limit_write: Rate | None = DEFAULT_WRITE_RATE
     rate_limit_webhook: Rate | None = DEFAULT_WEBHOOK_RATE
+    # Workspaces in S3 (resolvers.s3sync): None unless S3_BUCKET is set.
+    s3: S3Config | None = None
 
     @property
     def event_bus_url(self) -> str:
@@ -298,4 +301,5 @@ class Settings:
             rate_limit_process=_rate(env, "RATE_LIMIT_PROCESS", d.rate_limit_process),
             rate_limit_write=_rate(env, "RATE_LIMIT_WRITE", d.rate_limit_write),
             rate_limit_webhook=_rate(env, "RATE_LIMIT_WEBHOOK", d.rate_limit_webhook),
+            s3=s3_config(env),
         )

@@ -53,6 +53,9 @@ class Question(Model):
     # backslash (resolvers.questions), so a match is always a whole tag.
     tags_json = fields.TextField(db_default="[]")
     archived_at = fields.DatetimeField(null=True)
+    # Starter files from S3 (resolvers.s3sync): a prefix relative to the account's own
+    # area of the bucket (``<S3_PREFIX>/<account>/``), never a bucket-wide key.
+    starter_s3_prefix = fields.CharField(max_length=500, null=True)
     # When the question was first created: the same on every revision (lists sort on it).
     created_at = fields.DatetimeField(auto_now_add=True)
     revised_at = fields.DatetimeField(auto_now_add=True)

@@ -127,6 +127,54 @@ class OutputTruncated(Payload):
     terminal_id: str | None = None
 
 
+# --- workspaces in S3 (resolvers.s3sync); staff only: they name bucket keys ----
+
+
+@kind("workspace.imported")
+@dataclass(frozen=True, slots=True)
+class WorkspaceImported(Payload):
+    """The question's S3 starter prefix was streamed into the first sandbox."""
+
+    STAFF_ONLY = True
+    files: int
+    bytes: int
+    skipped: int
+    duration_ms: int
+    location: str | None = None
+
+
+@kind("workspace.importFailed")
+@dataclass(frozen=True, slots=True)
+class WorkspaceImportFailed(Payload):
+    STAFF_ONLY = True
+    reason: str
+    location: str | None = None
+
+
+@kind("workspace.exported")
+@dataclass(frozen=True, slots=True)
+class WorkspaceExported(Payload):
+    """The ended session's recorded workspace and recording are in S3 at ``location``."""
+
+    STAFF_ONLY = True
+    files: int
+    bytes: int
+    skipped: int
+    duration_ms: int
+    location: str | None = None
+
+
+@kind("workspace.exportFailed")
+@dataclass(frozen=True, slots=True)
+class WorkspaceExportFailed(Payload):
+    """Every try failed; the recording in the database is whole (the export only reads it)."""
+
+    STAFF_ONLY = True
+    reason: str
+    location: str | None = None
+    attempts: int | None = None
+
+
 # --- commands (runCommand) -------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from models.question import Difficulty
 from resolvers import validation as check
 from resolvers.errors import BadUserInput
 from resolvers.languages import language_info
+from resolvers.s3sync import check_prefix
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 MAX_TEST_CASES = 200
@@ -68,6 +69,7 @@ class QuestionSpec:
     float_tolerance: float | None = None
     tags: Sequence[str] = ()
     difficulty: Difficulty | None = None
+    starter_s3_prefix: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,5 +220,6 @@ def validate(spec: QuestionSpec, *, max_file_bytes: int) -> ValidQuestion:
         "float_tolerance": spec.float_tolerance,
         "difficulty": spec.difficulty,
         "tags_json": json.dumps(_tags(spec.tags)),
+        "starter_s3_prefix": check_prefix("input.starterS3Prefix", spec.starter_s3_prefix),
     }
     return ValidQuestion(question=question, languages=languages, test_cases=cases)

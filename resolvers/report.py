@@ -38,7 +38,14 @@ from models.question import TestCase
 from models.session import InterviewSession
 from models.testrun import TestCaseResult, TestRun, TestRunStatus, Verdict
 from resolvers.auth import Principal
-from resolvers.event_kinds import CommandStarted, FileDeleted, FileWritten
+from resolvers.event_kinds import (
+    CommandStarted,
+    FileDeleted,
+    FileWritten,
+    WorkspaceExported,
+    WorkspaceExportFailed,
+    parse_stored,
+)
 from resolvers.report_links import ReportLinks
 from resolvers.scorecards import ScorecardView, session_scorecards
 from resolvers.sessions import as_of, get_session
@@ -149,6 +156,53 @@ async def report_payload(
     report = await build_report(as_of(session), pricing=config.pricing, db=db)
     url = await config.links.url_for(session.id, db=db)
     return {"summary": report.summary(), "reportUrl": url}
+
+
+@dataclass(frozen=True, slots=True)
+class ExportStatus:
+    """The newest outcome of the session's export to S3 (``resolvers.s3sync``)."""
+
+    exported: bool
+    at: datetime
+    location: str | None
+    files: int | None = None
+    bytes: int | None = None
+    skipped: int | None = None
+    duration_ms: int | None = None
+    reason: str | None = None
+
+
+async def export_status(
+    session_id: uuid.UUID, db: BaseDBAsyncClient | None = None
+) -> ExportStatus | None:
+    """None: no export yet (no bucket, still running, or the session is open)."""
+    kinds = (WorkspaceExported.KIND, WorkspaceExportFailed.KIND)
+    row = (
+        await Event.filter(session_id=session_id, type__in=kinds)
+        .using_db(db)
+        .order_by("-seq")
+        .first()
+    )
+    if row is None:
+        return None
+    payload = parse_stored(row.type, row.payload)
+    if isinstance(payload, WorkspaceExported):
+        return ExportStatus(
+            exported=True,
+            at=row.at,
+            location=payload.location,
+            files=payload.files,
+            bytes=payload.bytes,
+            skipped=payload.skipped,
+            duration_ms=payload.duration_ms,
+        )
+    failed = payload if isinstance(payload, WorkspaceExportFailed) else None
+    return ExportStatus(
+        exported=False,
+        at=row.at,
+        location=failed.location if failed else None,
+        reason=failed.reason if failed else "unreadable export event",
+    )
 
 
 async def final_test_run(

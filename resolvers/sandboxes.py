@@ -46,6 +46,7 @@ from resolvers.breaker import CircuitBreaker
 from resolvers.errors import Conflict, RateLimited, SandboxUnavailable
 from resolvers.events import EventLog, EventRecord
 from resolvers.files import FileRecorder
+from resolvers.s3sync import Exports, S3Config, import_starters
 from resolvers.sessions import get_session
 from resolvers.settling import settled_elsewhere, settled_here
 from resolvers.webhooks.events import enqueue_session_event
@@ -89,6 +90,7 @@ class Sandboxes:
         breaker: CircuitBreaker | None = None,
         owner: str | None = None,
         secrets: tuple[str, ...] = (),
+        s3: S3Config | None = None,
     ) -> None:
         self.secrets = tuple(s.encode() for s in secrets if s)
         self.backend = backend
@@ -100,6 +102,18 @@ class Sandboxes:
         # Starts in progress in this process: set when each one is over (see settled).
         self._starting: dict[uuid.UUID, asyncio.Event] = {}
         self.listeners: list[SandboxListener] = []
+        # Workspaces in S3 (resolvers.s3sync), when the app has a bucket.
+        self.s3 = s3
+        self.exports = Exports(self, s3) if s3 is not None else None
+
+    async def close_exports(self) -> None:
+        if self.exports is not None:
+            await self.exports.close()
+
+    def session_ended(self, session: InterviewSession) -> None:
+        """Export the ended session to S3 in the background (endSession does not wait)."""
+        if self.exports is not None and not session.status.is_open:
+            self.exports.later(session.id, session.account_id)
 
     async def call(
         self,
@@ -238,6 +252,7 @@ class Sandboxes:
                 await self.files.skipped(
                     session.id, stored.path, size=stored.size, reason=f"not restored: {exc}"
                 )
+        await self._import_from_s3(session, record)
         record.state = SandboxState.RUNNING
         record.last_activity_at = datetime.now(UTC)
         await record.save(update_fields=["state", "last_activity_at"])
@@ -268,6 +283,19 @@ class Sandboxes:
         for listener in self.listeners:
             listener.running(record)
 
+    async def _import_from_s3(self, session: InterviewSession, record: SandboxRecord) -> None:
+        """The question's S3 starter prefix, once per session (a failed import is tried
+        again by the next start); recorded like any change made in the sandbox."""
+        if self.s3 is None:
+            return
+        question = await Question.get(id=session.question_id)
+        prefix = question.starter_s3_prefix
+        if not prefix or await Event.exists(session_id=session.id, type=ek.WorkspaceImported.KIND):
+            return
+        await import_starters(self, self.s3, record, prefix)
+        with contextlib.suppress(SandboxError, SandboxUnavailable):
+            await self.sync_workspace(record, source="s3", thorough=True)
+
     async def terminate(self, principal: Principal, session_id: str) -> SandboxRecord:
         session = await get_session(principal, session_id)
         record = await self.live(session.id)
@@ -290,7 +318,13 @@ class Sandboxes:
                 await self.call(
                     partial(self.backend.terminate, record.backend_id), scope=record.backend_id
                 )
-        return await self._end(record, SandboxState.TERMINATED, reason=reason)
+        ended = await self._end(record, SandboxState.TERMINATED, reason=reason)
+        if self.exports is not None:
+            # The reaper stops the sandboxes of expired sessions: those are exported too.
+            session = await InterviewSession.get_or_none(id=record.session_id)
+            if session is not None:
+                self.session_ended(session)
+        return ended
 
     async def _end(
         self, record: SandboxRecord, state: SandboxState, *, reason: str

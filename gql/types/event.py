@@ -200,6 +200,45 @@ register(
 register(ek.NoteAdded, lambda r, p: NoteEvent(**meta(r), text=p.text, author=p.author))
 
 
+@strawberry.type
+class WorkspaceSyncEvent(SessionEvent):
+    """``workspace.imported`` / ``.importFailed`` (the question's S3 starter prefix) and
+    ``workspace.exported`` / ``.exportFailed`` (the ended session to S3). Staff only."""
+
+    location: str | None = strawberry.field(description="s3://bucket/key-prefix")
+    files: int | None
+    bytes: int | None
+    skipped: int | None = strawberry.field(description="Objects or files not copied.")
+    duration_ms: int | None
+    reason: str | None = strawberry.field(description="Failed: why (after every try).")
+
+
+def _s3(
+    r: EventRecord,
+    p: ek.WorkspaceImported
+    | ek.WorkspaceImportFailed
+    | ek.WorkspaceExported
+    | ek.WorkspaceExportFailed,
+) -> SessionEvent:
+    done = p if isinstance(p, ek.WorkspaceImported | ek.WorkspaceExported) else None
+    failed = p if isinstance(p, ek.WorkspaceImportFailed | ek.WorkspaceExportFailed) else None
+    return WorkspaceSyncEvent(
+        **meta(r),
+        location=p.location,
+        files=done.files if done else None,
+        bytes=done.bytes if done else None,
+        skipped=done.skipped if done else None,
+        duration_ms=done.duration_ms if done else None,
+        reason=failed.reason if failed else None,
+    )
+
+
+register(ek.WorkspaceImported, _s3)
+register(ek.WorkspaceImportFailed, _s3)
+register(ek.WorkspaceExported, _s3)
+register(ek.WorkspaceExportFailed, _s3)
+
+
 def event_of(record: EventRecord) -> SessionEvent:
     builder = BUILDERS.get(type(record.payload))
     if builder is not None:
@@ -240,5 +279,6 @@ EVENT_TYPES: list[type] = [
     CommandOutputTruncatedEvent,
     TerminalOutputTruncatedEvent,
     StorageBudgetEvent,
+    WorkspaceSyncEvent,
     GenericSessionEvent,
 ]

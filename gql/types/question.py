@@ -66,6 +66,9 @@ class Question:
     float_tolerance: float | None
     tags: list[str]
     difficulty: Difficulty | None
+    starter_s3_prefix: str | None = strawberry.field(
+        description="Starter files' S3 prefix, relative to the account's area of the bucket."
+    )
     archived_at: datetime | None = strawberry.field(
         description="Set while archived: out of `questions` by default, no new sessions."
     )
@@ -89,6 +92,7 @@ class Question:
             float_tolerance=q.float_tolerance,
             tags=q.tags,
             difficulty=q.difficulty,
+            starter_s3_prefix=q.starter_s3_prefix,
             archived_at=q.archived_at,
             languages=[
                 QuestionLanguage(
@@ -167,6 +171,11 @@ class CreateQuestionInput:
         description="Lower-cased; letters, digits, spaces and + # . / _ - (at most 20).",
     )
     difficulty: Difficulty | None = None
+    starter_s3_prefix: str | None = strawberry.field(
+        default=None,
+        description="Starter files from S3 when the server has a bucket: a prefix relative"
+        " to the account's area of it (S3_PREFIX/<account>/), copied into the first sandbox.",
+    )
 
     def to_spec(self) -> QuestionSpec:
         return QuestionSpec(
@@ -175,6 +184,7 @@ class CreateQuestionInput:
             float_tolerance=self.float_tolerance,
             tags=self.tags,
             difficulty=self.difficulty,
+            starter_s3_prefix=self.starter_s3_prefix,
             languages=[
                 LanguageSpec(
                     language=lang.language.value,

@@ -100,6 +100,33 @@ class ScorecardRecommendation:
         )
 
 
+@strawberry.type(description="The session's workspace and recording, exported to S3.")
+class WorkspaceExport:
+    exported: bool = strawberry.field(description="False: every try failed (see reason).")
+    at: datetime
+    location: str | None = strawberry.field(description="s3://bucket/<prefix>/<account>/<session>/")
+    files: int | None
+    bytes: int | None = strawberry.field(description="Workspace files and recording.jsonl.")
+    skipped: int | None = strawberry.field(
+        description="Files the recording has no content of (over the size limit, budget)."
+    )
+    duration_ms: int | None
+    reason: str | None
+
+    @classmethod
+    def of(cls, status: reports.ExportStatus) -> WorkspaceExport:
+        return cls(
+            exported=status.exported,
+            at=status.at,
+            location=status.location,
+            files=status.files,
+            bytes=status.bytes,
+            skipped=status.skipped,
+            duration_ms=status.duration_ms,
+            reason=status.reason,
+        )
+
+
 @strawberry.type(
     description="The result of a session (staff only). Final test run: the newest"
     " FINISHED run in the session's language; runs that ended in ERROR judged nothing."
@@ -132,6 +159,14 @@ class SessionReport:
         # Reached only through resolve_report, which checked the caller.
         links = report_config(info.context.settings).links
         return await links.url_for(uuid.UUID(self.session_id))
+
+    @strawberry.field(
+        description="The export to S3 after the session ended (S3_BUCKET): null while there"
+        " is none (no bucket, the session open, the export still running)."
+    )
+    async def export(self) -> WorkspaceExport | None:
+        status = await reports.export_status(uuid.UUID(self.session_id))
+        return WorkspaceExport.of(status) if status is not None else None
 
     @classmethod
     def of(cls, report: reports.SessionReport) -> SessionReport:
