@@ -278,11 +278,6 @@ async def test_terminate_while_a_wait_is_pending(
     assert status.exit_code is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ConnectionError,  # the builtin: it escapes translate_errors untranslated
-    reason="issue 14 item 5: worker gone -> raw ConnectionError after the SDK's ~10 s of retries",
-)
 async def test_exec_on_a_lost_worker_is_sandbox_terminated(
     backend: ModalSandboxBackend, standin: ModalStandin
 ) -> None:

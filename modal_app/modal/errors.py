@@ -72,6 +72,10 @@ _MODAL_TO_OURS: dict[type[BaseException], type[SandboxError]] = {
     FileNotFoundError: FileNotFoundInSandbox,
     # The SDK's own RPC deadlines surface as the builtin TimeoutError.
     TimeoutError: BackendUnavailable,
+    # A worker that is gone: the SDK's command-router client gives up with the
+    # builtin ConnectionError (not modal.exception's); refs.on_sandbox polls
+    # the control plane to tell an ended sandbox from an unreachable Modal.
+    ConnectionError: BackendUnavailable,
 }
 
 _PREFIX: dict[type[SandboxError], str] = {

@@ -24,6 +24,7 @@ import modal.exception as mx
 from modal.stream_type import StreamType
 
 from modal_app.base import (
+    BackendUnavailable,
     InvalidSpec,
     Limits,
     NetworkPolicy,
@@ -55,7 +56,7 @@ _log = logging.getLogger(__name__)
 # finishing, Modal's timeout (124) and termination (137 / 143).
 _ORDERLY_EXITS = frozenset({0, 124, 137, 143})
 # Errors (exact types) that may mean "the sandbox has ended" (see on_sandbox).
-_MAYBE_ENDED = (SandboxNotFound, SandboxFileError, SandboxError)
+_MAYBE_ENDED = (SandboxNotFound, SandboxFileError, SandboxError, BackendUnavailable)
 
 
 async def _detach(sandbox: modal.Sandbox) -> None:
@@ -217,13 +218,15 @@ class SandboxRefs:
         """``translate_errors`` for calls on an existing sandbox, which may have ended.
 
         The SDK reports a call on a finished sandbox as "not found", a failed
-        precondition ("Sandbox already finished": plain ``SandboxError``) or an
-        unspecific filesystem error; a poll tells which.
+        precondition ("Sandbox already finished": plain ``SandboxError``), an
+        unspecific filesystem error or, when its worker is gone, a connection
+        error (``BackendUnavailable``, which would trip the breaker for every
+        session); a poll of the control plane tells which.
         """
         try:
             with translate_errors():
                 yield
-        except (SandboxNotFound, SandboxFileError, SandboxError) as exc:
+        except SandboxError as exc:
             if type(exc) in _MAYBE_ENDED and await self.finished(ref):
                 raise SandboxTerminated(f"sandbox {ref.id} has ended") from exc
             raise

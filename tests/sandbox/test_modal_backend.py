@@ -220,6 +220,7 @@ def test_workspace_abspath() -> None:
         (mx.Error, SandboxError),
         (FileNotFoundError, FileNotFoundInSandbox),
         (TimeoutError, BackendUnavailable),
+        (ConnectionError, BackendUnavailable),  # the router client's, for a worker gone
     ],
 )
 def test_modal_errors_map_onto_ours(modal_error: type[Exception], ours: type[SandboxError]) -> None:
