@@ -32,6 +32,7 @@ from starlette.routing import Route
 
 from gql.settings import Settings
 from gql.types.report import report_config
+from resolvers.report import export_status
 from resolvers.report_content import CodeFile, report_content
 from resolvers.report_links import REPORT_PATH, open_link
 
@@ -129,6 +130,7 @@ class ReportPages:
             r=content.report,
             code=[(f, self.highlighted(f)) for f in content.code],
             scorecards=content.report.scorecards,
+            export=await export_status(content.session.id),
             expires_at=link.expires_at,
             now=datetime.now(UTC),
         )

@@ -40,6 +40,8 @@ class QuestionView:
     test_cases: list[TestCase]
     hidden_test_count: int
     total_test_count: int
+    for_staff: bool = True
+    """False: a candidate's view (no hidden cases, no S3 starter prefix)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +74,7 @@ async def view_questions(principal: Principal, questions: Sequence[Question]) ->
                 test_cases=every if principal.is_staff else [c for c in every if not c.hidden],
                 hidden_test_count=sum(1 for c in every if c.hidden),
                 total_test_count=len(every),
+                for_staff=principal.is_staff,
             )
         )
     return views

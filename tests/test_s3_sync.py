@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Any
 
+import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 from starlette.applications import Starlette
@@ -26,6 +27,7 @@ from resolvers.s3sync import Exports, S3Config, client
 from resolvers.sandboxes import Sandboxes
 from tests.conftest import Account
 from tests.question_support import CREATE, new_session, question_input, staff
+from tests.report_support import get_page, report_url
 from tests.support import Api
 from tests.workspace_support import EVENTS, RUN, START, WRITE
 
@@ -174,6 +176,11 @@ async def test_a_new_sandbox_gets_the_questions_s3_files(
     assert "./a/b" not in listing
     assert "root::0:0" not in await sh(api, session, "cat /etc/passwd")
 
+    prefix_query = "query($s: ID!) { session(id: $s) { question { starterS3Prefix } } }"
+    for token, seen in ((staff(account), STARTERS + "/"), (session["candidateToken"], None)):
+        asked = await api(prefix_query, {"s": session["sessionId"]}, token=token)
+        assert asked.ok()["session"]["question"]["starterS3Prefix"] == seen
+
     (imported,) = await sync_events(api, account, session["sessionId"])
     assert imported["type"] == "workspace.imported"
     assert (imported["files"], imported["skipped"]) == (3, 3)
@@ -221,7 +228,7 @@ async def test_questions_name_prefixes_only_inside_their_accounts_area(
 
 
 async def test_session_end_exports_workspace_and_recording(
-    app: Starlette, api: Api, account: Account, s3: S3Config
+    app: Starlette, api: Api, client: httpx.AsyncClient, account: Account, s3: S3Config
 ) -> None:
     await seed_starters(s3, account)
     session = await new_session(api, account, await question_with_prefix(api, account, STARTERS))
@@ -276,10 +283,20 @@ async def test_session_end_exports_workspace_and_recording(
         "durationMs": stats["durationMs"],
         "reason": None,
     }
+    # And on the server-rendered report page.
+    page = await get_page(client, await report_url(api, account | {"sessionId": sid}))
+    assert page.status_code == 200
+    assert f"{stats['files']} files" in page.text
+    assert stats["location"] in page.text
 
 
 async def test_s3_down_is_an_event_and_the_recording_is_whole(
-    app: Starlette, api: Api, account: Account, s3: S3Config, moto: Moto
+    app: Starlette,
+    api: Api,
+    client: httpx.AsyncClient,
+    account: Account,
+    s3: S3Config,
+    moto: Moto,
 ) -> None:
     session = await new_session(api, account, account["questionId"])
     sid = session["sessionId"]
@@ -302,6 +319,9 @@ async def test_s3_down_is_an_event_and_the_recording_is_whole(
     report = (await api(EXPORT, {"s": sid}, token=staff(account))).ok()["session"]["report"]
     assert report["export"]["exported"] is False
     assert report["export"]["reason"] == failed["reason"]
+    page = await get_page(client, await report_url(api, account | {"sessionId": sid}))
+    assert "Export to S3" in page.text
+    assert "failed" in page.text
 
 
 async def test_an_import_with_s3_down_still_starts_the_sandbox(

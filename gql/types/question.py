@@ -92,7 +92,7 @@ class Question:
             float_tolerance=q.float_tolerance,
             tags=q.tags,
             difficulty=q.difficulty,
-            starter_s3_prefix=q.starter_s3_prefix,
+            starter_s3_prefix=q.starter_s3_prefix if view.for_staff else None,
             archived_at=q.archived_at,
             languages=[
                 QuestionLanguage(
