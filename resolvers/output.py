@@ -9,8 +9,8 @@ the window is over, whichever comes first: a flood still becomes at most ~100
 events a second per stream, each fanned out to every watcher once
 (bench/stream.py). Emits run in a task of their own: the reader is held up
 only by a full buffer, never by a commit, so output read while the log is slow
-joins the next emit instead of queueing one emit per read. Text is decoded incrementally, so a UTF-8 character split
-across reads is never mangled.
+joins the next emit instead of queueing one emit per read. Text is decoded
+incrementally, so a UTF-8 character split across reads is never mangled.
 
 ``capped_emit`` puts the session's recorded-output cap (resolvers.storage)
 in front of an emitter: past it, output is no longer stored, and one
