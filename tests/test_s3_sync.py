@@ -36,6 +36,7 @@ pytestmark = pytest.mark.db
 BUCKET = "interviewlm-test"
 STARTERS = "starters/two-sum"
 BIG = bytes(range(256)) * 2800  # 700 KiB: many chunks of 64 KiB, under MAX_FILE_BYTES
+HUGE = b"z" * (3 << 19)  # 1.5 MiB: over MAX_FILE_BYTES (1 MiB), so not in the recording
 END = "mutation($s: ID!) { endSession(sessionId: $s) { id status } }"
 EXPORT = """query($s: ID!) { session(id: $s) { report {
   export { exported location files bytes skipped durationMs reason }
@@ -127,6 +128,7 @@ async def seed_starters(config: S3Config, account: Account) -> str:
     await put(config, area + "src/util.py", b"def helper():\n    return 42\n")
     await put(config, area + "data/nested/deep/input.txt", b"1 2 3\n")
     await put(config, area + "big.bin", BIG)
+    await put(config, area + "huge/huge.bin", HUGE)
     await put(config, area + "empty/", b"")  # a "directory" marker
     # Hostile keys: each would land outside the workspace if joined naively.
     await put(config, area + "../../etc/passwd", b"root::0:0::/:/bin/sh\n")
@@ -169,6 +171,9 @@ async def test_a_new_sandbox_gets_the_questions_s3_files(
     assert await sh(api, session, "cat data/nested/deep/input.txt") == "1 2 3\n"
     digest = (await sh(api, session, "sha256sum big.bin")).split()[0]
     assert digest == hashlib.sha256(BIG).hexdigest()
+    # Streamed into the sandbox whole, whatever the recording's per-file limit.
+    digest = (await sh(api, session, "sha256sum huge/huge.bin")).split()[0]
+    assert digest == hashlib.sha256(HUGE).hexdigest()
     # Nothing of the hostile keys anywhere: not outside, not repaired into the workspace.
     listing = await sh(api, session, "find . -path ./.interviewlm -prune -o -type f -print")
     assert "passwd" not in listing
@@ -183,8 +188,8 @@ async def test_a_new_sandbox_gets_the_questions_s3_files(
 
     (imported,) = await sync_events(api, account, session["sessionId"])
     assert imported["type"] == "workspace.imported"
-    assert (imported["files"], imported["skipped"]) == (3, 3)
-    assert imported["bytes"] == len(BIG) + 28 + 6
+    assert (imported["files"], imported["skipped"]) == (4, 3)
+    assert imported["bytes"] == len(BIG) + len(HUGE) + 28 + 6
     assert imported["location"] == f"s3://{BUCKET}/interviews/{account['accountId']}/{STARTERS}/"
     # Staff-only: the candidate's recording has no S3 events.
     theirs = await api(SYNC_EVENTS, {"s": session["sessionId"]}, token=session["candidateToken"])
@@ -197,6 +202,8 @@ async def test_a_new_sandbox_gets_the_questions_s3_files(
         if e["type"] == "file.written" and e.get("source") == "s3"
     }
     assert paths == {"src/util.py", "data/nested/deep/input.txt", "big.bin"}
+    skipped = [e for e in recorded.ok()["recording"]["events"] if e["type"] == "file.skipped"]
+    assert [(e["path"], e["size"]) for e in skipped] == [("huge/huge.bin", len(HUGE))]
 
 
 async def test_questions_name_prefixes_only_inside_their_accounts_area(
@@ -257,6 +264,7 @@ async def test_session_end_exports_workspace_and_recording(
     assert workspace["out/by-shell.txt"] == b"made\n"
     assert workspace["big.bin"] == BIG
     assert "src/util.py" not in workspace
+    assert "huge/huge.bin" not in workspace  # over MAX_FILE_BYTES: counted as skipped
     assert workspace["solution.py"] == b"def add(a, b):\n    return a + b\n"
 
     lines = [json.loads(line) for line in stored["recording.jsonl"].splitlines()]
@@ -271,6 +279,7 @@ async def test_session_end_exports_workspace_and_recording(
     assert [e["type"] for e in exported] == ["workspace.exported"]
     stats = exported[0]
     assert stats["files"] == len(workspace)
+    assert stats["skipped"] == 1
     assert stats["bytes"] == sum(map(len, workspace.values())) + len(stored["recording.jsonl"])
     assert stats["location"] == f"s3://{BUCKET}/{base}"
     report = (await api(EXPORT, {"s": sid}, token=staff(account))).ok()["session"]["report"]
