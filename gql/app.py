@@ -89,6 +89,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             max_lifetime_s=settings.sandbox_max_lifetime_s,
             retention_s=settings.workspace_retention_s,
             max_file_bytes=settings.max_file_bytes,
+            max_cpu=settings.sandbox_max_cpu,
+            max_memory_mb=settings.sandbox_max_memory_mb,
         ),
         secrets=tuple(s for s in (settings.anthropic_api_key, settings.modal_token_secret) if s),
         s3=settings.s3,

@@ -53,7 +53,7 @@ class QuestionMutation:
     async def create_question(self, info: Info, input: CreateQuestionInput) -> Question:
         view = await questions.create_question(
             await principal_of(info),
-            input.to_spec(),
+            input.to_spec(info.context.sandboxes.config_limits),
             max_file_bytes=info.context.settings.max_file_bytes,
         )
         return Question.of(view)
@@ -68,7 +68,7 @@ class QuestionMutation:
         view = await questions.update_question(
             await principal_of(info),
             id,
-            input.to_spec(),
+            input.to_spec(info.context.sandboxes.config_limits),
             max_file_bytes=info.context.settings.max_file_bytes,
         )
         return Question.of(view)

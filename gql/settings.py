@@ -127,6 +127,10 @@ class Settings:
     sandbox_max_lifetime_s: int = 4 * 3600
     workspace_retention_s: int = 7 * 24 * 3600
     account_sandbox_quota: int = 10
+    # startSandbox(config) and a question's environment may ask for up to this much
+    # (the default sandbox gets resolvers.sandboxes.Limits: 1 CPU, 512 MB).
+    sandbox_max_cpu: float = 2.0
+    sandbox_max_memory_mb: int = 2048
     reaper_interval_s: int = 30
     # Replica leases (resolvers.leases): a replica that has not renewed its lease for
     # replica_lease_s is lost; the others end what it held within about that long.
@@ -242,6 +246,8 @@ class Settings:
             ),
             workspace_retention_s=_int(env, "WORKSPACE_RETENTION_SECONDS", d.workspace_retention_s),
             account_sandbox_quota=_int(env, "ACCOUNT_SANDBOX_QUOTA", d.account_sandbox_quota),
+            sandbox_max_cpu=_float(env, "SANDBOX_MAX_CPU", d.sandbox_max_cpu),
+            sandbox_max_memory_mb=_int(env, "SANDBOX_MAX_MEMORY_MB", d.sandbox_max_memory_mb),
             reaper_interval_s=_int(env, "REAPER_INTERVAL_SECONDS", d.reaper_interval_s),
             replica_heartbeat_s=heartbeat_s,
             replica_lease_s=lease_s,

@@ -8,6 +8,7 @@ import strawberry
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionSetNode
 
 from gql.context import Info, principal_of
+from gql.types.sandbox_config import SandboxConfigInput
 from gql.types.workspace import (
     CommandResult,
     ContentEncoding,
@@ -94,9 +95,22 @@ class WorkspaceQuery:
 
 @strawberry.type
 class WorkspaceMutation:
-    @strawberry.mutation(description="Start the session's sandbox; returns the running one if any.")
-    async def start_sandbox(self, info: Info, session_id: strawberry.ID) -> Sandbox:
-        record = await info.context.sandboxes.start(await principal_of(info), session_id)
+    @strawberry.mutation(
+        description="Start the session's sandbox; returns the running one if any. `config`"
+        " (interviewers and ATS only; a candidate's is FORBIDDEN) goes over the question's"
+        " environment; without it a restart keeps the previous sandbox's configuration."
+        " CONFLICT if one runs with another configuration."
+    )
+    async def start_sandbox(
+        self, info: Info, session_id: strawberry.ID, config: SandboxConfigInput | None = None
+    ) -> Sandbox:
+        principal = await principal_of(info)
+        sandboxes = info.context.sandboxes
+        checked = None
+        if config is not None:
+            principal.require_staff()  # before anything about the config is said
+            checked = config.checked("config", sandboxes.config_limits)
+        record = await sandboxes.start(principal, session_id, checked)
         return Sandbox.of(record)
 
     @strawberry.mutation

@@ -56,6 +56,8 @@ class Question(Model):
     # Starter files from S3 (resolvers.s3sync): a prefix relative to the account's own
     # area of the bucket (``<S3_PREFIX>/<account>/``), never a bucket-wide key.
     starter_s3_prefix = fields.CharField(max_length=500, null=True)
+    # The sandbox's default environment, JSON (resolvers.sandbox_config.SandboxConfig).
+    environment_json = fields.TextField(null=True)
     # When the question was first created: the same on every revision (lists sort on it).
     created_at = fields.DatetimeField(auto_now_add=True)
     revised_at = fields.DatetimeField(auto_now_add=True)

@@ -49,6 +49,9 @@ class SandboxRecord(Model):
     ended_at = fields.DatetimeField(null=True)
     end_reason = fields.CharField(max_length=200, null=True)
     workspace_removed_at = fields.DatetimeField(null=True)
+    # The configuration it was started with, JSON (resolvers.sandbox_config): a restart
+    # of the session's sandbox without a new one keeps it.
+    config_json = fields.TextField(null=True)
 
     class Meta:
         table = "sandbox"

@@ -20,6 +20,7 @@ from resolvers import validation as check
 from resolvers.errors import BadUserInput
 from resolvers.languages import language_info
 from resolvers.s3sync import check_prefix
+from resolvers.sandbox_config import SandboxConfig
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
 MAX_TEST_CASES = 200
@@ -69,6 +70,8 @@ class QuestionSpec:
     float_tolerance: float | None = None
     tags: Sequence[str] = ()
     difficulty: Difficulty | None = None
+    environment: SandboxConfig | None = None
+    """Already checked (``sandbox_config.check_config``): it needs the server's limits."""
     starter_s3_prefix: str | None = None
 
 
@@ -220,6 +223,7 @@ def validate(spec: QuestionSpec, *, max_file_bytes: int) -> ValidQuestion:
         "float_tolerance": spec.float_tolerance,
         "difficulty": spec.difficulty,
         "tags_json": json.dumps(_tags(spec.tags)),
+        "environment_json": spec.environment.to_json() if spec.environment else None,
         "starter_s3_prefix": check_prefix("input.starterS3Prefix", spec.starter_s3_prefix),
     }
     return ValidQuestion(question=question, languages=languages, test_cases=cases)

@@ -47,6 +47,7 @@ from resolvers.errors import Conflict, RateLimited, SandboxUnavailable
 from resolvers.events import EventLog, EventRecord
 from resolvers.files import FileRecorder
 from resolvers.s3sync import Exports, S3Config, import_starters
+from resolvers.sandbox_config import ConfigLimits, SandboxConfig, effective_config, spec_fields
 from resolvers.sessions import get_session
 from resolvers.settling import settled_elsewhere, settled_here
 from resolvers.webhooks.events import enqueue_session_event
@@ -78,6 +79,9 @@ class SandboxPolicy:
     retention_s: float = 7 * 24 * 3600
     max_file_bytes: int = 1 << 20
     limits: Limits = field(default_factory=Limits)
+    # What startSandbox(config) and question environments may ask for (resolvers.sandbox_config).
+    max_cpu: float = 2.0
+    max_memory_mb: int = 2048
 
 
 class Sandboxes:
@@ -146,12 +150,29 @@ class Sandboxes:
     async def latest(self, session_id: uuid.UUID) -> SandboxRecord | None:
         return await SandboxRecord.filter(session_id=session_id).order_by("-created_at").first()
 
-    async def start(self, principal: Principal, session_id: str) -> SandboxRecord:
+    @property
+    def config_limits(self) -> ConfigLimits:
+        return ConfigLimits(
+            max_cpu=self.policy.max_cpu,
+            max_memory_mb=self.policy.max_memory_mb,
+            serves_images=self.backend.serves_images,
+        )
+
+    async def start(
+        self, principal: Principal, session_id: str, config: SandboxConfig | None = None
+    ) -> SandboxRecord:
+        """``config`` (staff only, checked by ``sandbox_config.check_config``) over the
+        question's environment; without one, a restart keeps the previous sandbox's."""
         session = await get_session(principal, session_id)
+        if config is not None:
+            principal.require_staff()  # the candidate gets the question's environment
         if not session.status.is_open:
             raise Conflict(f"session is {session.status.value}; it cannot start a sandbox")
         existing = await self.live(session.id)
+        wanted = await effective_config(self, session, config)
         if existing is not None:
+            if config is not None and existing.config_json != wanted.to_json():
+                raise Conflict("the sandbox runs with another configuration; terminate it first")
             return await self.settled(existing)
         running = await SandboxRecord.filter(account_id=session.account_id, state__in=LIVE).count()
         if running >= self.policy.quota:
@@ -168,6 +189,7 @@ class Sandboxes:
                 owner=self.owner,
                 live_key=session.id,
                 last_activity_at=now,
+                config_json=wanted.to_json(),
             )
         except IntegrityError:
             # Another request (or replica) is starting it right now: same answer.
@@ -221,9 +243,11 @@ class Sandboxes:
         return record
 
     async def _provision(self, session: InterviewSession, record: SandboxRecord) -> None:
+        config = SandboxConfig.from_json(record.config_json)
         spec = SandboxSpec(
-            language=Language(session.language),
-            limits=self.policy.limits,
+            # An image replaces the language preset (it brings the toolchain).
+            language=None if config.image is not None else Language(session.language),
+            **spec_fields(config, self.policy.limits),
             timeout_s=self.policy.max_lifetime_s,
             idle_timeout_s=self.policy.idle_timeout_s,
             tags={"account": str(session.account_id), "session": str(session.id)},

@@ -60,7 +60,10 @@ async def main():
     await connect("models.0010_question_revisions")
     from models.question import Question, TestCase
     from models.session import InterviewSession
-    question = await Question.get(id=QUESTION)
+    # Only the columns 0010 has: later migrations add more (the model has them all).
+    question = await Question.filter(id=QUESTION).only(
+        "id", "lineage_id", "revision", "is_latest", "tags_json", "difficulty",
+        "archived_at", "created_at", "revised_at").get()
     print(json.dumps({
         "lineage_id": str(question.lineage_id), "revision": question.revision,
         "is_latest": question.is_latest, "tags": question.tags,

@@ -5,11 +5,13 @@ from datetime import datetime
 import strawberry
 from strawberry.scalars import JSON
 
+from gql.types.sandbox_config import SandboxConfigInput, SandboxEnvironment
 from models.language import Language
 from models.question import Difficulty
 from resolvers.languages import LanguageInfo as LanguageInfoData
 from resolvers.question_specs import LanguageSpec, QuestionSpec, StarterFile, TestCaseSpec
 from resolvers.questions import QuestionView
+from resolvers.sandbox_config import ConfigLimits, SandboxConfig
 
 strawberry.enum(Language, name="Language")
 strawberry.enum(Difficulty, name="Difficulty")
@@ -66,6 +68,9 @@ class Question:
     float_tolerance: float | None
     tags: list[str]
     difficulty: Difficulty | None
+    environment: SandboxEnvironment | None = strawberry.field(
+        description="The sandbox's default configuration (startSandbox's `config` goes over it)."
+    )
     starter_s3_prefix: str | None = strawberry.field(
         description="Starter files' S3 prefix, relative to the account's area of the bucket."
     )
@@ -92,6 +97,11 @@ class Question:
             float_tolerance=q.float_tolerance,
             tags=q.tags,
             difficulty=q.difficulty,
+            environment=(
+                SandboxEnvironment.of(SandboxConfig.from_json(q.environment_json))
+                if q.environment_json
+                else None
+            ),
             starter_s3_prefix=q.starter_s3_prefix if view.for_staff else None,
             archived_at=q.archived_at,
             languages=[
@@ -171,14 +181,23 @@ class CreateQuestionInput:
         description="Lower-cased; letters, digits, spaces and + # . / _ - (at most 20).",
     )
     difficulty: Difficulty | None = None
+    environment: SandboxConfigInput | None = strawberry.field(
+        default=None,
+        description="The sandbox's default configuration; kept by the revision. Refused"
+        " (BAD_USER_INPUT) past the server's limits or with an image the backend cannot serve.",
+    )
     starter_s3_prefix: str | None = strawberry.field(
         default=None,
         description="Starter files from S3 when the server has a bucket: a prefix relative"
         " to the account's area of it (S3_PREFIX/<account>/), copied into the first sandbox.",
     )
 
-    def to_spec(self) -> QuestionSpec:
+    def to_spec(self, limits: ConfigLimits) -> QuestionSpec:
+        environment = None
+        if self.environment is not None:
+            environment = self.environment.checked("input.environment", limits)
         return QuestionSpec(
+            environment=environment,
             title=self.title,
             prompt=self.prompt,
             float_tolerance=self.float_tolerance,
