@@ -205,6 +205,22 @@ async def test_pty_resize_reaches_the_terminal(backend: ModalSandboxBackend) -> 
     await backend.terminate(info.id)
 
 
+async def test_pty_resize_right_after_opening_is_kept(backend: ModalSandboxBackend) -> None:
+    """The early-resize race (notes): a resize before the wrapper recorded the tty was lost,
+    or undone by the wrapper's own initial ``stty``.  Several rounds: it was lost 6/20 times."""
+    info = await backend.create(SandboxSpec())
+    for round_ in range(3):
+        term = await backend.open_pty(info.id, cols=80, rows=24, command=["sh"])
+        cols = 100 + round_
+        await term.resize(cols, 40)
+        await term.write(b"stty size; exit\n")
+        seen = bytearray()
+        async for data in term.output():
+            seen.extend(data)
+        assert f"40 {cols}".encode() in seen, seen
+    await backend.terminate(info.id)
+
+
 async def test_volume_commits_when_the_sandbox_ends_on_its_own(
     backend: ModalSandboxBackend, standin: ModalStandin
 ) -> None:

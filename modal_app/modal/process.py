@@ -318,8 +318,9 @@ class ModalPtyHandle(_ProcessBase):
             size = self._wanted
             if size == self._applied or await self._exited():
                 return
-            await self._context.helper(resize_argv(self._state_path, *size))
-            self._applied = size
+            # Not applied (no tty recorded, stty failed): a later resize retries.
+            if await self._context.helper(resize_argv(self._state_path, *size)) == 0:
+                self._applied = size
 
     async def close(self) -> None:
         if self._closed:

@@ -33,8 +33,10 @@ export INTERVIEWLM_EXEC="${state##*/}"
 {
   mkdir -p "${state%/*}" && echo $$ >"$state"
   if [ "$cols" != 0 ]; then
-    tty >>"$state"
     stty cols "$cols" rows "$rows"
+    # Recorded after the initial size, so a resize (which waits for this
+    # line) can never be undone by it.
+    tty >>"$state"
     export TERM="${TERM:-xterm-256color}"
   fi
   [ "$nofile" = 0 ] || ulimit -n "$nofile"
@@ -108,9 +110,18 @@ kill -s KILL $(victims) 2>/dev/null
 exit 0
 """
 
+# A resize right after the terminal opens waits (3 s, as the kill does) for
+# the wrapper to record the tty; exit 2 when there is none (not applied).
 _RESIZE = r"""
-{ read -r pid; read -r tty; } <"$1" 2>/dev/null
-[ -n "$tty" ] || exit 0
+i=0
+while :; do
+  tty=
+  { read -r pid; read -r tty; } <"$1" 2>/dev/null
+  [ -z "$tty" ] && [ "$i" -lt 30 ] || break
+  sleep 0.1
+  i=$((i + 1))
+done
+[ -n "$tty" ] || exit 2
 stty -F "$tty" cols "$2" rows "$3" 2>/dev/null || stty cols "$2" rows "$3" <"$tty"
 """
 
