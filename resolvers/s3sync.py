@@ -10,10 +10,8 @@ usual ``AWS_*`` credentials), read by the app factory (``gql.settings``).
   large object never sits in memory whole; keys that are not a clean workspace path
   (``..``, absolute, empty segments) are refused and counted as skipped. The recording
   then picks the files up like any change made in the sandbox (its size limits apply).
-- Export: after a session ends, in the background, the recorded final workspace goes to
-  ``<S3_PREFIX>/<account>/<session>/workspace/`` and its events, one JSON object a line,
-  to ``.../recording.jsonl``. The source is the database recording, which the export only
-  reads: a failure loses nothing, it is a ``workspace.exportFailed`` event.
+- Export (``resolvers.s3export``): after a session ends, in the background, the recorded
+  final workspace and the recording go to ``<S3_PREFIX>/<account>/<session>/``.
 
 Attempts are bounded: botocore's own retries (``max_attempts``) within each of at most
 ``attempts`` tries, with short connect and read timeouts.
@@ -21,11 +19,8 @@ Attempts are bounded: botocore's own retries (``max_attempts``) within each of a
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -39,7 +34,6 @@ from aiobotocore.config import AioConfig
 
 from modal_app.base import InvalidPath, SandboxError
 from modal_app.paths import normalize_workspace_path, workspace_abspath
-from models.event import Event
 from resolvers import event_kinds as ek
 from resolvers.errors import BadUserInput
 
@@ -167,7 +161,7 @@ async def import_starters(
         logger.warning("importing %s failed: %s", location, exc)
         await sandboxes.log.append(
             record.session_id,
-            ek.WorkspaceImportFailed(reason=_reason(exc), location=_url(config, location)),
+            ek.WorkspaceImportFailed(reason=short_reason(exc), location=s3_url(config, location)),
         )
         return
     await sandboxes.log.append(
@@ -177,7 +171,7 @@ async def import_starters(
             bytes=stats.bytes,
             skipped=stats.skipped,
             duration_ms=stats.duration_ms,
-            location=_url(config, location),
+            location=s3_url(config, location),
         ),
     )
 
@@ -236,152 +230,9 @@ async def _import_one(job: _Import, obj: Mapping[str, Any], stats: SyncStats) ->
     stats.bytes += written if written else size
 
 
-# --- export -----------------------------------------------------------------
-
-
-class Exports:
-    """Background exports of ended sessions, one at a time per session in this process."""
-
-    def __init__(self, sandboxes: Sandboxes, config: S3Config) -> None:
-        self.sandboxes = sandboxes
-        self.config = config
-        self._tasks: dict[uuid.UUID, asyncio.Task[None]] = {}
-        self.settle_s = 30.0
-        """How long an export waits for the session's sandbox to stop (its final capture)."""
-
-    def later(self, session_id: uuid.UUID, account_id: uuid.UUID) -> None:
-        if session_id in self._tasks:
-            return
-        task = asyncio.create_task(self._run(session_id, account_id))
-        self._tasks[session_id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(session_id, None))
-
-    async def wait(self) -> None:
-        """Until every export started so far is over (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-
-    async def close(self) -> None:
-        for task in list(self._tasks.values()):
-            task.cancel()
-        await self.wait()
-
-    async def _run(self, session_id: uuid.UUID, account_id: uuid.UUID) -> None:
-        try:
-            done = (ek.WorkspaceExported.KIND, ek.WorkspaceExportFailed.KIND)
-            if await Event.exists(session_id=session_id, type__in=done):
-                return  # exported once (by this replica or another)
-            await self._settled(session_id)
-            await export_session(self.sandboxes, self.config, session_id, account_id)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("exporting session %s failed", session_id)
-
-    async def _settled(self, session_id: uuid.UUID) -> None:
-        # Polled: the sandbox may be stopped by another replica (its reaper).
-        deadline = time.monotonic() + self.settle_s
-        while time.monotonic() < deadline:
-            if await self.sandboxes.live(session_id) is None:
-                return
-            await asyncio.sleep(0.2)
-
-
-async def export_session(
-    sandboxes: Sandboxes, config: S3Config, session_id: uuid.UUID, account_id: uuid.UUID
-) -> None:
-    """Upload the recorded workspace and recording; the outcome is an event, never raised."""
-    base = f"{config.base(account_id)}{session_id}/"
-    reason = ""
-    for attempt in range(1, config.attempts + 1):
-        stats = SyncStats()
-        try:
-            async with client(config) as s3:
-                await _upload_workspace(sandboxes, config, s3, (session_id, base), stats)
-                await _upload_recording(config, s3, session_id, base + "recording.jsonl", stats)
-        except Exception as exc:  # the recording in the database is untouched
-            reason = _reason(exc)
-            logger.warning("export of %s, try %d: %s", session_id, attempt, reason)
-            if attempt < config.attempts:
-                await asyncio.sleep(0.5 * attempt)
-            continue
-        await sandboxes.log.append(
-            session_id,
-            ek.WorkspaceExported(
-                files=stats.files,
-                bytes=stats.bytes,
-                skipped=stats.skipped,
-                duration_ms=stats.duration_ms,
-                location=_url(config, base),
-            ),
-        )
-        return
-    await sandboxes.log.append(
-        session_id,
-        ek.WorkspaceExportFailed(
-            reason=reason, location=_url(config, base), attempts=config.attempts
-        ),
-    )
-
-
-async def _upload_workspace(
-    sandboxes: Sandboxes,
-    config: S3Config,
-    s3: S3Client,
-    where: tuple[uuid.UUID, str],
-    stats: SyncStats,
-) -> None:
-    session_id, base = where
-    files = await sandboxes.files.current(session_id)
-    for stored in sorted(files.values(), key=lambda s: s.path):
-        try:
-            data = await sandboxes.files.content(stored.sha256)
-        except Exception:  # hash only (storage budget reached): nothing to upload
-            stats.skipped += 1
-            continue
-        await s3.put_object(Bucket=config.bucket, Key=f"{base}workspace/{stored.path}", Body=data)
-        stats.files += 1
-        stats.bytes += len(data)
-    # Files the recording has no content of (over the size limit, unreadable).
-    skipped: list[Any] = await Event.filter(
-        session_id=session_id, type=ek.FileSkipped.KIND
-    ).values_list("payload", flat=True)
-    stats.skipped += len({p.get("path") for p in skipped if isinstance(p, dict)} - set(files))
-
-
-async def _upload_recording(
-    config: S3Config, s3: S3Client, session_id: uuid.UUID, key: str, stats: SyncStats
-) -> None:
-    """Events as JSON lines, spooled (to disk past 8 MB), uploaded as a stream."""
-    with tempfile.SpooledTemporaryFile(max_size=8 << 20) as spool:
-        after = -1
-        while True:
-            rows = (
-                await Event.filter(session_id=session_id, seq__gt=after)
-                .order_by("seq")
-                .limit(1000)
-                .values("seq", "type", "at", "payload")
-            )
-            for row in rows:
-                line = {
-                    "seq": row["seq"],
-                    "type": row["type"],
-                    "at": row["at"].isoformat(),
-                    "payload": row["payload"],
-                }
-                spool.write(json.dumps(line, separators=(",", ":")).encode() + b"\n")
-            if len(rows) < 1000:
-                break
-            after = rows[-1]["seq"]
-        size = spool.tell()
-        spool.seek(0)
-        await s3.upload_fileobj(spool, config.bucket, key)
-    stats.bytes += size
-
-
-def _url(config: S3Config, key: str) -> str:
+def s3_url(config: S3Config, key: str) -> str:
     return f"s3://{config.bucket}/{key}"
 
 
-def _reason(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:300]

@@ -46,7 +46,8 @@ from resolvers.breaker import CircuitBreaker
 from resolvers.errors import Conflict, RateLimited, SandboxUnavailable
 from resolvers.events import EventLog, EventRecord
 from resolvers.files import FileRecorder
-from resolvers.s3sync import Exports, S3Config, import_starters
+from resolvers.s3export import Exports
+from resolvers.s3sync import S3Config, import_starters
 from resolvers.sandbox_config import ConfigLimits, SandboxConfig, effective_config, spec_fields
 from resolvers.sessions import get_session
 from resolvers.settling import settled_elsewhere, settled_here

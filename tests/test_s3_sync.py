@@ -23,7 +23,8 @@ from moto.server import ThreadedMotoServer
 from starlette.applications import Starlette
 
 from gql.settings import Settings
-from resolvers.s3sync import Exports, S3Config, client
+from resolvers.s3export import Exports
+from resolvers.s3sync import S3Config, client
 from resolvers.sandboxes import Sandboxes
 from tests.conftest import Account
 from tests.question_support import CREATE, new_session, question_input, staff
