@@ -3,11 +3,15 @@ question's default environment, on the local backend; the Modal mapping offline.
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modal_app.base import WORKSPACE, Limits, SandboxSpec
+from modal_app.base import run as run_in
 from models.sandbox import SandboxRecord
 from resolvers.errors import BadUserInput
 from resolvers.sandbox_config import (
@@ -18,6 +22,8 @@ from resolvers.sandbox_config import (
     spec_fields,
 )
 from tests.conftest import Account
+from tests.modal_standin import ModalStandin
+from tests.modal_standin.server import remove_root
 from tests.question_support import CREATE, UPDATE, new_session, question_input, staff
 from tests.support import Api
 from tests.workspace_support import TERMINATE, run, start
@@ -215,3 +221,61 @@ def test_where_images_are_served_the_config_maps_to_the_modal_sandbox_arguments(
         )
     assert refused.value.field == "config.dockerfileCommands[0]"
     assert SandboxConfig.from_json(config.to_json()) == config
+
+
+@pytest.fixture
+async def standin(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[ModalStandin]:
+    # As tests/test_modal_standin.py: tempfile (the sandbox uids traverse every ancestor).
+    root = Path(tempfile.mkdtemp(prefix="ilm-config-standin-"))
+    root.chmod(0o711)
+    server = ModalStandin(root)
+    await server.start()
+    for key, value in server.environ().items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield server
+    finally:
+        await server.stop()
+        remove_root(root)
+
+
+async def test_a_config_reaches_modal_through_the_real_sdk(standin: ModalStandin) -> None:
+    """Client side only (the stand-in is not Modal; it builds no image, it honours ENV
+    lines): the checked config, as SandboxCreateV2 / ImageGetOrCreate carry it. The
+    workdir is /workspace itself: the stand-in's container cannot start in a directory
+    that does not exist yet (whether Modal creates one, as Docker does, is unproven)."""
+    from modal_app.modal.backend import ModalSandboxBackend
+
+    limits = ConfigLimits(max_cpu=4, max_memory_mb=4096, serves_images=True)
+    config = check_config(
+        "config",
+        image="python:3.12-slim",
+        dockerfile_commands=["ENV MODE=test", "RUN pip install numpy==2.1.0"],
+        env=[("FOO", "bar baz")],
+        workdir="/workspace",
+        cpu=1.5,
+        memory_mb=1024,
+        limits=limits,
+    )
+    spec = SandboxSpec(language=None, tags={"session": "s2"}, **spec_fields(config, Limits()))
+    backend = ModalSandboxBackend(token_id=standin.token_id, token_secret=standin.token_secret)
+    await backend.start()
+    try:
+        info = await backend.create(spec)
+        result = await run_in(backend, info.id, 'echo "$FOO $MODE"; pwd', timeout_s=30)
+        assert result.stdout == b"bar baz test\n/workspace\n", result
+        await backend.terminate(info.id)
+    finally:
+        await backend.aclose()
+    created = standin.control.requests_of("SandboxCreateV2")[-1]
+    resources = created.definition.resources
+    assert (resources.milli_cpu, resources.memory_mb) == (1500, 1024)
+    assert created.definition.workdir == "/workspace"
+    recipes = [
+        list(r.image.dockerfile_commands) for r in standin.control.requests_of("ImageGetOrCreate")
+    ]
+    # Two layers, as the SDK builds them: the registry image, then the lines on top.
+    assert recipes[-2:] == [
+        ["FROM python:3.12-slim"],
+        ["FROM base", "ENV MODE=test", "RUN pip install numpy==2.1.0"],
+    ], recipes
