@@ -15,10 +15,17 @@ from gql.settings import Settings, SettingsError
 
 
 def _serve(settings: Settings, host: str, port: int) -> None:
+    import gc
+
     import uvicorn
 
     from gql.app import create_app
 
+    # A replica keeps many long-lived objects (tasks of sessions and watchers, pooled
+    # connections) and allocates short-lived ones for every event: at CPython's default
+    # young-generation threshold (700) the collector took a third of the append path's
+    # time (bench/ingest.py: 10.7-16.1k -> 14.3-23.1k events/s). It still runs, less often.
+    gc.set_threshold(10_000, 10, 10)
     uvicorn.run(
         create_app(settings),
         # The standard asyncio loop, not uvloop: uvloop's subprocess_exec
@@ -32,6 +39,10 @@ def _serve(settings: Settings, host: str, port: int) -> None:
         # The sans-I/O implementation: uvicorn's legacy one compresses every
         # frame for every watcher with costly zlib defaults (bench/stream.py).
         ws="websockets-sansio",
+        # No permessage-deflate: its zlib state is ~44 KB per connection (most of an idle
+        # watcher's memory: bench/scale.py) and compressing small frames per watcher was
+        # ~11 % of a delivery's CPU (bench/stream.py); events are small JSON batches.
+        ws_per_message_deflate=False,
         # No WebSocket message beyond the body limit is buffered (uvicorn's default is
         # 16 MiB); gql.ws also caps it before decoding, at ANON_MAX_BODY_BYTES until
         # the connection's token is checked.

@@ -18,7 +18,14 @@ request (``/healthz`` included) waited with it. So:
   which one selection set selects the same response name more than
   ``MAX_SAME_FIELD`` times, before validating it;
 - a document with several operations and no ``operationName`` is refused here,
-  on the parsed document (it used to be parsed a second time for that check).
+  on the parsed document (it used to be parsed a second time for that check);
+- the documents clients send again and again (every watcher subscribes with the same
+  query; SPAs repeat theirs) are parsed and validated once: a small LRU keyed by the
+  query text and the token limit it was parsed under keeps the document, and whether
+  it validated. Without it each subscription kept its own parse (about 20 KB, most of
+  a subscription's memory: bench/scale.py). Validation depends only on the document,
+  the schema and the rules, which are fixed per process; executing never changes a
+  document, so one serves every request that sends the same text.
 
 A parse error found in a thread is reproduced by Strawberry's own parser on the
 loop, under the same ``max_tokens``: at most that many tokens, so bounded.
@@ -27,6 +34,7 @@ loop, under the same ``max_tokens``: at most that many tokens, so bounded.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +61,9 @@ from strawberry.schema.schema import validate_document
 OFFLOAD_CHARS = 1024
 MULTIPLE_OPERATIONS = "Must provide operation name if query contains multiple operations."
 MAX_SAME_FIELD = 10
+CACHED_DOCUMENTS = 256
+CACHED_QUERY_CHARS = 8192
+"""Longer documents are parsed afresh each time (the cache's memory stays bounded)."""
 
 
 class MissingOperationName(CannotGetOperationTypeError):
@@ -67,6 +78,13 @@ class MissingOperationName(CannotGetOperationTypeError):
 
 
 @dataclass(slots=True)
+class _Parsed:
+    document: DocumentNode
+    valid: bool = False
+    """Validated without errors once: not validated again."""
+
+
+@dataclass(slots=True)
 class DocumentLimits:
     """Token limits and worker-thread slots, shared by all requests of a process."""
 
@@ -75,6 +93,22 @@ class DocumentLimits:
     slots: int = 2
     anon_slots: int = 1
     _semaphores: dict[bool, asyncio.Semaphore] = field(default_factory=dict, repr=False)
+    _documents: OrderedDict[tuple[str, int], _Parsed] = field(
+        default_factory=OrderedDict, repr=False
+    )
+
+    def cached(self, query: str, max_tokens: int) -> _Parsed | None:
+        parsed = self._documents.get((query, max_tokens))
+        if parsed is not None:
+            self._documents.move_to_end((query, max_tokens))
+        return parsed
+
+    def remember(self, query: str, max_tokens: int, document: DocumentNode) -> None:
+        if len(query) > CACHED_QUERY_CHARS:
+            return
+        self._documents[(query, max_tokens)] = _Parsed(document)
+        while len(self._documents) > CACHED_DOCUMENTS:
+            self._documents.popitem(last=False)
 
     def tokens_for(self, authenticated: bool) -> int:
         return self.max_tokens if authenticated else self.anon_max_tokens
@@ -106,8 +140,11 @@ class BoundedDocuments(SchemaExtension):
         max_tokens = self.limits.tokens_for(authenticated)
         ctx.parse_options["max_tokens"] = max_tokens
         if ctx.graphql_document is None and query:
+            cached = self.limits.cached(query, max_tokens)
             try:
-                if len(query) > OFFLOAD_CHARS:
+                if cached is not None:
+                    document = cached.document
+                elif len(query) > OFFLOAD_CHARS:
                     async with self.limits.semaphore(authenticated):
                         document = await asyncio.to_thread(parse, query, max_tokens=max_tokens)
                 else:
@@ -115,6 +152,8 @@ class BoundedDocuments(SchemaExtension):
             except GraphQLError:
                 pass  # Strawberry parses again (bounded by max_tokens) and reports it
             else:
+                if cached is None:
+                    self.limits.remember(query, max_tokens, document)
                 operations = [
                     d for d in document.definitions if isinstance(d, OperationDefinitionNode)
                 ]
@@ -127,12 +166,20 @@ class BoundedDocuments(SchemaExtension):
         ctx = self.execution_context
         document = ctx.graphql_document
         if document is not None and ctx.validation_rules and ctx.pre_execution_errors is None:
+            query = ctx.query or ""
+            cached = self.limits.cached(query, ctx.parse_options.get("max_tokens", 0))
+            if cached is not None and cached.valid and cached.document is document:
+                ctx.pre_execution_errors = []
+                yield
+                return
             args = (ctx.schema._schema, document, tuple(ctx.validation_rules))
-            if len(ctx.query or "") > OFFLOAD_CHARS:
+            if len(query) > OFFLOAD_CHARS:
                 async with self.limits.semaphore(_authenticated(ctx.context)):
                     ctx.pre_execution_errors = await asyncio.to_thread(_validate, *args)
             else:
                 ctx.pre_execution_errors = _validate(*args)
+            if cached is not None and cached.document is document:
+                cached.valid = not ctx.pre_execution_errors
         yield
 
 

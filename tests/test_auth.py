@@ -181,6 +181,25 @@ async def test_the_parse_stops_at_the_token_limit(
     assert f"more than {limit} tokens" in result.errors[0]["message"]
 
 
+async def test_a_document_parsed_once_is_still_bounded_and_validated_for_everyone(
+    api: Api, account: Account
+) -> None:
+    """Documents are cached by text (gql.parsing): a document parsed under the
+    authenticated token limit is not served to a caller without a token, and a
+    document that failed validation fails again (never remembered as valid)."""
+    spreads = (3_000 - 9) // 2
+    big = "{ " + "...F " * spreads + "} fragment F on Query { __typename }"
+    token = account["interviewerToken"]
+    for _ in range(2):
+        assert (await api(big, token=token)).ok()["__typename"] == "Query"
+        anonymous = await api(big)
+        assert anonymous.codes == ["BAD_USER_INPUT"]
+        assert "more than 1000 tokens" in anonymous.errors[0]["message"]
+    for _ in range(3):
+        result = await api("{ viewer { kind noSuchField } }", token=token)
+        assert result.codes == ["BAD_USER_INPUT"], result.errors
+
+
 async def test_without_a_token_only_introspection_and_languages_answer(api: Api) -> None:
     """What an anonymous caller may still do (GraphiQL loads the schema this way)."""
     schema = (await api(get_introspection_query(descriptions=True))).ok()["__schema"]

@@ -181,7 +181,8 @@ async def test_too_deep_query_is_refused(api: Api, account: Account) -> None:
     # The schema has no cycles yet, so the default limit (12) cannot be reached
     # through it; the same limiter with a small limit shows it is in force.
     shallow = build_schema(max_depth=3)
-    result = await shallow.execute(legit)
-    assert result.errors
-    assert [e.formatted["extensions"]["code"] for e in result.errors] == ["BAD_USER_INPUT"]
-    assert "depth" in result.errors[0].message
+    for _ in range(2):  # also once the document is cached (gql.parsing)
+        result = await shallow.execute(legit)
+        assert result.errors
+        assert [e.formatted["extensions"]["code"] for e in result.errors] == ["BAD_USER_INPUT"]
+        assert "depth" in result.errors[0].message

@@ -1,4 +1,5 @@
-"""Subscriptions must not grow per event: the graphql-core memo workaround holds."""
+"""What a subscription costs in memory: nothing more per event (the graphql-core memo
+workaround holds), and no compression state per connection."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ from typing import Any
 
 import strawberry
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from websockets.typing import Subprotocol
 
 from gql.schema import PerEventMemoExecutionContext
+from tests.server import ServerProcess
 
 
 @strawberry.type
@@ -69,3 +72,18 @@ async def test_memo_does_not_grow_per_event() -> None:
 async def test_without_the_workaround_it_grows() -> None:
     # The control: proves the test above measures the real leak.
     assert await memo_size_after(300, probe(StrawberryGraphQLCoreExecutionContext)) >= 300
+
+
+async def test_served_websockets_negotiate_no_compression(live_server: ServerProcess) -> None:
+    """A browser offers permessage-deflate; `interviewlm serve` declines it: its zlib state
+    was ~44 KB of every connection (bench/scale.py), more than the subscription itself."""
+    from websockets.asyncio.client import connect
+
+    async with connect(
+        live_server.ws_url,
+        subprotocols=[Subprotocol("graphql-transport-ws")],
+        compression="deflate",
+    ) as ws:
+        assert ws.response is not None
+        assert ws.subprotocol == "graphql-transport-ws"
+        assert "sec-websocket-extensions" not in ws.response.headers
