@@ -170,9 +170,11 @@ class Sandboxes:
         if not session.status.is_open:
             raise Conflict(f"session is {session.status.value}; it cannot start a sandbox")
         existing = await self.live(session.id)
+        if existing is not None and config is None:
+            return await self.settled(existing)
         wanted = await effective_config(self, session, config)
         if existing is not None:
-            if config is not None and existing.config_json != wanted.to_json():
+            if existing.config_json != wanted.to_json():
                 raise Conflict("the sandbox runs with another configuration; terminate it first")
             return await self.settled(existing)
         running = await SandboxRecord.filter(account_id=session.account_id, state__in=LIVE).count()
