@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from grpclib import Status
+from modal_proto import api_pb2
 
 from modal_app.base import (
     BackendUnavailable,
@@ -32,6 +34,7 @@ from modal_app.base import (
     SandboxTerminated,
 )
 from modal_app.modal.backend import ModalSandboxBackend
+from modal_app.modal.spec import ModalOptions
 from tests.modal_standin import ModalStandin
 from tests.modal_standin.process import standin_process
 from tests.modal_standin.server import remove_root
@@ -302,6 +305,36 @@ async def test_exec_on_a_lost_worker_is_sandbox_terminated(
     await standin.lose_worker(info.id)  # Modal has noticed: the sandbox reads as failed
     with pytest.raises(SandboxTerminated):
         await asyncio.wait_for(backend.exec(info.id, ["true"]), 60)
+
+
+async def test_exec_start_to_a_lost_worker_is_bounded(standin: ModalStandin) -> None:
+    """A replica connecting afresh to a worker that is gone before Modal noticed: the SDK
+    would reconnect for ~5 minutes; the start is bounded and reads as BackendUnavailable
+    (Modal still says "running"), then as SandboxTerminated once Modal reports the end."""
+    creator = ModalSandboxBackend(token_id=standin.token_id, token_secret=standin.token_secret)
+    other = ModalSandboxBackend(
+        token_id=standin.token_id,
+        token_secret=standin.token_secret,
+        options=ModalOptions(exec_start_timeout_s=2),
+    )
+    await creator.start()
+    await other.start()
+    try:
+        info = await creator.create(SandboxSpec())
+        await standin.lose_worker(info.id, report=False)
+        assert (await other.attach(info.id)).status is SandboxStatus.RUNNING
+        started = time.monotonic()
+        with pytest.raises(BackendUnavailable):
+            await other.exec(info.id, ["true"])
+        assert time.monotonic() - started < 10
+        standin.sandbox(info.id).finish(
+            api_pb2.GenericResult.GENERIC_STATUS_FAILURE, exception="worker lost"
+        )
+        with pytest.raises(SandboxTerminated):
+            await asyncio.wait_for(other.exec(info.id, ["true"]), 30)
+    finally:
+        await other.aclose()
+        await creator.aclose()
 
 
 async def test_write_to_a_closed_stdin_is_not_sandbox_terminated(

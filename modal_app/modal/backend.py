@@ -128,7 +128,9 @@ class ModalSandboxBackend:
         self._images = ImageCatalog(python_version=self._options.python_version)
         self._client: modal.Client | None = None
         self._apps = Apps(self._require_client, self._options.environment)
-        self._refs = SandboxRefs(self._require_client)
+        self._refs = SandboxRefs(
+            self._require_client, start_timeout_s=self._options.exec_start_timeout_s
+        )
         self._files = ModalFiles(self._refs, self._options, self._require_client)
         self._commands = Commands(self._refs)
 

@@ -54,7 +54,7 @@ class Commands:
         if network is not None and not network.blocked:
             release = await self._refs.widen(ref, network)
         try:
-            async with self._refs.on_sandbox(ref):
+            async with self._refs.starting(ref):
                 process = await ref.sandbox.exec.aio(
                     *wrapped,
                     workdir=workdir,
@@ -91,7 +91,7 @@ class Commands:
         )
         pty_env: dict[str, str | None] = {"TERM": "xterm-256color"}
         pty_env.update(env or {})
-        async with self._refs.on_sandbox(ref):
+        async with self._refs.starting(ref):
             process = await ref.sandbox.exec.aio(*wrapped, env=pty_env, pty=True, text=False)
         handle = ModalPtyHandle(
             process, state_path=state_path, context=self._refs.context(ref), size=(cols, rows)

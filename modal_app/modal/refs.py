@@ -121,9 +121,12 @@ class SandboxRef:
 
 
 class SandboxRefs:
-    def __init__(self, client: Callable[[], modal.Client]) -> None:
+    def __init__(
+        self, client: Callable[[], modal.Client], *, start_timeout_s: float = 120.0
+    ) -> None:
         self._client = client
         self._refs: dict[str, SandboxRef] = {}
+        self._start_timeout_s = start_timeout_s
 
     def clear(self) -> None:
         self._refs.clear()
@@ -231,6 +234,16 @@ class SandboxRefs:
                 raise SandboxTerminated(f"sandbox {ref.id} has ended") from exc
             raise
 
+    @contextlib.asynccontextmanager
+    async def starting(self, ref: SandboxRef) -> AsyncIterator[None]:
+        """``on_sandbox`` for starting a command, bounded (``ModalOptions.exec_start_timeout_s``).
+
+        Past the bound the builtin TimeoutError reads as BackendUnavailable, or
+        SandboxTerminated when a poll shows the sandbox ended.
+        """
+        async with self.on_sandbox(ref), asyncio.timeout(self._start_timeout_s):
+            yield
+
     async def finished(self, ref: SandboxRef) -> bool:
         try:
             ended = await ref.sandbox.poll.aio() is not None
@@ -262,7 +275,7 @@ class SandboxRefs:
 
     async def helper(self, ref: SandboxRef, argv: Sequence[str]) -> int:
         """Run a short helper command next to the candidate's and return its exit code."""
-        async with self.on_sandbox(ref):
+        async with self.starting(ref):
             process = await ref.sandbox.exec.aio(
                 *argv,
                 timeout=HELPER_TIMEOUT_S,
@@ -270,6 +283,7 @@ class SandboxRefs:
                 stderr=StreamType.DEVNULL,
                 text=False,
             )
+        async with self.on_sandbox(ref):
             return await process.wait.aio()
 
     async def widen(self, ref: SandboxRef, policy: NetworkPolicy) -> Callable[[], Awaitable[None]]:

@@ -77,6 +77,9 @@ class ModalOptions:
     """Refuse file paths that resolve outside /workspace (one extra exec per file operation)."""
     max_list_entries: int = 10_000
     """A recursive listing stops there: a workspace (node_modules...) can hold millions."""
+    exec_start_timeout_s: float = 120.0
+    """Bound on starting a command: to a worker that is gone (before Modal notices) the SDK
+    reconnects for about 5 minutes.  Generous: a first exec waits for scheduling."""
 
 
 @dataclass(frozen=True, slots=True)
