@@ -237,8 +237,8 @@ async def test_volume_commits_when_the_sandbox_ends_on_its_own(
 
 
 # -- issue 14's Modal bugs, reproduced on the stand-in ------------------------------
-# Each is a strict xfail: it fails today for the reason given, and turns into a
-# failure (XPASS) once modal_app/modal/ is fixed, so the marker is removed with the fix.
+# Each was a strict xfail reproducing the bug (items 1, 2, 4, 5, 6 and the
+# terminate/wait ordering); each marker went with its fix in modal_app/modal/.
 
 
 async def test_network_widening_on_an_allowlisted_sandbox(
