@@ -1,0 +1,140 @@
+"""The API's live path on the Modal backend (SANDBOX_BACKEND=modal), in every CI run.
+
+Real ``interviewlm serve`` processes with the real modal SDK talk to
+``tests.modal_standin``, a protocol-level stand-in for Modal's API running as
+its own process (real bubblewrap containers, real PTYs). The stand-in checks
+the client side only: what Modal itself does (gVisor, image builds, network
+policy enforcement, Volume commit timing) needs one run against real Modal
+(README, "Modal").
+
+What cannot run here: test runs (``runTests``) are private execs, which on
+Modal start as the container's root and drop to ``PRIVATE_UID``; stand-in
+containers run as one unprivileged uid (bubblewrap maps one uid), so the
+launcher cannot switch users; and their commands see the host's system, not
+the Modal image (the host's python3 has no pytest; no toolchain bind). The
+agent run needs egress from the container to PUBLIC_URL; stand-in containers
+have no network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import REDIS_URL, Account
+from tests.server import ServerProcess, start_server
+from tests.wsclient import GraphQLWS, collect_events
+
+START = "mutation($s: ID!) { startSandbox(sessionId: $s) { id state backend } }"
+RUN = """mutation($s: ID!, $c: String!) {
+  runCommand(sessionId: $s, command: $c, timeoutSeconds: 20) { commandId exitCode stdout }
+}"""
+OPEN = """mutation($s: ID!) { openTerminal(sessionId: $s, cols: 100, rows: 30) { id state } }"""
+INPUT = "mutation($t: ID!, $d: String!) { terminalInput(terminalId: $t, data: $d) { id } }"
+TERMINATE = "mutation($s: ID!) { terminateSandbox(sessionId: $s) { state endReason } }"
+END = "mutation($s: ID!) { endSession(sessionId: $s) { id status } }"
+FILES = 'query($s: ID!) { files(sessionId: $s, path: "") { path kind size } }'
+FILE = "query($s: ID!, $p: String!) { file(sessionId: $s, path: $p) { content fromRecording } }"
+LIVE_EVENTS = """subscription($s: ID!, $a: Int!) {
+  sessionEvents(sessionId: $s, afterSeq: $a) {
+    lastSeq events { seq type ... on CommandOutputEvent { commandId data }
+      ... on CommandEvent { commandId exitCode } ... on TerminalOutputEvent { terminalId data } }
+  }
+}"""
+LINES = 200
+PRINT_LINES = f"for i in $(seq 1 {LINES}); do echo line-$i; done"
+
+
+@pytest.fixture(scope="module")
+def standin() -> Iterator[dict[str, str]]:
+    from tests.modal_standin.process import standin_process
+
+    with standin_process() as env:
+        yield env
+
+
+@pytest.fixture
+def modal_env(server_env: dict[str, str], standin: dict[str, str]) -> dict[str, str]:
+    return {**server_env, **standin, "SANDBOX_BACKEND": "modal"}
+
+
+class Client:
+    """GraphQL over HTTP to one server process, as one of the account's tokens."""
+
+    def __init__(self, server: ServerProcess, account: Account) -> None:
+        self.server, self.account = server, account
+
+    async def __call__(
+        self, query: str, variables: dict[str, Any], token: str = "candidateToken"
+    ) -> dict[str, Any]:
+        headers = {"authorization": f"Bearer {self.account[token]}"}
+        async with httpx.AsyncClient(base_url=self.server.url, timeout=60) as http:
+            response = await http.post(
+                "/graphql", json={"query": query, "variables": variables}, headers=headers
+            )
+        body = response.json()
+        assert not body.get("errors"), body
+        return body["data"]  # type: ignore[no-any-return]
+
+    async def start(self) -> None:
+        started = await self(START, {"s": self.account["sessionId"]})
+        assert started["startSandbox"]["state"] == "RUNNING", started
+        assert started["startSandbox"]["backend"] == "modal", started
+
+    async def watch(self) -> GraphQLWS:
+        client = await GraphQLWS.connect(self.server.ws_url, self.account["interviewerToken"])
+        await client.subscribe(LIVE_EVENTS, {"s": self.account["sessionId"], "a": 0})
+        return client
+
+
+async def run_and_watch(runner: Client, watcher: Client) -> None:
+    """Lines a command prints on ``runner`` arrive on ``watcher`` once each, in order."""
+    await runner.start()
+    client = await watcher.watch()
+    try:
+        ran = await runner(RUN, {"s": runner.account["sessionId"], "c": PRINT_LINES})
+        command_id = ran["runCommand"]["commandId"]
+        assert ran["runCommand"]["exitCode"] == 0
+        events: list[dict[str, Any]] = []
+        async with asyncio.timeout(30):
+            while not any(
+                e["type"] == "command.exited" and e.get("commandId") == command_id for e in events
+            ):
+                events += await collect_events(client, until_seq=0)
+    finally:
+        await client.close()
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs)), "each event once, in order"
+    output = "".join(
+        e["data"] for e in events if e["type"] == "command.output" and e["commandId"] == command_id
+    )
+    assert output == "".join(f"line-{i}\n" for i in range(1, LINES + 1))
+
+
+@pytest.mark.postgres  # two replicas writing one SQLite file would hit "database is locked"
+@pytest.mark.redis
+async def test_output_read_on_one_replica_arrives_on_another(
+    modal_env: dict[str, str], account: Account, tmp_path: Path
+) -> None:
+    env = {**modal_env, "REDIS_URL": modal_env.get("REDIS_URL", REDIS_URL)}
+    first, second = start_server(env, tmp_path), start_server(env, tmp_path)
+    try:
+        await run_and_watch(Client(first, account), Client(second, account))
+    finally:
+        first.stop()
+        second.stop()
+
+
+async def test_output_arrives_live_on_one_replica(
+    modal_env: dict[str, str], account: Account, tmp_path: Path
+) -> None:
+    server = start_server(modal_env, tmp_path)
+    try:
+        await run_and_watch(Client(server, account), Client(server, account))
+    finally:
+        server.stop()
