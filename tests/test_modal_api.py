@@ -32,13 +32,13 @@ from tests.wsclient import GraphQLWS, collect_events
 
 START = "mutation($s: ID!) { startSandbox(sessionId: $s) { id state backend } }"
 RUN = """mutation($s: ID!, $c: String!) {
-  runCommand(sessionId: $s, command: $c, timeoutSeconds: 20) { commandId exitCode stdout }
+  runCommand(sessionId: $s, command: $c, timeoutSeconds: 20) { commandId exitCode stdout stderr }
 }"""
 OPEN = """mutation($s: ID!) { openTerminal(sessionId: $s, cols: 100, rows: 30) { id state } }"""
 INPUT = "mutation($t: ID!, $d: String!) { terminalInput(terminalId: $t, data: $d) { id } }"
 TERMINATE = "mutation($s: ID!) { terminateSandbox(sessionId: $s) { state endReason } }"
 END = "mutation($s: ID!) { endSession(sessionId: $s) { id status } }"
-FILES = 'query($s: ID!) { files(sessionId: $s, path: "") { path kind size } }'
+FILES = "query($s: ID!, $p: String!) { files(sessionId: $s, path: $p) { path kind size } }"
 FILE = "query($s: ID!, $p: String!) { file(sessionId: $s, path: $p) { content fromRecording } }"
 LIVE_EVENTS = """subscription($s: ID!, $a: Int!) {
   sessionEvents(sessionId: $s, afterSeq: $a) {
@@ -58,9 +58,19 @@ def standin() -> Iterator[dict[str, str]]:
         yield env
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def modal_env(server_env: dict[str, str], standin: dict[str, str]) -> dict[str, str]:
     return {**server_env, **standin, "SANDBOX_BACKEND": "modal"}
+
+
+@pytest.fixture(scope="module")
+def server(
+    modal_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """One replica on the Modal backend for the single-replica tests (both passes)."""
+    process = start_server(modal_env, tmp_path_factory.mktemp("modal-api"))
+    yield process
+    process.stop()
 
 
 class Client:
@@ -99,7 +109,7 @@ async def run_and_watch(runner: Client, watcher: Client) -> None:
     try:
         ran = await runner(RUN, {"s": runner.account["sessionId"], "c": PRINT_LINES})
         command_id = ran["runCommand"]["commandId"]
-        assert ran["runCommand"]["exitCode"] == 0
+        assert ran["runCommand"]["exitCode"] == 0, ran
         events: list[dict[str, Any]] = []
         async with asyncio.timeout(30):
             while not any(
@@ -130,11 +140,70 @@ async def test_output_read_on_one_replica_arrives_on_another(
         second.stop()
 
 
-async def test_output_arrives_live_on_one_replica(
-    modal_env: dict[str, str], account: Account, tmp_path: Path
-) -> None:
-    server = start_server(modal_env, tmp_path)
+async def test_output_arrives_live_on_one_replica(server: ServerProcess, account: Account) -> None:
+    await run_and_watch(Client(server, account), Client(server, account))
+
+
+async def test_a_terminal_works_through_the_api(server: ServerProcess, account: Account) -> None:
+    client = Client(server, account)
+    await client.start()
+    watcher = await client.watch()
     try:
-        await run_and_watch(Client(server, account), Client(server, account))
+        opened = await client(OPEN, {"s": account["sessionId"]})
+        terminal_id = opened["openTerminal"]["id"]
+        assert opened["openTerminal"]["state"] == "OPEN"
+        await client(INPUT, {"t": terminal_id, "d": "echo sum-$((40+2)); tty\n"})
+        shown = ""
+        async with asyncio.timeout(20):
+            while "sum-42\r\n/dev/pts/" not in shown:
+                events = await collect_events(watcher, until_seq=0)
+                shown += "".join(
+                    e["data"]
+                    for e in events
+                    if e["type"] == "terminal.output" and e.get("terminalId") == terminal_id
+                )
     finally:
-        server.stop()
+        await watcher.close()
+
+
+async def test_terminated_sandbox_reads_back(
+    server: ServerProcess, account: Account, standin: dict[str, str]
+) -> None:
+    """After terminate and endSession the files answer from the recording, and the
+    sandbox's Volume still reads back through the Modal backend."""
+    client, session = Client(server, account), account["sessionId"]
+    await client.start()
+    wrote = await client(RUN, {"s": session, "c": "mkdir -p d && printf kept > d/out.txt"})
+    assert wrote["runCommand"]["exitCode"] == 0
+    stopped = await client(TERMINATE, {"s": session})
+    assert stopped["terminateSandbox"]["state"] == "TERMINATED", stopped
+    ended = await client(END, {"s": session}, "interviewerToken")
+    assert ended["endSession"]["status"] == "COMPLETED", ended
+
+    listed = await client(FILES, {"s": session, "p": "d"}, "interviewerToken")
+    assert listed["files"] == [{"path": "d/out.txt", "kind": "FILE", "size": 4}], listed
+    read = await client(FILE, {"s": session, "p": "d/out.txt"}, "interviewerToken")
+    assert read["file"] == {"content": "kept", "fromRecording": True}
+    assert await read_volume(account, "d/out.txt", standin) == b"kept"
+
+
+async def read_volume(account: Account, path: str, standin: dict[str, str]) -> bytes:
+    """``path`` of the session's (ended) sandbox, read by a fresh Modal backend instance."""
+    from modal_app.modal.backend import ModalSandboxBackend
+    from models.sandbox import SandboxRecord
+    from tests.sandbox.conftest import environment_set
+
+    record = (
+        await SandboxRecord.filter(session_id=account["sessionId"]).order_by("-created_at").first()
+    )
+    assert record is not None
+    assert record.backend_id, record
+    with environment_set(standin):
+        backend = ModalSandboxBackend(
+            token_id=standin["MODAL_TOKEN_ID"], token_secret=standin["MODAL_TOKEN_SECRET"]
+        )
+        await backend.start()
+        try:
+            return await backend.read_file(record.backend_id, path)
+        finally:
+            await backend.aclose()
