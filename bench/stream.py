@@ -114,7 +114,12 @@ class Watch:
                 if self.marker is None:
                     continue
                 self.frames.append((received, raw))
-                if self.marker in raw:
+                # The marker may be cut over two events (output is emitted as it is
+                # read; a read may end mid-write): the command's exit, which follows
+                # all of its output, says when to look for it in the output as a whole.
+                if self.marker in raw or (
+                    '"command.exited"' in raw and self.marker in output_text(self.frames)
+                ):
                     self.marker = None
                     self.got_marker = True
                     self.done.set()
@@ -122,6 +127,17 @@ class Watch:
             pass
         finally:
             self.done.set()
+
+
+def output_text(frames: list[tuple[float, str]]) -> str:
+    """The output events' data of these frames, joined (parsed: only at a command's end)."""
+    parts = []
+    for _, raw in frames:
+        message = json.loads(raw)
+        if message.get("type") == "next":
+            events = message["payload"]["data"]["sessionEvents"]["events"]
+            parts += [event.get("data") or "" for event in events]
+    return "".join(parts)
 
 
 def _at(value: str) -> float:
@@ -722,12 +738,18 @@ class Bench:
 
     @staticmethod
     def latency_command(run: int, lines: int, interval: float) -> str:
+        # One write per line (print() with several arguments writes each piece on its
+        # own in the sandbox, where PYTHONUNBUFFERED=1: a line would reach the server in
+        # pieces, and the first piece of a line, emitted alone, is no line yet).
         return (
-            "python3 -c 'import time\n"
+            "python3 -c 'import sys, time\n"
+            "w = sys.stdout.write\n"
             f"for i in range({lines}):\n"
-            f'    print("L", {run}, i, "%.6f" % time.time(), flush=True)\n'
+            f'    w("L {run} %d %.6f\\n" % (i, time.time()))\n'
+            "    sys.stdout.flush()\n"
             f"    time.sleep({interval})\n"
-            f'print("Z", {run}, "DONE", flush=True)\''
+            f'w("Z {run} DONE\\n")\n'
+            "sys.stdout.flush()'"
         )
 
     @staticmethod
@@ -737,9 +759,10 @@ class Bench:
             "w = sys.stdout.write\n"
             f"for i in range({lines}):\n"
             f'    w("L {run} %d %.6f\\n" % (i, time.time()))\n'
-            # The marker in a write of its own: a pipe read never splits it.
+            # The marker in a write of its own (one write, not print()'s pieces).
             "sys.stdout.flush()\n"
-            f'print("Z", {run}, "DONE", flush=True)\''
+            f'w("Z {run} DONE\\n")\n'
+            "sys.stdout.flush()'"
         )
 
     async def run_command(self, command: str) -> None:
