@@ -378,3 +378,62 @@ async def test_standin_as_a_process(monkeypatch: pytest.MonkeyPatch) -> None:
         finally:
             for replica in replicas:
                 await replica.aclose()
+
+
+async def test_roles_run_unprivileged_and_apart(backend: ModalSandboxBackend) -> None:
+    """Item 7: in a root container, the candidate is not root and cannot read the agent's env.
+
+    The stand-in's container root can really change uid (``modal_standin.userns``
+    maps 65536 uids), so each check here would pass for root: ``id -u`` would
+    be 0 and root reads any ``/proc/<pid>/environ``.
+    """
+    info = await backend.create(SandboxSpec())
+    root = await backend.exec(info.id, ["sh", "-c", "true"], private=True)
+    assert (await root.wait()).exit_code == 0  # private runs start as root (their launcher)
+
+    # The agent's role: the command granted network, holding its API token.
+    agent = await backend.exec(
+        info.id,
+        ["sh", "-c", "id -u > /tmp/agent.uid; echo $$ > /tmp/agent.pid; exec sleep 60"],
+        env={"ANTHROPIC_API_KEY": "sk-agent-secret"},
+        network=NetworkPolicy(allow_hosts=("127.0.0.1",)),
+    )
+    probe = (
+        "while [ ! -s /tmp/agent.pid ]; do sleep 0.05; done; "
+        'echo "uid=$(id -u) agent=$(cat /tmp/agent.uid)"; '
+        "if cat /proc/$(cat /tmp/agent.pid)/environ; then echo READ; else echo DENIED; fi"
+    )
+    candidate = await backend.exec(info.id, ["sh", "-c", probe])
+    out, err = await _collect(candidate)
+    assert (await candidate.wait()).exit_code == 0
+    assert b"uid=1000 agent=1001" in out, (out, err)
+    assert b"DENIED" in out, (out, err)
+    assert b"sk-agent-secret" not in out + err
+
+    # The candidate's terminal is unprivileged too.
+    term = await backend.open_pty(info.id, command=["sh"])
+    await term.write(b"echo u=$(id -u)g=$(id -g); exit\n")
+    seen = bytearray()
+    async for data in term.output():
+        seen.extend(data)
+    assert b"u=1000g=1000" in seen
+
+    # Files the API writes (as root, through Modal's filesystem API) stay editable.
+    await backend.mkdir(info.id, "src/pkg")
+    await backend.write_file(info.id, "src/pkg/main.py", b"print(1)\n")
+    edit = await backend.exec(
+        info.id,
+        [
+            "sh",
+            "-c",
+            "echo 'print(2)' >> src/pkg/main.py && touch src/pkg/new.py && "
+            "stat -c '%u:%g' src/pkg/main.py src/pkg /workspace",
+        ],
+        cwd="/workspace",
+    )
+    out, err = await _collect(edit)
+    assert (await edit.wait()).exit_code == 0, (out, err)
+    assert out.split() == [b"1000:1000"] * 3
+    assert await backend.read_file(info.id, "src/pkg/main.py") == b"print(1)\nprint(2)\n"
+    await agent.kill()
+    await backend.terminate(info.id)

@@ -325,7 +325,13 @@ class ModalSandboxBackend:
             raise InvalidSpec("Modal sandboxes cannot bind host sockets")
         ref = await self._refs.running(sandbox_id)
         return await self._commands.exec(
-            ref, argv, workdir=workdir, env=env, timeout_s=timeout_s, network=network
+            ref,
+            argv,
+            workdir=workdir,
+            env=env,
+            timeout_s=timeout_s,
+            network=network,
+            private=private,
         )
 
     async def open_pty(

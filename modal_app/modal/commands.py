@@ -13,7 +13,7 @@ from modal_app.base import NetworkPolicy
 from modal_app.logged import suppressed
 from modal_app.modal.process import ModalExecHandle, ModalPtyHandle
 from modal_app.modal.refs import SandboxRef, SandboxRefs
-from modal_app.modal.shell import STATE_DIR, exec_wrapper_argv
+from modal_app.modal.shell import AGENT_UID, CANDIDATE_UID, STATE_DIR, exec_wrapper_argv
 
 _BACKSTOP_MARGIN_S = 5
 _log = logging.getLogger(__name__)
@@ -46,10 +46,15 @@ class Commands:
         env: Mapping[str, str] | None,
         timeout_s: float | None,
         network: NetworkPolicy | None,
+        private: bool = False,
     ) -> ModalExecHandle:
         backstop = _modal_timeout(timeout_s)
         state_path = f"{STATE_DIR}/{uuid.uuid4().hex}"
-        wrapped = exec_wrapper_argv(argv, state_path=state_path, limits=ref.limits)
+        # The agent is the command granted network; private commands drop
+        # privileges in their own launcher (``modal.private``), so keep root.
+        agent = network is not None and not network.blocked
+        run_as = None if private else AGENT_UID if agent else CANDIDATE_UID
+        wrapped = exec_wrapper_argv(argv, state_path=state_path, limits=ref.limits, run_as=run_as)
         release = None
         if network is not None and not network.blocked:
             release = await self._refs.widen(ref, network)

@@ -44,7 +44,7 @@ from modal_app.base import (
 )
 from modal_app.modal.errors import translate_errors
 from modal_app.modal.refs import SandboxRef, SandboxRefs
-from modal_app.modal.shell import GUARD_ESCAPES, GUARD_SYMLINK, guard_argv
+from modal_app.modal.shell import GUARD_ESCAPES, GUARD_SYMLINK, guard_argv, handover_argv
 from modal_app.modal.spec import ModalOptions
 from modal_app.paths import normalize_workspace_path, workspace_abspath
 
@@ -222,6 +222,7 @@ class ModalFiles:
 
         async def running(live: LiveTarget) -> None:
             await live.sandbox.filesystem.write_bytes.aio(data, workspace_abspath(rel))
+            await self._hand_over(ref, rel)
 
         async def stopped(volume: modal.Volume) -> None:
             async with volume.batch_upload.aio(force=True) as batch:
@@ -252,6 +253,7 @@ class ModalFiles:
                 await live.sandbox.filesystem.make_directory.aio(
                     workspace_abspath(rel), create_parents=True
                 )
+                await self._hand_over(await self._refs.get(sandbox_id), rel)
 
         await self._file_op(sandbox_id, rel, True, running, None)
 
@@ -289,6 +291,14 @@ class ModalFiles:
             self._volumes[ref.volume_name] = volume
         with translate_errors(not_found=FileNotFoundInSandbox):
             return await stopped(volume)
+
+    async def _hand_over(self, ref: SandboxRef, rel: str) -> None:
+        """What the API just wrote as root becomes the candidate's (``shell.handover_argv``)."""
+        parts = rel.split("/")
+        paths = [workspace_abspath("/".join(parts[: i + 1])) for i in range(len(parts))]
+        code = await self._refs.helper(ref, handover_argv(paths))
+        if code != 0:
+            raise SandboxFileError(f"could not give {rel!r} to the candidate (exit code {code})")
 
     async def _check_inside(self, ref: SandboxRef, rel: str, follow_last: bool) -> bool:
         """Refuse a path resolving outside the workspace; True if it is itself a symlink."""

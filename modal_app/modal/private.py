@@ -16,10 +16,10 @@ container's root) that:
 4. when the command has ended, kills every process of that uid and deletes
    its directories and every file it owns in the shared temporary places.
 
-Residual risk: a root process the candidate left running in the container
-(a terminal) can still watch the run (root reads any process); the local
-backend does not have this gap.  Go's build cache starts empty in a private
-run on Modal.
+The launcher is the one command the exec wrapper leaves as root
+(``shell.exec_wrapper_argv(run_as=None)``); candidate terminals and commands
+run as ``shell.CANDIDATE_UID``, so none of them can watch the run.  Go's
+build cache starts empty in a private run on Modal.
 """
 
 from __future__ import annotations

@@ -6,7 +6,12 @@ cannot apply per-command rlimits, and its filesystem API follows symlinks.  So
 every command is started through ``exec_wrapper_argv``, a tiny ``sh``
 prologue that records the command's pid (and, for a PTY, its tty) in a state
 file, applies the ``Limits`` with ``ulimit`` and then ``exec``s the command, so
-the pid is the command's own.  Killing, resizing and the symlink check are
+the pid is the command's own.  A Modal container runs everything as root, so
+the prologue also drops privileges (``setpriv``): candidate commands and
+terminals run as ``CANDIDATE_UID``, the agent as ``AGENT_UID`` -- a different
+uid, so the candidate cannot read the agent's ``/proc/<pid>/environ`` (its API
+token) and a non-dumpable process means something again.  The helpers (kill,
+resize, guard) and the filesystem API stay root.  Killing, resizing and the symlink check are
 then ordinary commands run next to it.
 
 Everything here is pure (argv lists built from strings) and the scripts use
@@ -21,17 +26,32 @@ from collections.abc import Sequence
 
 from modal_app.base import WORKSPACE, Limits
 
-# Inside the sandbox, which is single-tenant: no /tmp race with other users.
+# Made by root's first command; the wrapper refuses it if anyone else owns it.
 STATE_DIR = "/tmp/.interviewlm"  # noqa: S108
 GUARD_ESCAPES = 3
 GUARD_SYMLINK = 4
 
+CANDIDATE_UID = 1000
+"""Candidate commands, terminals and non-private harness steps run as this uid."""
+AGENT_UID = 1001
+"""The Claude agent's commands (the ones granted network) run as this uid."""
+SHARED_GID = 1000
+"""Both roles' group: the workspace is group-writable, so each edits the other's files."""
+
 _EXEC_WRAPPER = r"""
-state=$1 nofile=$2 fsize=$3 nproc=$4 cpu=$5 cols=$6 rows=$7
-shift 7
+state=$1 nofile=$2 fsize=$3 nproc=$4 cpu=$5 cols=$6 rows=$7 uid=$8 gid=$9
+shift 9
 export INTERVIEWLM_EXEC="${state##*/}"
+dir=${state%/*}
+mkdir -p "$dir" 2>/dev/null
+# Other uids share /tmp now: the state (which the root kill helper trusts)
+# must be in a directory no one else could have made or swapped.
+if [ -L "$dir" ] || [ "$(stat -c %u "$dir" 2>/dev/null)" != "$(id -u)" ]; then
+  echo "interviewlm: $dir is not ours" >&2
+  exit 126
+fi
 {
-  mkdir -p "${state%/*}" && echo $$ >"$state"
+  echo $$ >"$state"
   if [ "$cols" != 0 ]; then
     stty cols "$cols" rows "$rows"
     # Recorded after the initial size, so a resize (which waits for this
@@ -44,8 +64,31 @@ export INTERVIEWLM_EXEC="${state##*/}"
   [ "$cpu" = 0 ] || ulimit -t "$cpu"
   [ "$nproc" = 0 ] || ulimit -u "$nproc" || ulimit -p "$nproc"
 } 2>/dev/null
-exec "$@"
+[ "$uid" = - ] && exec "$@"
+{
+  # First command of the sandbox: the workspace (Volume, API writes: root's)
+  # becomes the candidate's, group-writable for the agent.
+  if [ "$(stat -c %u WORKSPACE)" != CANDIDATE ]; then
+    chown -R CANDIDATE:GROUP WORKSPACE && chmod -R ug+rwX WORKSPACE
+  fi
+  [ "$cols" = 0 ] || chown "$uid" "$(tty)"
+  home="${state%/*}/home-$uid"
+  mkdir -p "$home" && chown "$uid:$gid" "$home" && chmod 700 "$home"
+} 2>/dev/null
+if ! command -v setpriv >/dev/null 2>&1; then
+  echo "interviewlm: this image has no setpriv (util-linux); refusing to run as root" >&2
+  exit 126
+fi
+export HOME="$home"
+umask 002
+exec setpriv --reuid "$uid" --regid "$gid" --clear-groups --inh-caps=-all -- "$@"
 """
+
+_EXEC_WRAPPER = (
+    _EXEC_WRAPPER.replace("WORKSPACE", WORKSPACE)
+    .replace("CANDIDATE", str(CANDIDATE_UID))
+    .replace("GROUP", str(SHARED_GID))
+)
 
 # The victims are the recorded process and its descendants, plus every
 # process carrying the command's INTERVIEWLM_EXEC marker in its environment:
@@ -143,17 +186,40 @@ exit 0
 """
 
 
+# After a root write through Modal's filesystem API: the file (and the
+# directories above it, up to the workspace) become the candidate's.  Links
+# are skipped (-h, and nothing is followed), as are files with other hard
+# links (a swapped-in link to a root file elsewhere must not change owner).
+_HANDOVER = r"""
+status=0
+for p; do
+  [ -L "$p" ] && continue
+  [ -d "$p" ] || [ "$(stat -c %h -- "$p")" = 1 ] || continue
+  chown -h CANDIDATE:GROUP -- "$p" && chmod ug+rwX -- "$p" || status=1
+done
+exit $status
+""".replace("CANDIDATE", str(CANDIDATE_UID)).replace("GROUP", str(SHARED_GID))
+
+
+def handover_argv(paths: Sequence[str]) -> list[str]:
+    """Give ``paths`` (absolute, inside the workspace) to the candidate's uid and group."""
+    return ["sh", "-c", _HANDOVER, "interviewlm-handover", *paths]
+
+
 def exec_wrapper_argv(
     argv: Sequence[str],
     *,
     state_path: str,
     limits: Limits | None,
     pty_size: tuple[int, int] | None = None,
+    run_as: int | None = CANDIDATE_UID,
 ) -> list[str]:
     """``argv`` started through the prologue that records its pid and applies ``limits``.
 
     ``pty_size`` is (cols, rows) for a PTY session: the tty is recorded too and
-    the terminal is sized before the command starts.
+    the terminal is sized before the command starts.  ``run_as``: the uid the
+    command runs as (group ``SHARED_GID``, no capabilities); None keeps root,
+    only for the private launcher, which drops privileges itself.
     """
     nofile = fsize_blocks = nproc = cpu = 0
     if limits is not None:
@@ -171,6 +237,8 @@ def exec_wrapper_argv(
         "interviewlm-exec",
         state_path,
         *(str(max(0, int(n))) for n in numbers),
+        "-" if run_as is None else str(run_as),
+        str(SHARED_GID),
         *argv,
     ]
 

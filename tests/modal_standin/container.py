@@ -1,9 +1,11 @@
 """One stand-in sandbox = one real bubblewrap container, made by the local backend's launcher.
 
-Isolation is not reimplemented here: the container is started with
-``modal_app.local.process.spawn`` on a ``modal_app.local.bwrap.Invocation``
-(user/pid/ipc/uts/net namespaces, seccomp, rlimits, read-only system view,
-fresh /tmp), exactly as the local backend starts each of its commands.  The
+Isolation is not reimplemented here: the container is started from
+the local backend's ``modal_app.local.bwrap.Invocation`` (pid/ipc/uts/net
+namespaces, seccomp, rlimits, read-only system view, fresh /tmp), as the
+local backend starts each of its commands, except that its user namespace
+maps a uid range and the container runs as its root (``userns``), as a Modal
+container does.  The
 difference is the lifetime: the container's command is the exec agent
 (``agent.py``), which runs the Modal entrypoint and then every exec inside
 the same namespaces, as a Modal container does.
@@ -29,8 +31,9 @@ from typing import Any
 from modal_app.base import SOCKET_MOUNT, Limits
 from modal_app.local.bwrap import Invocation, Tools
 from modal_app.local.presets import SystemView
-from modal_app.local.process import Spawned, kill_tree, reap_namespace, spawn
+from modal_app.local.process import Spawned, kill_tree, reap_namespace
 from tests.modal_standin.execs import ExecState
+from tests.modal_standin.userns import spawn_root
 
 _HERE = Path(__file__).resolve().parent
 _MAX_FDS = 3
@@ -56,7 +59,7 @@ class Container:
         tools: Tools,
         view: SystemView,
         etc_dir: Path,
-        uid: int,
+        host_base: int,
         workspace: Path,
         home: Path,
         env: dict[str, str],
@@ -71,7 +74,7 @@ class Container:
             (self.ctl_dir / name).chmod(0o644)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         listener.bind(str(self.ctl_dir / "agent.sock"))
-        (self.ctl_dir / "agent.sock").chmod(0o777)  # the sandbox uid connects to it
+        (self.ctl_dir / "agent.sock").chmod(0o777)  # the container's root is not host root
         listener.listen(1)
         listener.setblocking(False)
         self._listener = listener
@@ -79,7 +82,7 @@ class Container:
             workspace=workspace,
             home=home,
             etc_dir=etc_dir,
-            uid=uid,
+            uid=host_base,  # unused by spawn_root: it starts as root
             limits=limits,
             env=env,
             cwd=workdir,
@@ -96,12 +99,11 @@ class Container:
             "--",
             *entrypoint,
         ]
-        self._spawned = await spawn(
+        self._spawned = await spawn_root(
             tools,
             inv,
             command,
-            cgroups=None,
-            cgroup_name="",
+            host_base=host_base,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import shutil
 import time
 from collections.abc import Coroutine
@@ -31,7 +32,7 @@ from modal_proto import api_pb2
 
 from modal_app.base import Limits
 from modal_app.local.host import Host, UidPool, prepare_host
-from modal_app.local.presets import environment
+from modal_app.local.presets import SANDBOX_UID, environment
 from tests.modal_standin.blobs import BlockStore
 from tests.modal_standin.container import Container
 from tests.modal_standin.control import ControlPlane
@@ -43,10 +44,14 @@ from tests.modal_standin.state import (
     mint_task_id,
     unsigned_jwt,
 )
+from tests.modal_standin.userns import MAPPED
 
 _STATUS = api_pb2.GenericResult
 # Sandbox uids, away from the local backend's default range (1.5e9...).
 _UID_BASE = 1_450_000_000
+# Containers' uid ranges (``userns``): 2.5e9 + n * 65536, below 2**32 - 1.
+_RANGE_BASE = 2_500_000_000
+_RANGES = 16_384
 
 
 class ModalStandin:
@@ -71,7 +76,9 @@ class ModalStandin:
         self._routers: dict[str, WorkerServer] = {}
         self._server: Server | None = None
         self._host: Host | None = None
-        self._uids = UidPool(_UID_BASE, 1 << 20)
+        self._uids = UidPool(_UID_BASE, 1 << 20)  # only its outside uid (the host probe)
+        # A random start: two stand-ins (in-process and as a process) rarely share ranges.
+        self._ranges = secrets.randbelow(_RANGES)
         self._timers: list[asyncio.TimerHandle] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._volume_locks: dict[str, asyncio.Lock] = {}
@@ -185,17 +192,20 @@ class ModalStandin:
     async def _start_container(self, sandbox: StandinSandbox) -> None:
         assert self._host is not None
         definition = sandbox.definition
-        uid = self._uids.allocate()
+        # Root inside is host uid ``host_base``, uid N inside is host_base + N
+        # (``userns``): home belongs to the sandbox user (1000) as in the
+        # local backend; the workspace copy to the container's root, as on
+        # Modal, where our backend hands it to its candidate uid itself.
+        host_base = self._next_range()
         base = self.root / "sandboxes" / sandbox.sandbox_id
         home = base / "home"
         home.mkdir(parents=True)
-        os.chown(home, uid, uid)
+        os.chown(home, host_base + SANDBOX_UID, host_base + SANDBOX_UID)
         home.chmod(0o700)
         # Only /workspace is mounted (that is all our backend mounts).  The
         # container works on a copy of the volume, committed back when the
         # sandbox ends (``end_sandbox``) -- Modal's "changes commit at
-        # termination" -- and lost if its worker dies.  The copy gets the
-        # sandbox's uid, as Modal's root owns everything in its container.
+        # termination" -- and lost if its worker dies.
         workspace = base / "workspace"
         for mount in definition.volume_mounts:
             if mount.mount_path.rstrip("/") == "/workspace":
@@ -204,7 +214,7 @@ class ModalStandin:
                 await asyncio.to_thread(shutil.copytree, source, workspace, symlinks=True)
         workspace.mkdir(parents=True, exist_ok=True)
         sandbox.workspace = workspace
-        await asyncio.to_thread(_chown_tree, workspace, uid)
+        await asyncio.to_thread(_chown_tree, workspace, host_base)
         memory = definition.resources.memory_mb_max or definition.resources.memory_mb or 2048
         limits = Limits(
             memory_mb=max(memory, 512),
@@ -223,7 +233,7 @@ class ModalStandin:
             tools=self._host.tools,
             view=self._host.view,
             etc_dir=self.root / "host" / ".etc",
-            uid=uid,
+            host_base=host_base,
             workspace=workspace,
             home=home,
             env=sandbox.env,
@@ -232,6 +242,11 @@ class ModalStandin:
             limits=limits,
         )
         sandbox.container = container
+
+    def _next_range(self) -> int:
+        """The host uid range (``userns.MAPPED`` uids) of one new container."""
+        self._ranges += 1
+        return _RANGE_BASE + (self._ranges % _RANGES) * MAPPED
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)

@@ -75,10 +75,12 @@ from modal_app.modal.images import (
 from modal_app.modal.process import ModalExecHandle, ProcessContext, _drain
 from modal_app.modal.refs import status_from_returncode
 from modal_app.modal.shell import (
+    CANDIDATE_UID,
     GUARD_ESCAPES,
     GUARD_SYMLINK,
     exec_wrapper_argv,
     guard_argv,
+    handover_argv,
     kill_tree_argv,
     resize_argv,
 )
@@ -546,6 +548,7 @@ def test_exec_wrapper_records_pid_applies_limits_and_keeps_argv(tmp_path: Path) 
         ["sh", "-c", script, "sh", "two words", "*", "$HOME"],
         state_path=str(state),
         limits=limits,
+        run_as=None,  # on the host: the drop is proven in a root container (stand-in)
     )
     done = subprocess.run(argv, capture_output=True, text=True, check=True)
     lines = done.stdout.splitlines()
@@ -560,9 +563,17 @@ def returncode(argv: list[str]) -> int:
 
 def test_exec_wrapper_passes_the_exit_code_and_missing_commands(tmp_path: Path) -> None:
     state = str(tmp_path / "s")
-    assert returncode(exec_wrapper_argv(["sh", "-c", "exit 7"], state_path=state, limits=None)) == 7
     assert (
-        returncode(exec_wrapper_argv(["no-such-command-xyz"], state_path=state, limits=None)) == 127
+        returncode(
+            exec_wrapper_argv(["sh", "-c", "exit 7"], state_path=state, limits=None, run_as=None)
+        )
+        == 7
+    )
+    assert (
+        returncode(
+            exec_wrapper_argv(["no-such-command-xyz"], state_path=state, limits=None, run_as=None)
+        )
+        == 127
     )
 
 
@@ -586,7 +597,7 @@ def test_kill_tree_kills_every_descendant(tmp_path: Path) -> None:
         f"sh -c 'sleep 303 & echo $! >>{pids}; wait' & "
         "wait"
     )
-    argv = exec_wrapper_argv(["sh", "-c", tree], state_path=str(state), limits=None)
+    argv = exec_wrapper_argv(["sh", "-c", tree], state_path=str(state), limits=None, run_as=None)
     root = subprocess.Popen(argv)
     try:
         deadline = time.monotonic() + 10
@@ -624,7 +635,7 @@ def test_kill_tree_finds_orphans_by_their_marker(tmp_path: Path, grep_z: bool) -
     orphan_pid = tmp_path / "orphan"
     command = f"(sleep 300 & echo $! >{orphan_pid}) ; sleep 300"
     root = subprocess.Popen(
-        exec_wrapper_argv(["sh", "-c", command], state_path=str(state), limits=None)
+        exec_wrapper_argv(["sh", "-c", command], state_path=str(state), limits=None, run_as=None)
     )
     try:
         deadline = time.monotonic() + 10
@@ -648,11 +659,46 @@ def test_kill_tree_finds_orphans_by_their_marker(tmp_path: Path, grep_z: bool) -
 
 def test_kill_tree_of_a_finished_or_unknown_process_is_harmless(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    subprocess.run(exec_wrapper_argv(["true"], state_path=str(state), limits=None), check=True)
+    subprocess.run(
+        exec_wrapper_argv(["true"], state_path=str(state), limits=None, run_as=None), check=True
+    )
     assert returncode(kill_tree_argv(str(state))) == 0
     started = time.monotonic()
     assert returncode(kill_tree_argv(str(tmp_path / "never"))) == 0
     assert time.monotonic() - started < 10
+
+
+def test_exec_wrapper_refuses_a_state_dir_someone_else_made(tmp_path: Path) -> None:
+    """Candidate and agent share /tmp with root: a planted state dir would steer the kill helper."""
+    planted = tmp_path / "planted"
+    planted.mkdir()
+    os.chown(planted, CANDIDATE_UID, CANDIDATE_UID)
+    argv = exec_wrapper_argv(["true"], state_path=str(planted / "s"), limits=None, run_as=None)
+    assert returncode(argv) == 126
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    argv = exec_wrapper_argv(["true"], state_path=str(tmp_path / "link" / "s"), limits=None)
+    assert returncode(argv) == 126
+
+
+def test_handover_gives_files_to_the_candidate_but_never_through_links(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    written = sub / "written.py"
+    written.write_text("x")
+    elsewhere = tmp_path / "root-file"
+    elsewhere.write_text("root's")
+    linked = sub / "hardlink"
+    os.link(elsewhere, linked)
+    symlink = sub / "symlink"
+    symlink.symlink_to(elsewhere)
+    paths = [str(p) for p in (sub, written, linked, symlink)]
+    assert returncode(handover_argv(paths)) == 0
+    assert (sub.stat().st_uid, written.stat().st_uid) == (CANDIDATE_UID, CANDIDATE_UID)
+    assert written.stat().st_mode & 0o060 == 0o060  # group (the agent) may edit
+    assert elsewhere.stat().st_uid == 0  # neither through the hard link nor the symlink
+    assert symlink.lstat().st_uid == 0
 
 
 def _winsize(fd: int) -> tuple[int, int]:
@@ -664,7 +710,7 @@ def test_pty_wrapper_sizes_the_terminal_and_resize_changes_it(tmp_path: Path) ->
     state = tmp_path / "pty"
     master, slave = pty.openpty()
     argv = exec_wrapper_argv(
-        ["sleep", "30"], state_path=str(state), limits=None, pty_size=(132, 43)
+        ["sleep", "30"], state_path=str(state), limits=None, pty_size=(132, 43), run_as=None
     )
     shell = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
     try:
