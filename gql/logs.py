@@ -29,6 +29,8 @@ from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
+from strawberry.http.exceptions import WebSocketDisconnected
 
 REQUEST_ID: ContextVar[str | None] = ContextVar("interviewlm_request_id", default=None)
 ACCOUNT_ID: ContextVar[str | None] = ContextVar("interviewlm_account_id", default=None)
@@ -105,17 +107,39 @@ class TextFormatter(logging.Formatter):
         return f"{line} {extras}" if extras else line
 
 
+def _redacted(path: str) -> str:
+    path = path.split("?", 1)[0]
+    return "/report/[redacted]" if path.startswith("/report/") else path
+
+
 class AccessRedaction(logging.Filter):
-    """uvicorn's access lines: no query string (GraphQL GET carries variables), no
-    report link token (``/report/<token>`` is the credential itself)."""
+    """uvicorn's access lines: no query string (GraphQL GET carries variables; a client
+    may put its token there), no report link token (``/report/<token>`` is the credential
+    itself). HTTP lines come on ``uvicorn.access`` with the path third; WebSocket lines
+    on ``uvicorn.error`` (``'%s - "WebSocket %s" ...'``) with the path second."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            path = args[2].split("?", 1)[0]
-            if path.startswith("/report/"):
-                path = "/report/[redacted]"
-            record.args = (*args[:2], path, *args[3:])
+        if not isinstance(args, tuple):
+            return True
+        if record.name == "uvicorn.access" and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], _redacted(args[2]), *args[3:])
+        elif '"WebSocket %s"' in str(record.msg) and len(args) >= 2 and isinstance(args[1], str):
+            record.args = (args[0], _redacted(args[1]), *args[2:])
+        return True
+
+
+class QuietDisconnects(logging.Filter):
+    """Strawberry logs a watcher that went away mid-send as an ERROR with a traceback
+    ("Exception in worker task"): any client could fill the logs by disconnecting. It is
+    a client leaving, not a fault: kept at DEBUG."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, WebSocketDisconnected | WebSocketDisconnect):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            record.exc_info, record.exc_text = None, None
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
         return True
 
 
@@ -129,9 +153,14 @@ def configure_logging(level: str, fmt: str) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, AccessRedaction) for f in access.filters):
-        access.addFilter(AccessRedaction())
+    for name, kind in (
+        ("uvicorn.access", AccessRedaction),
+        ("uvicorn.error", AccessRedaction),
+        ("strawberry.ws.task", QuietDisconnects),
+    ):
+        named = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in named.filters):
+            named.addFilter(kind())
 
 
 def request_id_of(header: str | None) -> str:

@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
+from strawberry.http.exceptions import WebSocketDisconnected
+from websockets.typing import Subprotocol
 
-from gql.logs import JsonFormatter, TextFormatter
+from gql.logs import JsonFormatter, QuietDisconnects, TextFormatter
 from gql.settings import Settings, SettingsError
 from tests.conftest import Account
 from tests.server import start_server
@@ -179,6 +181,13 @@ def test_a_real_server_logs_json_lines_without_tokens(
                 "variables": json.dumps({"x": secret_value}),
             }
             assert http.get("/graphql", params=params, headers=bearer).status_code == 200
+        # A client that puts its token in the WebSocket URL: uvicorn logs the path of
+        # WebSocket handshakes on uvicorn.error, not uvicorn.access.
+        from websockets.sync.client import connect
+
+        url = f"{server.ws_url}?token={account['candidateToken']}"
+        with connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
+            assert ws.subprotocol == "graphql-transport-ws"
     finally:
         server.stop()
     text = server.log()
@@ -200,3 +209,27 @@ def test_a_real_server_logs_json_lines_without_tokens(
         account["accountId"],
     )
     assert any("/report/[redacted]" in e["message"] for e in entries)
+    assert any('"WebSocket /graphql"' in e["message"] for e in entries)
+
+
+def test_a_client_leaving_mid_send_is_no_error() -> None:
+    """Strawberry logs a watcher that disconnected mid-send with a traceback at ERROR:
+    kept at DEBUG (any client could flood the log by leaving); other errors stay."""
+    quiet = QuietDisconnects()
+
+    def record(error: BaseException) -> logging.LogRecord:
+        return logging.LogRecord(
+            "strawberry.ws.task",
+            logging.ERROR,
+            __file__,
+            1,
+            "Exception in worker task",
+            None,
+            (type(error), error, None),
+        )
+
+    assert not quiet.filter(record(WebSocketDisconnected()))
+    kept = record(RuntimeError("a real fault"))
+    assert quiet.filter(kept)
+    assert kept.levelno == logging.ERROR
+    assert kept.exc_info is not None
