@@ -66,10 +66,11 @@ fi
 } 2>/dev/null
 [ "$uid" = - ] && exec "$@"
 {
-  # First command of the sandbox: the workspace (Volume, API writes: root's)
-  # becomes the candidate's, group-writable for the agent.
-  if [ "$(stat -c %u WORKSPACE)" != CANDIDATE ]; then
-    chown -R CANDIDATE:GROUP WORKSPACE && chmod -R ug+rwX WORKSPACE
+  # Once per container (the marker is in root's state dir, on its /tmp):
+  # the workspace as the Volume brought it becomes the candidate's,
+  # group-writable for the agent.  Later API writes are handed over one by one.
+  if [ ! -e "$dir/.workspace-owned" ]; then
+    chown -R CANDIDATE:GROUP WORKSPACE && chmod -R ug+rwX WORKSPACE && : >"$dir/.workspace-owned"
   fi
   [ "$cols" = 0 ] || chown "$uid" "$(tty)"
   home="${state%/*}/home-$uid"
