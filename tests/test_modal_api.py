@@ -7,13 +7,12 @@ the client side only: what Modal itself does (gVisor, image builds, network
 policy enforcement, Volume commit timing) needs one run against real Modal
 (README, "Modal").
 
-What cannot run here: test runs (``runTests``) are private execs, which on
-Modal start as the container's root and drop to ``PRIVATE_UID``; stand-in
-containers run as one unprivileged uid (bubblewrap maps one uid), so the
-launcher cannot switch users; and their commands see the host's system, not
-the Modal image (the host's python3 has no pytest; no toolchain bind). The
-agent run needs egress from the container to PUBLIC_URL; stand-in containers
-have no network.
+Test runs (private execs: the launcher drops from the container's root to
+PRIVATE_UID) run in Python, JavaScript and Go with the host's toolchains, which
+is what a stand-in container sees instead of the Modal image. What cannot run
+here: TypeScript (no compiler on the host's system; the stand-in binds no
+TOOLCHAIN_DIR, unlike the local backend's presets), and the agent run (it needs
+egress from the container to PUBLIC_URL; stand-in containers have no network).
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ def server(
     modal_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     """One replica on the Modal backend for the single-replica tests (both passes)."""
-    process = start_server(modal_env, tmp_path_factory.mktemp("modal-api"))
+    process = start_server(modal_env, tmp_path_factory.mktemp("modal-api"), timeout=60)
     yield process
     process.stop()
 
@@ -207,3 +206,33 @@ async def read_volume(account: Account, path: str, standin: dict[str, str]) -> b
             return await backend.read_file(record.backend_id, path)
         finally:
             await backend.aclose()
+
+
+# TYPESCRIPT cannot run here: its compiler is not on the host's system the stand-in's
+# containers see (Modal's image installs it; the local backend binds TOOLCHAIN_DIR).
+LANGUAGES = ["PYTHON", "JAVASCRIPT", "GO"]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_test_run_in_each_language(
+    server: ServerProcess, account: Account, language: str
+) -> None:
+    """A correct solution passes every case through runTests (a private exec: the
+    launcher starts as the container's root and drops to PRIVATE_UID)."""
+    from tests.test_testruns import RUN_TESTS, SOLUTIONS, TEST_RUN
+    from tests.workspace_support import WRITE
+
+    client, session = Client(server, account), account["sessionId"]
+    await client.start()
+    path, body = SOLUTIONS[language]
+    await client(WRITE, {"s": session, "p": path, "c": body})
+    started = await client(RUN_TESTS, {"s": session, "l": language}, "interviewerToken")
+    async with asyncio.timeout(30):
+        while True:
+            run = await client(TEST_RUN, {"id": started["runTests"]["id"]}, "interviewerToken")
+            if run["testRun"]["status"] in {"FINISHED", "ERROR"}:
+                break
+            await asyncio.sleep(0.1)
+    run = run["testRun"]
+    assert run["status"] == "FINISHED", run
+    assert (run["total"], run["passed"], run["failed"]) == (5, 5, 0), str(run)[:1500]
