@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,16 @@ _TRANSIENT = (
     asyncpg.CrashShutdownError,
     asyncpg.TooManyConnectionsError,
     asyncpg.TransactionRollbackError,
+    # The database or the role is gone (dropped, renamed, access revoked): an outage to
+    # the API's callers (503 UNAVAILABLE, appends wait), not a bug of the request.
+    asyncpg.InvalidCatalogNameError,
+    asyncpg.InvalidAuthorizationSpecificationError,
     DBConnectionError,
 )
+CONNECT_TIMEOUT_S = 5
+"""asyncpg waits 60 s for a server that accepts connections and never answers; every
+request needing a new connection would wait that long. ``?timeout=`` in DATABASE_URL
+overrides it."""
 
 
 class DatabaseUnavailable(ApiError):
@@ -56,10 +65,24 @@ def is_unavailable(exc: BaseException) -> bool:
         seen.add(id(current))
         if isinstance(current, (DatabaseUnavailable, *_TRANSIENT)):
             return True
+        if isinstance(current, TimeoutError) and _raised_by_the_driver(current):
+            return True
         # asyncpg says "connection is closed" for a connection the server dropped.
         if isinstance(current, asyncpg.InterfaceError) and "closed" in str(current):
             return True
         current = current.__cause__ or current.__context__
+    return False
+
+
+def _raised_by_the_driver(exc: BaseException) -> bool:
+    """A timeout from asyncpg or Tortoise (connecting, acquiring from the pool) is the
+    database's; one from anywhere else (a sandbox, an HTTP call) is not."""
+    tb = exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_globals.get("__name__", "")
+        if module.startswith(("asyncpg.", "tortoise.backends.")):
+            return True
+        tb = tb.tb_next
     return False
 
 
@@ -78,6 +101,8 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
             # Several processes (CLI, a second server) may share the file:
             # wait for the writer's lock instead of failing at once.
             url += ("&" if "?" in url else "?") + "busy_timeout=10000"
+    elif url.startswith("postgres://") and not re.search(r"[?&]timeout=", url):
+        url += ("&" if "?" in url else "?") + f"timeout={CONNECT_TIMEOUT_S}"
     return {
         "connections": {"default": url},
         "apps": {
