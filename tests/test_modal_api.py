@@ -128,15 +128,16 @@ async def run_and_watch(runner: Client, watcher: Client) -> None:
 @pytest.mark.postgres  # two replicas writing one SQLite file would hit "database is locked"
 @pytest.mark.redis
 async def test_output_read_on_one_replica_arrives_on_another(
-    modal_env: dict[str, str], account: Account, tmp_path: Path
+    server: ServerProcess, modal_env: dict[str, str], account: Account, tmp_path: Path
 ) -> None:
-    env = {**modal_env, "REDIS_URL": modal_env.get("REDIS_URL", REDIS_URL)}
-    first, second = start_server(env, tmp_path), start_server(env, tmp_path)
+    # ``server`` runs the sandbox and reads its output (the Modal stream reader);
+    # ``watcher`` only relays what arrives over the bus (Redis) and the database.
+    assert modal_env.get("REDIS_URL") == REDIS_URL
+    watcher = start_server(modal_env, tmp_path, timeout=60)
     try:
-        await run_and_watch(Client(first, account), Client(second, account))
+        await run_and_watch(Client(server, account), Client(watcher, account))
     finally:
-        first.stop()
-        second.stop()
+        watcher.stop()
 
 
 async def test_output_arrives_live_on_one_replica(server: ServerProcess, account: Account) -> None:
