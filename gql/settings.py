@@ -136,6 +136,10 @@ class Settings:
     # replica_lease_s is lost; the others end what it held within about that long.
     replica_heartbeat_s: float = 5.0
     replica_lease_s: float = 20.0
+    # Live subscriptions one token may hold on one replica (gql.ws): a candidate's page
+    # needs a handful; an interviewer's dashboard may watch every live session at once.
+    max_subscriptions_per_token: int = 50
+    max_subscriptions_per_staff_token: int = 500
     test_run_timeout_s: int = 300
     claude_time_limit_s: int = 600
     candidate_token_ttl_s: int = 7 * 24 * 3600
@@ -251,6 +255,13 @@ class Settings:
             reaper_interval_s=_int(env, "REAPER_INTERVAL_SECONDS", d.reaper_interval_s),
             replica_heartbeat_s=heartbeat_s,
             replica_lease_s=lease_s,
+            max_subscriptions_per_token=max(
+                1, _int(env, "MAX_SUBSCRIPTIONS_PER_TOKEN", d.max_subscriptions_per_token)
+            ),
+            max_subscriptions_per_staff_token=max(
+                1,
+                _int(env, "MAX_SUBSCRIPTIONS_PER_STAFF_TOKEN", d.max_subscriptions_per_staff_token),
+            ),
             test_run_timeout_s=_int(env, "TEST_RUN_TIMEOUT_SECONDS", d.test_run_timeout_s),
             claude_time_limit_s=_int(env, "CLAUDE_TIME_LIMIT_SECONDS", d.claude_time_limit_s),
             candidate_token_ttl_s=_int(env, "CANDIDATE_TOKEN_TTL_SECONDS", d.candidate_token_ttl_s),
