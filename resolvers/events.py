@@ -315,7 +315,11 @@ class EventLog:
         self, session_id: uuid.UUID, records: list[EventRecord], encoded: list[Encoded]
     ) -> None:
         try:
-            await self.bus.publish(channel_for(session_id), _message(session_id, records, encoded))
+            # ``local``: this replica's own hubs take the records as they are once Redis
+            # has the message, and drop its echo unread (resolvers.bus, resolvers.live).
+            await self.bus.publish(
+                channel_for(session_id), _message(session_id, records, encoded), local=records
+            )
         except Exception:  # stored is what counts: listeners also poll the log
             logger.exception("publishing events of %s failed", session_id)
 

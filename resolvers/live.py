@@ -7,8 +7,8 @@ and in order, from two sources:
 - the bus (fast path): a batch whose first seq is past the next expected one
   means something was missed, and the gap is read from the log first. A batch
   published with ``local=`` in this very process comes as objects once Redis has
-  it (``EventBus.on_local``), and its echo is dropped unread (the event log does
-  not pass ``local=`` yet: bench/README.md, issue 13);
+  it (``EventBus.on_local``), and its echo is dropped unread (the event log passes
+  its committed records as ``local=``);
 - the log itself, polled every ``poll_interval_s`` (faster while the bus is
   down): catches whatever the bus lost, across Redis restarts included.
 

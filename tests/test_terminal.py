@@ -87,6 +87,10 @@ async def test_bad_terminal_sizes_and_unknown_ids(api: Api, account: Account) ->
 
 
 @pytest.mark.redis
+# Two replicas are the PostgreSQL + Redis layout: on one SQLite file, three processes'
+# writers collide ("database is locked" under load), which no deployment runs.
+@pytest.mark.postgres
+@pytest.mark.redis
 async def test_input_typed_on_another_replica_reaches_the_terminal(
     server_env: dict[str, str], account: Account, tmp_path: Path, api: Api
 ) -> None:
