@@ -195,6 +195,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         leases = Leases(
             sandboxes.owner,
             LeasePolicy(heartbeat_s=settings.replica_heartbeat_s, lease_s=settings.replica_lease_s),
+            database_url=settings.database_url,  # PostgreSQL: renews over its own connection
         )
         lost = await reconcile(sandboxes, leases)
         logger.info(

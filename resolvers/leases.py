@@ -37,6 +37,14 @@ Design:
   are judged only at start-up, by the older same-host rule (``resolvers.reaper``).
 - Rows stopped longer than ``PRUNE_AFTER`` are deleted (their records were
   taken over long before).
+- The heartbeat cannot be held up by client load: on PostgreSQL it renews over a
+  connection of its own (``LeaseConnection``, outside the pool: a pool saturated
+  by subscription replays once kept a live replica's heartbeat waiting past its
+  lease, and another replica ended its sandboxes), each renewal bounded by
+  ``heartbeat_s``; and it runs in a loop of its own, apart from the passes that
+  expire others and take over (those use the pool and may wait). A renewal that
+  fails or times out drops that connection (the next one reconnects) and counts
+  as a failed heartbeat: the lease runs out, and fencing applies as before.
 """
 
 from __future__ import annotations
@@ -49,7 +57,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import asyncpg  # type: ignore[import-untyped]
 from tortoise import Tortoise
 
 from models.replica import Replica
@@ -105,15 +116,68 @@ class LeasePolicy:
     lease_s: float = 20.0
 
 
+# Tortoise's pool options in DATABASE_URL: asyncpg would send them to the server as settings.
+_POOL_OPTIONS = {"minsize", "maxsize", "max_queries", "max_inactive_connection_lifetime"}
+_RENEW = (
+    "UPDATE replica SET heartbeat_at = now(), expires_at = now() + $2 * interval '1 second'"
+    " WHERE id = $1 AND stopped_at IS NULL"
+)
+_STOP = "UPDATE replica SET stopped_at = now() WHERE id = $1"
+
+
+def lease_dsn(database_url: str | None) -> str | None:
+    """The DSN for the heartbeat's own connection: PostgreSQL only (a SQLite file is
+    one writer at a time whatever the connection), without the pool's options."""
+    if not database_url or not database_url.startswith(("postgres://", "postgresql://")):
+        return None
+    parts = urlsplit(database_url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in _POOL_OPTIONS]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class LeaseConnection:
+    """One asyncpg connection, outside Tortoise's pool, used only for this replica's own
+    lease row; (re)opened on demand, dropped after any failure."""
+
+    def __init__(self, dsn: str, timeout_s: float) -> None:
+        self.dsn = dsn
+        self.timeout_s = timeout_s
+        self._conn: Any = None
+
+    async def execute(self, sql: str, *args: object) -> int:
+        """Rows the statement changed; raises on failure or after ``timeout_s``."""
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                if self._conn is None or self._conn.is_closed():
+                    self._conn = await asyncpg.connect(self.dsn)
+                status = await self._conn.execute(sql, *args)
+        except BaseException:
+            await self.close()
+            raise
+        return int(str(status).rsplit(" ", 1)[-1])
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()  # never waits: it may be the connection that hung
+
+
 class Leases:
     """This replica's row: register, heartbeat, stop; and finding the lost ones."""
 
-    def __init__(self, me: str, policy: LeasePolicy) -> None:
+    def __init__(self, me: str, policy: LeasePolicy, *, database_url: str | None = None) -> None:
         self.me = me
         self.policy = policy
+        # PostgreSQL: the heartbeat's own connection (see the module docstring).
+        dsn = lease_dsn(database_url)
+        self.own: LeaseConnection | None = None
+        if dsn is not None:
+            self.own = LeaseConnection(dsn, timeout_s=max(policy.heartbeat_s, 0.5))
         # Since when (monotonic) this replica's heartbeats have been succeeding: it judges
         # others only after a whole lease of them (below).
         self._renewing_since: float | None = None
+        # Declared lost and not registered again yet: no passes meanwhile (run_leases).
+        self.fenced = False
 
     async def register(self) -> None:
         now = await db_now()
@@ -127,10 +191,13 @@ class Leases:
     async def beat(self) -> bool:
         """Renew the lease; False: this replica was declared lost (fenced off)."""
         try:
-            now = await db_now()
-            renewed = await Replica.filter(id=self.me, stopped_at__isnull=True).update(
-                heartbeat_at=now, expires_at=now + timedelta(seconds=self.policy.lease_s)
-            )
+            if self.own is not None:
+                renewed = await self.own.execute(_RENEW, self.me, self.policy.lease_s)
+            else:
+                now = await db_now()
+                renewed = await Replica.filter(id=self.me, stopped_at__isnull=True).update(
+                    heartbeat_at=now, expires_at=now + timedelta(seconds=self.policy.lease_s)
+                )
         except BaseException:
             self._renewing_since = None
             raise
@@ -166,7 +233,13 @@ class Leases:
         return marked
 
     async def stop(self) -> None:
-        await Replica.filter(id=self.me).update(stopped_at=await db_now())
+        if self.own is None:
+            await Replica.filter(id=self.me).update(stopped_at=await db_now())
+            return
+        try:
+            await self.own.execute(_STOP, self.me)
+        finally:
+            await self.own.close()
 
 
 async def run_leases(
@@ -176,21 +249,50 @@ async def run_leases(
     on_fenced: Callable[[], Awaitable[object]],
     stopping: asyncio.Event,
 ) -> None:
-    """Heartbeat, then look for lost replicas and take over what they held; repeat."""
+    """Heartbeat; and, in a loop of its own, look for lost replicas and take over what
+    they held. Apart, so that a pass waiting for the pool never delays a heartbeat."""
+    await asyncio.gather(
+        _heartbeats(leases, on_fenced=on_fenced, stopping=stopping),
+        _passes(leases, take_over=take_over, stopping=stopping),
+    )
+
+
+async def _heartbeats(
+    leases: Leases, *, on_fenced: Callable[[], Awaitable[object]], stopping: asyncio.Event
+) -> None:
     while not stopping.is_set():
         try:
             if not await leases.beat():
                 logger.error("replica %s was declared lost; stepping down", leases.me)
+                leases.fenced = True
                 await on_fenced()
                 await leases.register()
+                leases.fenced = False
+        except Exception:  # the heartbeat must outlive a database outage
+            logger.exception("lease heartbeat failed")
+        await _pause(leases, stopping)
+
+
+async def _passes(
+    leases: Leases, *, take_over: Callable[[], Awaitable[object]], stopping: asyncio.Event
+) -> None:
+    while not stopping.is_set():
+        try:
+            if leases.fenced:  # stepping down first: its own row is stopped meanwhile
+                await _pause(leases, stopping)
+                continue
             for lost in await leases.expire():
                 logger.warning("replica %s lost: its lease expired", lost)
             await take_over()
-        except Exception:  # the heartbeat must outlive a database outage
+        except Exception:
             logger.exception("lease pass failed")
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(leases.policy.heartbeat_s):
-                await stopping.wait()
+        await _pause(leases, stopping)
+
+
+async def _pause(leases: Leases, stopping: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(leases.policy.heartbeat_s):
+            await stopping.wait()
 
 
 # A pass in hand this long after shutdown began is cancelled.

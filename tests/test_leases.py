@@ -8,14 +8,17 @@ The two-process SIGKILL run is tests/test_replica_failure.py.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import socket
 import uuid
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from starlette.applications import Starlette
+from tortoise import Tortoise
 
 from gql.settings import Settings, SettingsError
 from models.claude import ClaudeRun, ClaudeRunStatus
@@ -25,7 +28,14 @@ from models.sandbox import SandboxRecord, SandboxState
 from models.session import InterviewSession
 from models.terminal import TerminalRecord, TerminalState
 from models.testrun import TestRun, TestRunStatus
-from resolvers.leases import LeasePolicy, Leases, dead_on_this_host, parse_owner
+from resolvers.leases import (
+    LeasePolicy,
+    Leases,
+    dead_on_this_host,
+    lease_dsn,
+    leases_running,
+    parse_owner,
+)
 from resolvers.orphans import AGENT_LOST, REPLICA_LOST, TEST_RUN_LOST, step_down, take_over
 from resolvers.reaper import RESTARTED, reconcile
 from resolvers.sandboxes import Sandboxes
@@ -212,3 +222,66 @@ async def test_a_fenced_replica_steps_down(app: Starlette, account: Account) -> 
     assert (await ClaudeRun.get(id=ids["agent"])).status is ClaudeRunStatus.FAILED
     assert (await SandboxRecord.get(id=ids["sandbox"])).state is SandboxState.TERMINATED
     assert len(await _events(session.id, "sandbox.terminated")) == 1
+
+
+async def _expires_at(dsn: str, me: str) -> datetime:
+    conn = await asyncpg.connect(dsn)
+    try:
+        value = await conn.fetchval("SELECT expires_at FROM replica WHERE id = $1", me)
+        assert isinstance(value, datetime)
+        return value
+    finally:
+        await conn.close()
+
+
+@pytest.mark.postgres
+async def test_heartbeat_renews_while_the_pool_is_saturated(
+    app: Starlette, database_url: str
+) -> None:
+    """Every pooled connection held (client queries, replays): the heartbeat renews over
+    its own connection, within its interval; the judging passes wait for the pool apart."""
+    assert lease_dsn(database_url + "?maxsize=3&ssl=disable") == database_url + "?ssl=disable"
+    assert lease_dsn("sqlite:///x.db") is None
+    policy = LeasePolicy(heartbeat_s=0.2, lease_s=1.0)
+    me = f"saturated:1:{uuid.uuid4().hex[:8]}"
+    leases = Leases(me, policy, database_url=database_url)
+    await leases.register()
+    pool = Tortoise.get_connection("default")._pool
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]
+    passes = 0
+
+    async def take_over() -> None:  # like the real one: it needs a pooled connection
+        nonlocal passes
+        await Replica.filter(id=me).count()
+        passes += 1
+
+    try:
+        # The pool is saturated indeed: a renewal through it does not get through.
+        pooled = Leases(f"pooled:1:{uuid.uuid4().hex[:8]}", policy)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(1.0):
+                await pooled.beat()
+        seen = [await _expires_at(database_url, me)]
+        async with leases_running(leases, take_over=take_over, on_fenced=_never):
+            for _ in range(6):  # three leases long
+                await asyncio.sleep(0.5)
+                seen.append(await _expires_at(database_url, me))
+            lag = datetime.now(UTC) - seen[-1] + timedelta(seconds=policy.lease_s)
+            passes_while_saturated = passes
+            for conn in held:
+                await pool.release(conn)
+            held.clear()
+        assert all(later > earlier for earlier, later in itertools.pairwise(seen))
+        assert lag < timedelta(seconds=0.5)  # renewed within about a heartbeat
+        assert passes_while_saturated == 0  # the judging pass waited on the pool all along
+    finally:
+        for conn in held:
+            await pool.release(conn)
+    row = await Replica.get(id=me)
+    assert row.stopped_at is None  # leases_running only stops the loops; stop() marks it
+    await leases.stop()
+    assert (await Replica.get(id=me)).stopped_at is not None
+
+
+async def _never() -> None:
+    raise AssertionError("not fenced")
