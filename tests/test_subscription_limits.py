@@ -5,10 +5,13 @@ token is unaffected, and closing subscriptions (complete, disconnect) frees room
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import websockets
+from websockets.typing import Subprotocol
 
 from gql.settings import Settings
 from tests.conftest import Account
@@ -77,11 +80,11 @@ async def test_per_token_limit_across_connections(
     other = await GraphQLWS.connect(url, account["atsToken"])
     try:
         a = [await _subscribe(first, account), await _subscribe(first, account)]
+        assert await _outcomes((first, a)) == [["next", "next"]]  # then the second's
         b = [await _subscribe(second, account), await _subscribe(second, account)]
         o = [await _subscribe(other, account) for _ in range(TOKEN_LIMIT + 1)]
-        got_a, got_b, got_o = await _outcomes((first, a), (second, b), (other, o))
+        got_b, got_o = await _outcomes((second, b), (other, o))
         # Three live on two connections, the fourth refused: the bound is the token's.
-        assert got_a == ["next", "next"]
         assert got_b == ["next", "RATE_LIMITED"]
         # Another token has its own count (and the non-staff limit).
         assert got_o == ["next"] * TOKEN_LIMIT + ["RATE_LIMITED"]
@@ -107,3 +110,31 @@ async def test_per_token_limit_across_connections(
     finally:
         for client in (first, second, other):
             await client.close()
+
+
+async def test_legacy_protocol_is_bounded_too(
+    limited_server: ServerProcess, account: Account
+) -> None:
+    """graphql-ws (the older protocol) counts against the same per-token limit."""
+    async with websockets.connect(
+        limited_server.ws_url, subprotocols=[Subprotocol("graphql-ws")]
+    ) as ws:
+        init = {"authorization": f"Bearer {account['atsToken']}"}
+        await ws.send(json.dumps({"type": "connection_init", "payload": init}))
+        variables = {"s": account["sessionId"], "a": 0}
+        for op in range(TOKEN_LIMIT + 1):
+            payload = {"query": SESSION_EVENTS, "variables": variables}
+            await ws.send(json.dumps({"id": str(op), "type": "start", "payload": payload}))
+        outcomes: dict[str, str] = {}
+        async with asyncio.timeout(10):
+            while len(outcomes) < TOKEN_LIMIT + 1:
+                message = json.loads(await ws.recv())
+                if message.get("id") is None or message["id"] in outcomes:
+                    continue  # connection_ack, keep-alives, later batches
+                if message["type"] == "error":
+                    outcomes[message["id"]] = message["payload"]["extensions"]["code"]
+                else:
+                    outcomes[message["id"]] = message["type"]
+        assert [outcomes[str(op)] for op in range(TOKEN_LIMIT + 1)] == ["data"] * TOKEN_LIMIT + [
+            "RATE_LIMITED"
+        ]
