@@ -6,14 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from tortoise import Tortoise
 from tortoise.backends.base.client import TransactionContextPooled
+from tortoise.backends.sqlite.client import SqliteTransactionWrapper
 from tortoise.connection import get_connections
-from tortoise.exceptions import DBConnectionError
+from tortoise.exceptions import DBConnectionError, TransactionManagementError
 from tortoise.migrations.api import migrate as tortoise_migrate
 
 from models import APP_LABEL, MIGRATIONS_MODULE, MODEL_MODULES
@@ -154,8 +156,33 @@ def _release_when_begin_fails() -> None:
     TransactionContextPooled.__aenter__ = __aenter__  # type: ignore[method-assign]
 
 
+def _immediate_sqlite_transactions() -> None:
+    """SQLite transactions take the write lock when they begin (``BEGIN IMMEDIATE``).
+
+    Tortoise begins them deferred: a transaction that reads, then writes, must upgrade
+    its lock, and in WAL mode that upgrade fails at once ("database is locked", no busy
+    wait) if another connection wrote in between -- any other process on the same file
+    (a second server, the CLI, the test suite's child servers). Taken at BEGIN, the lock
+    is waited for under ``busy_timeout`` like any write. Within one process Tortoise
+    already runs one transaction at a time, so this costs nothing there."""
+    wrapper = SqliteTransactionWrapper
+    if getattr(wrapper.begin, "immediate", False):
+        return
+
+    async def begin(self: SqliteTransactionWrapper) -> None:
+        try:
+            await self._connection.commit()
+            await self._connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise TransactionManagementError(exc) from exc
+
+    begin.immediate = True  # type: ignore[attr-defined]
+    wrapper.begin = begin  # type: ignore[method-assign]
+
+
 async def open_database(database_url: str) -> None:
     _release_when_begin_fails()
+    _immediate_sqlite_transactions()
     # Under uvicorn, requests run in tasks that do not inherit the context in
     # which the lifespan initialised Tortoise; the global fallback serves them.
     await Tortoise.init(config=tortoise_config(database_url), _enable_global_fallback=True)
