@@ -102,7 +102,7 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
         if "busy_timeout" not in url:
             # Several processes (CLI, a second server) may share the file:
             # wait for the writer's lock instead of failing at once.
-            url += ("&" if "?" in url else "?") + "busy_timeout=10000"
+            url += ("&" if "?" in url else "?") + "busy_timeout=30000"
     elif url.startswith("postgres://") and not re.search(r"[?&]timeout=", url):
         url += ("&" if "?" in url else "?") + f"timeout={CONNECT_TIMEOUT_S}"
     return {

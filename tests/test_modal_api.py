@@ -29,6 +29,10 @@ from tests.conftest import REDIS_URL, Account
 from tests.server import ServerProcess, start_server
 from tests.wsclient import GraphQLWS, collect_events
 
+# Replicas are processes: on PostgreSQL + Redis, as deployed (on one SQLite file the test
+# app and the servers' writers collide under load: "database is locked").
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
 START = "mutation($s: ID!) { startSandbox(sessionId: $s) { id state backend } }"
 RUN = """mutation($s: ID!, $c: String!) {
   runCommand(sessionId: $s, command: $c, timeoutSeconds: 20) { commandId exitCode stdout stderr }
@@ -125,8 +129,6 @@ async def run_and_watch(runner: Client, watcher: Client) -> None:
     assert output == "".join(f"line-{i}\n" for i in range(1, LINES + 1))
 
 
-@pytest.mark.postgres  # two replicas writing one SQLite file would hit "database is locked"
-@pytest.mark.redis
 async def test_output_read_on_one_replica_arrives_on_another(
     server: ServerProcess, modal_env: dict[str, str], account: Account, tmp_path: Path
 ) -> None:
