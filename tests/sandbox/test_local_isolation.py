@@ -276,7 +276,10 @@ async def test_runs_as_unprivileged_host_uid(local: LocalSandboxBackend, make: M
     try:
 
         def settled() -> bool:  # `id` has finished: only the long-lived tree remains
-            names = [_status_field(p, "Name")[0] for p in _descendants(handle.pid)]
+            try:
+                names = [_status_field(p, "Name")[0] for p in _descendants(handle.pid)]
+            except FileNotFoundError:  # a process exited between listing and reading it
+                return False
             return "id" not in names and "sleep" in names
 
         await wait_until(settled, what="`id` exited and `sleep` runs")
