@@ -256,10 +256,16 @@ async def list_sessions(
         query = query.filter(status=where.status)
         if where.status.is_open:
             query = query.filter(_unexpired(now))
+    # Filters are checked like inputs: a NUL or a lone surrogate is no text PostgreSQL
+    # can compare (it answered the fuzzer's with an internal error).
     if where.candidate_email is not None:
-        query = query.filter(candidate_email=where.candidate_email.strip().lower())
+        email = check.text(
+            "candidateEmail", where.candidate_email, max_length=320, allow_empty=True
+        )
+        query = query.filter(candidate_email=email.lower())
     if where.external_id is not None:
-        query = query.filter(external_id=where.external_id)
+        external = check.text("externalId", where.external_id, max_length=255, allow_empty=True)
+        query = query.filter(external_id=external)
     page = await paginate(query, first=first, after=after)
     for _, session in page.items:
         as_of(session, now)

@@ -139,6 +139,15 @@ RECORDING = """query($id: ID!, $after: Int!, $first: Int!) {
 }"""
 
 
+async def test_filters_that_are_no_text_are_bad_input(api: Api, account: Account) -> None:
+    """A NUL in a filter: BAD_USER_INPUT, not an internal error
+    (PostgreSQL cannot compare them; found by the fuzzer)."""
+    token = account["interviewerToken"]
+    for variables in ({"email": "a\x00b@example.com"}, {"ext": "x\x00"}):
+        result = await api(PAGE, {"first": 2, **variables}, token=token)
+        assert result.codes == ["BAD_USER_INPUT"], result.errors
+
+
 async def test_end_session_is_recorded_once(api: Api, account: Account) -> None:
     ended = (await api(END, {"id": account["sessionId"]}, token=account["candidateToken"])).ok()
     assert ended["endSession"]["status"] == "COMPLETED"
