@@ -48,16 +48,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
-    if test_database() != "postgres":
-        # Tests of PostgreSQL itself (a private cluster they start) run in its pass only.
-        only_postgres = [item for item in items if item.get_closest_marker("postgres")]
-        if only_postgres:
-            config.hook.pytest_deselected(items=only_postgres)
-            items[:] = [item for item in items if not item.get_closest_marker("postgres")]
+    # Tests of PostgreSQL itself (a private cluster they start) run in its pass only;
+    # tests of SQLite's own behaviour (its locking) in the SQLite pass only.
+    other = "postgres" if test_database() != "postgres" else "sqlite"
+    elsewhere = [item for item in items if item.get_closest_marker(other)]
+    if elsewhere:
+        config.hook.pytest_deselected(items=elsewhere)
+        items[:] = [item for item in items if not item.get_closest_marker(other)]
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "db: uses the database (runs in both database passes)")
+    config.addinivalue_line("markers", "sqlite: runs in the SQLite pass only")
 
 
 # -- in CI nothing skips but Modal's credential-gated tests -----------------------

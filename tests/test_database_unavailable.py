@@ -60,6 +60,7 @@ def test_postgres_connections_time_out_in_seconds_not_a_minute() -> None:
     assert "timeout=" not in sqlite
 
 
+@pytest.mark.sqlite
 async def test_a_transaction_that_reads_then_writes_survives_another_writer(
     app: Starlette,
 ) -> None:
