@@ -31,6 +31,7 @@ from typing import Any
 
 from tortoise.backends.base.client import BaseDBAsyncClient
 from tortoise.functions import Count, Sum
+from tortoise.queryset import QuerySet
 
 from models.claude import ClaudeRun
 from models.event import Event
@@ -273,18 +274,18 @@ def _duration_s(session: InterviewSession) -> int | None:
 async def _agent_usage(
     session_id: uuid.UUID, pricing: Pricing, db: BaseDBAsyncClient | None
 ) -> AgentUsage:
-    rows = (
-        await ClaudeRun.filter(session_id=session_id)
-        .using_db(db)
-        .annotate(
-            runs=Count("id"),
-            turns=Sum("num_turns"),
-            requests=Sum("api_requests"),
-            inputs=Sum("input_tokens"),
-            outputs=Sum("output_tokens"),
-        )
-        .values("runs", "turns", "requests", "inputs", "outputs")
-    )
+    return await agent_usage(ClaudeRun.filter(session_id=session_id).using_db(db), pricing)
+
+
+async def agent_usage(runs: QuerySet[ClaudeRun], pricing: Pricing) -> AgentUsage:
+    """What ``runs`` (agent runs of a session, of an account's window...) used, summed in SQL."""
+    rows = await runs.annotate(
+        runs=Count("id"),
+        turns=Sum("num_turns"),
+        requests=Sum("api_requests"),
+        inputs=Sum("input_tokens"),
+        outputs=Sum("output_tokens"),
+    ).values("runs", "turns", "requests", "inputs", "outputs")
     row = rows[0] if rows else {}
     inputs, outputs = int(row.get("inputs") or 0), int(row.get("outputs") or 0)
     return AgentUsage(

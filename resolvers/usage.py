@@ -35,7 +35,7 @@ from models.session import InterviewSession
 from models.testrun import TestRun, TestRunStatus
 from resolvers.auth import Principal
 from resolvers.errors import BadUserInput
-from resolvers.report import AgentUsage, Pricing
+from resolvers.report import AgentUsage, Pricing, agent_usage
 
 MAX_SPAN = timedelta(days=366)
 
@@ -172,26 +172,7 @@ async def _test_runs(account_id: uuid.UUID, start: datetime, end: datetime) -> T
 async def _agent(
     account_id: uuid.UUID, start: datetime, end: datetime, pricing: Pricing
 ) -> AgentUsage:
-    rows = (
-        await ClaudeRun.filter(
-            session_id__in=_sessions_of(account_id), created_at__gte=start, created_at__lt=end
-        )
-        .annotate(
-            runs=Count("id"),
-            turns=Sum("num_turns"),
-            requests=Sum("api_requests"),
-            inputs=Sum("input_tokens"),
-            outputs=Sum("output_tokens"),
-        )
-        .values("runs", "turns", "requests", "inputs", "outputs")
+    runs = ClaudeRun.filter(
+        session_id__in=_sessions_of(account_id), created_at__gte=start, created_at__lt=end
     )
-    row = rows[0] if rows else {}
-    inputs, outputs = int(row.get("inputs") or 0), int(row.get("outputs") or 0)
-    return AgentUsage(
-        runs=int(row.get("runs") or 0),
-        turns=int(row.get("turns") or 0),
-        api_requests=int(row.get("requests") or 0),
-        input_tokens=inputs,
-        output_tokens=outputs,
-        cost_usd=pricing.cost(inputs, outputs),
-    )
+    return await agent_usage(runs, pricing)
